@@ -1,0 +1,95 @@
+"""``create_model``: one entry point from a name, a config or a checkpoint to a ready model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import HF_HUB_PREFIX, Checkpoint, checkpoint_config, load_weights, read_checkpoint
+from .clip import CLIP
+from .config import CLIPConfig, get_model_config, list_models, load_config_file
+
+PRECISIONS = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "amp": torch.float32,  # fp32 weights; run under torch.autocast
+    "amp_bf16": torch.float32,
+}
+
+ModelSpec = str | os.PathLike | CLIPConfig | dict[str, Any] | None
+
+
+def create_model(
+    name_or_config: ModelSpec = None,
+    pretrained: str | os.PathLike | None = None,
+    *,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    image_size: int | None = None,
+    context_length: int | None = None,
+    patch_dropout: float | None = None,
+) -> CLIP:
+    """Build a CLIP model and, when given, load its weights.
+
+    ``name_or_config`` is a registered name (``clipforge.list_models()``), a :class:`CLIPConfig`
+    or its dict form, a ``.json`` config file, or a checkpoint (file, directory or ``hf-hub:``)
+    that records or implies its architecture. ``pretrained`` is a checkpoint whose weights are
+    loaded into the named architecture. ``image_size``/``context_length`` change the model's
+    input sizes; loaded position embeddings are resized to fit. ``precision`` is one of
+    ``fp32``, ``bf16``, ``fp16`` (weights cast) or ``amp``/``amp_bf16`` (fp32 weights, to run
+    under ``torch.autocast``).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {sorted(PRECISIONS)}")
+    config, checkpoint = resolve_spec(name_or_config)
+    if pretrained is not None:
+        checkpoint = read_checkpoint(pretrained)
+        if config is None:
+            config = checkpoint_config(checkpoint)
+    if config is None:
+        raise ValueError("create_model needs a model name, a config or a checkpoint")
+    config = _with_overrides(config, image_size, context_length, patch_dropout)
+    model = CLIP(config)
+    if checkpoint is not None:
+        load_weights(model, checkpoint)
+    return model.to(device=device, dtype=PRECISIONS[precision])
+
+
+def resolve_spec(spec: ModelSpec) -> tuple[CLIPConfig | None, Checkpoint | None]:
+    if spec is None:
+        return None, None
+    if isinstance(spec, CLIPConfig):
+        return spec, None
+    if isinstance(spec, dict):
+        return CLIPConfig.from_dict(spec), None
+    text = str(spec)
+    if text in list_models():
+        return get_model_config(text), None
+    path = Path(text)
+    if path.suffix == ".json" and path.is_file():
+        return load_config_file(path), None
+    if text.startswith(HF_HUB_PREFIX) or path.exists():
+        checkpoint = read_checkpoint(text)
+        return checkpoint_config(checkpoint), checkpoint
+    if any(sep in text for sep in ("/", os.sep)) or path.suffix:
+        raise FileNotFoundError(f"model {text!r} is neither a registered name nor an existing file")
+    return get_model_config(text), None  # raises with the closest names
+
+
+def _with_overrides(
+    config: CLIPConfig,
+    image_size: int | None,
+    context_length: int | None,
+    patch_dropout: float | None,
+) -> CLIPConfig:
+    vision: dict[str, Any] = {}
+    if image_size is not None:
+        vision["image_size"] = image_size
+    if patch_dropout is not None:
+        vision["patch_dropout"] = patch_dropout
+    text = {"context_length": context_length} if context_length is not None else {}
+    return config.replace(vision_cfg=vision, text_cfg=text)
