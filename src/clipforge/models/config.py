@@ -180,19 +180,20 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
     if isinstance(value, dict | VisionConfig | TextConfig):
         return value
     allowed = {part.strip() for part in annotation.split("|")}
-    if value is None:
-        if "None" in allowed:
-            return None
-    elif isinstance(value, bool):
+    is_int_list = isinstance(value, list | tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+    if value is None and "None" in allowed:
+        return None
+    if isinstance(value, bool):
         if "bool" in allowed:
             return value
     elif isinstance(value, int) and "int" in allowed:
         return value
     elif isinstance(value, int | float) and "float" in allowed:
         return float(value)
-    elif isinstance(value, list | tuple) and any(a.startswith("tuple") for a in allowed):
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(value)
+    elif is_int_list and any(a.startswith("tuple") for a in allowed):
+        return tuple(value)
     raise ConfigError(f"{where}={value!r} has the wrong type; expected {annotation}")
 
 
