@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,9 @@ def _is_torchscript(path: Path) -> bool:
 
 def _read_torchscript(path: Path) -> dict[str, Tensor]:
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is OpenAI's format
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as err:
         raise CheckpointError(f"{path}: cannot read TorchScript archive ({err})") from None
     return {k: v for k, v in module.state_dict().items() if k not in _ARCHIVE_EXTRAS}

@@ -51,6 +51,7 @@ class VisionConfig:
         if not 0.0 <= self.patch_dropout < 1.0:
             raise ConfigError(f"{where}.patch_dropout={self.patch_dropout!r} must be in [0, 1)")
         if self.is_resnet:
+            object.__setattr__(self, "patch_size", None)  # a ResNet has no patches
             if len(self.layers) != 4 or any(n < 1 for n in self.layers):
                 raise ConfigError(
                     f"{where}.layers={list(self.layers)!r}: a ResNet needs 4 stage depths >= 1"
@@ -138,7 +139,6 @@ class CLIPConfig:
         layers = out["vision_cfg"]["layers"]
         if isinstance(layers, tuple):
             out["vision_cfg"]["layers"] = list(layers)
-            out["vision_cfg"]["patch_size"] = None
         return out
 
     def replace(self, **changes: Any) -> CLIPConfig:

@@ -1,0 +1,230 @@
+"""The inference and training transforms: PIL image in, normalised (3, S, S) float32 tensor out.
+
+The inference transform reproduces OpenCLIP's ``image_transform(size, is_train=False)`` exactly
+(the reference tensors in ``tests/fixtures/preprocess`` are matched to 1e-6), because a model
+evaluated on differently resampled pixels loses accuracy for no visible reason. The training
+transform follows OpenCLIP's CLIP recipe, with every random draw taken from one
+``torch.Generator`` so that a run can be replayed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from PIL import Image
+
+from clipforge.transforms.config import PIL_RESAMPLE, PreprocessConfig
+from clipforge.transforms.functional import (
+    center_crop_or_pad,
+    color_jitter,
+    random_resized_crop_box,
+    resize_longest,
+    resize_shortest,
+    resize_to,
+    to_rgb,
+    to_tensor,
+    uniform,
+)
+
+ColorJitterAmounts = float | tuple[float, float, float] | tuple[float, float, float, float]
+
+
+class _NormalizingTransform:
+    """Shared tail of both transforms: RGB tensor, then per-channel (x - mean) / std."""
+
+    def __init__(self, config: PreprocessConfig) -> None:
+        if not isinstance(config, PreprocessConfig):
+            raise TypeError(
+                f"{type(self).__name__} needs a PreprocessConfig, got {type(config).__name__}; "
+                "use image_transform(size) to build one from an int"
+            )
+        self.config = config
+        self._resample = PIL_RESAMPLE[config.interpolation]
+        # float32 constants, subtracted then divided, exactly as torchvision's Normalize does.
+        self._mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
+
+    def _check_input(self, img: object) -> None:
+        if not isinstance(img, Image.Image):
+            raise TypeError(
+                f"{type(self).__name__} takes a PIL.Image.Image, got {type(img).__name__}"
+            )
+
+    def _normalize(self, img: Image.Image) -> torch.Tensor:
+        return to_tensor(img).sub_(self._mean).div_(self._std)  # (3, S, S)
+
+
+class InferenceTransform(_NormalizingTransform):
+    """Deterministic preprocessing for evaluation and embedding: ``(3, S, S)`` float32 output.
+
+    The geometry runs on the image in its original mode and RGB conversion comes after the crop,
+    the same order as OpenCLIP/torchvision; converting first changes the pixels of palette, RGBA
+    and grayscale images.
+    """
+
+    def frame(self, img: Image.Image) -> Image.Image:
+        """Resize and crop/pad to ``S``x``S`` according to ``resize_mode``, keeping the mode."""
+        size = self.config.image_size
+        if self.config.resize_mode == "squash":
+            return resize_to(img, size, size, self._resample)
+        if self.config.resize_mode == "longest":
+            return center_crop_or_pad(resize_longest(img, size, self._resample), size)
+        return center_crop_or_pad(resize_shortest(img, size, self._resample), size)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        self._check_input(img)
+        return self._normalize(self.frame(img))
+
+    def __repr__(self) -> str:
+        return f"InferenceTransform({self.config!r})"
+
+
+class TrainTransform(_NormalizingTransform):
+    """OpenCLIP's CLIP training augmentation: random resized crop, optional colour jitter and
+    grayscale, then the same normalisation as inference. ``resize_mode`` is not used: the random
+    crop replaces it, as in OpenCLIP.
+
+    ``color_jitter`` is one amount for brightness, contrast and saturation, or a 3-tuple of them,
+    or a 4-tuple with a hue amount (<= 0.5 turns); each is drawn per image as a factor in
+    ``[max(0, 1 - a), 1 + a]`` (hue: a shift in ``[-a, a]``) and applied in a random order, with
+    probability ``color_jitter_prob``. ``grayscale_prob`` makes the image gray in three channels.
+
+    ``generator`` makes the augmentations reproducible: a ``torch.Generator``, or an int seed for a
+    new one. With ``None`` the draws come from torch's global RNG, which is what multi-worker
+    DataLoaders need: each worker reseeds that RNG differently, whereas a passed generator is
+    copied into every worker and all workers would then draw the same crops.
+    """
+
+    def __init__(
+        self,
+        config: PreprocessConfig,
+        *,
+        scale: tuple[float, float] = (0.9, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        color_jitter: ColorJitterAmounts | None = None,
+        color_jitter_prob: float = 0.8,
+        grayscale_prob: float = 0.0,
+        generator: torch.Generator | int | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.scale = _check_range("scale", scale, upper=1.0)
+        self.ratio = _check_range("ratio", ratio, upper=None)
+        self.color_jitter = _jitter_amounts(color_jitter)
+        self.color_jitter_prob = _check_probability("color_jitter_prob", color_jitter_prob)
+        self.grayscale_prob = _check_probability("grayscale_prob", grayscale_prob)
+        if isinstance(generator, int) and not isinstance(generator, bool):
+            generator = torch.Generator().manual_seed(generator)
+        elif generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"TrainTransform.generator must be a torch.Generator, an int seed or None, "
+                f"got {type(generator).__name__}"
+            )
+        self.generator = generator
+
+    def _happens(self, probability: float) -> bool:
+        return probability > 0.0 and uniform(0.0, 1.0, self.generator) < probability
+
+    def _jitter(self, img: Image.Image) -> Image.Image:
+        brightness, contrast, saturation, hue = self.color_jitter
+        g = self.generator
+        factors = [
+            uniform(max(0.0, 1.0 - amount), 1.0 + amount, g) if amount > 0 else 1.0
+            for amount in (brightness, contrast, saturation)
+        ]
+        shift = uniform(-hue, hue, g) if hue > 0 else 0.0
+        enabled = {i for i, amount in enumerate(self.color_jitter) if amount > 0}
+        order = [i for i in torch.randperm(4, generator=g).tolist() if i in enabled]
+        return color_jitter(
+            img,
+            brightness=factors[0],
+            contrast=factors[1],
+            saturation=factors[2],
+            hue=shift,
+            order=order,
+        )
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        self._check_input(img)
+        size = self.config.image_size
+        width, height = img.size
+        left, top, crop_w, crop_h = random_resized_crop_box(
+            width, height, self.scale, self.ratio, self.generator
+        )
+        img = img.crop((left, top, left + crop_w, top + crop_h))
+        rgb = to_rgb(resize_to(img, size, size, self._resample))
+        if self.color_jitter is not None and self._happens(self.color_jitter_prob):
+            rgb = self._jitter(rgb)
+        if self._happens(self.grayscale_prob):
+            rgb = rgb.convert("L").convert("RGB")
+        return self._normalize(rgb)
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainTransform({self.config!r}, scale={self.scale}, ratio={self.ratio}, "
+            f"color_jitter={self.color_jitter}, color_jitter_prob={self.color_jitter_prob}, "
+            f"grayscale_prob={self.grayscale_prob})"
+        )
+
+
+def image_transform(
+    config: PreprocessConfig | int,
+    is_train: bool = False,
+    **augment: Any,
+) -> InferenceTransform | TrainTransform:
+    """Build the transform for a model's config (or a bare image size with CLIP defaults).
+
+    ``augment`` holds :class:`TrainTransform` options and is only valid with ``is_train=True``;
+    silently dropping them at inference would hide a wiring mistake.
+    """
+    cfg = config if isinstance(config, PreprocessConfig) else PreprocessConfig(image_size=config)
+    if is_train:
+        return TrainTransform(cfg, **augment)
+    if augment:
+        raise ValueError(
+            f"image_transform: augmentation options {sorted(augment)} need is_train=True"
+        )
+    return InferenceTransform(cfg)
+
+
+def _check_range(
+    name: str, value: tuple[float, float], *, upper: float | None
+) -> tuple[float, float]:
+    """A (low, high) pair with 0 < low <= high (<= upper), or a ValueError naming it."""
+    bound = "" if upper is None else f" <= {upper}"
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"TrainTransform.{name}={value!r} must be a (low, high) pair") from err
+    if not (0.0 < low <= high) or (upper is not None and high > upper):
+        raise ValueError(f"TrainTransform.{name}={value!r} must satisfy 0 < low <= high{bound}")
+    return low, high
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"TrainTransform.{name}={value!r} must be in [0, 1]")
+    return float(value)
+
+
+def _jitter_amounts(
+    value: ColorJitterAmounts | None,
+) -> tuple[float, float, float, float] | None:
+    """Normalise ``color_jitter`` to (brightness, contrast, saturation, hue) or None (off)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        values = [float(value)] * 3
+    elif isinstance(value, (tuple, list)) and len(value) in (3, 4):
+        values = [float(v) for v in value]
+    else:
+        raise ValueError(
+            f"TrainTransform.color_jitter={value!r} must be a number, or a 3- or 4-tuple "
+            "(brightness, contrast, saturation[, hue])"
+        )
+    brightness, contrast, saturation, hue = values + [0.0] * (4 - len(values))
+    if min(brightness, contrast, saturation) < 0 or not 0.0 <= hue <= 0.5:
+        raise ValueError(
+            f"TrainTransform.color_jitter={value!r}: amounts must be >= 0 and hue in [0, 0.5]"
+        )
+    return brightness, contrast, saturation, hue
