@@ -1,0 +1,58 @@
+"""The command line, run as a user would run it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+import clipforge
+
+MODELS = Path(__file__).parent / "fixtures" / "models"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "clipforge", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_models_lists_registry() -> None:
+    result = run("models")
+    assert result.returncode == 0, result.stderr
+    for name in ("ViT-B-32", "RN50x64-quickgelu", "tiny"):
+        assert name in result.stdout
+
+
+def test_convert_between_all_formats(tmp_path: Path) -> None:
+    io = load_file(MODELS / "tiny-vit.io.safetensors")
+    src = str(MODELS / "tiny-vit.safetensors")
+    assert run("convert", src, str(tmp_path / "hf"), "--to", "hf").returncode == 0
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "clip"
+    result = run("convert", str(tmp_path / "hf"), str(tmp_path / "oc"), "--to", "openclip")
+    assert result.returncode == 0, result.stderr
+    result = run("convert", str(tmp_path / "oc"), str(tmp_path / "native"), "--to", "clipforge")
+    assert result.returncode == 0, result.stderr
+    model = clipforge.create_model(tmp_path / "native").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(io["pixels"]), io["image_features"])
+
+
+def test_convert_with_explicit_architecture(tmp_path: Path) -> None:
+    torch.save(clipforge.create_model("tiny").state_dict(), tmp_path / "w.pt")
+    result = run("convert", str(tmp_path / "w.pt"), str(tmp_path / "out"), "--model", "tiny")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_errors_are_one_line_naming_the_input(tmp_path: Path) -> None:
+    result = run("convert", str(tmp_path / "missing.pt"), str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "missing.pt' is neither a registered name nor an existing file" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run("convert", str(MODELS / "tiny-rn.safetensors"), str(tmp_path / "hf"), "--to", "hf")
+    assert result.returncode == 1 and "no ResNet image tower" in result.stderr
+    result = run("convert", "x.pt", str(tmp_path / "o"), "--to", "onnx")
+    assert result.returncode == 2 and "onnx" in result.stderr
