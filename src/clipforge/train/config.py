@@ -1,0 +1,232 @@
+"""``TrainConfig``: the whole description of a training run, from YAML plus ``key=value`` overrides.
+
+Sections are frozen dataclasses; an unknown key or a bad value fails with a message naming it
+(``optim.lr=-1: must be > 0``), because a typo silently ignored wastes a training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class TrainConfigError(ValueError):
+    """A training config has an unknown key or a bad value."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSection:
+    name: str = "tiny-rn"  # registered name, config JSON or checkpoint
+    pretrained: str | None = None
+    grad_checkpointing: bool = False
+    patch_dropout: float = 0.0
+    lock_image: bool = False
+    lock_image_unlocked_groups: int = 0
+    lock_text: bool = False
+    lock_text_unlocked_layers: int = 0
+    compile: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSection:
+    kind: str = "shapes"  # shapes | wds | csv
+    train: str = ""  # shard pattern(s) for wds ("a/{0..9}.tar::b/{0..3}.tar"), table for csv
+    weights: tuple[float, ...] = ()
+    image_root: str = ""
+    image_key: str = "filepath"
+    caption_key: str = "caption"
+    resampled: bool = False
+    num_samples: int = 20000  # samples per epoch (shapes world size, or resampled epoch length)
+    image_size: int = 0  # 0: the model's
+    batch_size: int = 256
+    workers: int = 0
+    max_skip_rate: float = 0.1
+    augment: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("shapes", "wds", "csv"):
+            raise TrainConfigError(f"data.kind={self.kind!r}: choose shapes, wds or csv")
+        if self.kind != "shapes" and not self.train:
+            raise TrainConfigError(f"data.train must name the {self.kind} training data")
+        _positive("data", batch_size=self.batch_size, num_samples=self.num_samples)
+        if self.workers < 0:
+            raise TrainConfigError(f"data.workers={self.workers} must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossSection:
+    name: str = "clip"  # clip | siglip | infoloob | cloob | distill
+    local_loss: bool = False
+    label_smoothing: float = 0.0
+    teacher: str = ""  # model for distill (name, config or checkpoint)
+    teacher_pretrained: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise TrainConfigError(f"loss.label_smoothing={self.label_smoothing} not in [0, 1)")
+        if self.name == "distill" and not self.teacher:
+            raise TrainConfigError("loss.name='distill' needs loss.teacher")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimSection:
+    lr: float = 5e-4
+    weight_decay: float = 0.2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    schedule: str = "cosine"  # cosine | constant
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0  # 0: off
+    accum_steps: int = 1
+
+    def __post_init__(self) -> None:
+        _positive("optim", lr=self.lr, eps=self.eps, accum_steps=self.accum_steps)
+        if self.schedule not in ("cosine", "constant"):
+            raise TrainConfigError(f"optim.schedule={self.schedule!r}: choose cosine or constant")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise TrainConfigError("optim.weight_decay, warmup_steps and grad_clip must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise TrainConfigError(f"optim.beta1/beta2=({self.beta1}, {self.beta2}) not in [0, 1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    out_dir: str = "runs/train"
+    steps: int = 1000
+    seed: int = 0
+    precision: str = "amp_bf16"  # fp32 | amp_bf16 | amp_fp16 (GPU, with loss scaling)
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_last: int = 2
+    eval_every: int = 0  # 0: off; zero-shot evaluation on the validation view
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("run", steps=self.steps, log_every=self.log_every, keep_last=self.keep_last)
+        if self.precision not in ("fp32", "amp_bf16", "amp_fp16"):
+            raise TrainConfigError(
+                f"run.precision={self.precision!r}: choose fp32, amp_bf16 or amp_fp16"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise TrainConfigError(f"run.device={self.device!r}: choose auto, cpu or cuda")
+        if self.checkpoint_every < 0 or self.eval_every < 0:
+            raise TrainConfigError("run.checkpoint_every and run.eval_every must be >= 0")
+
+
+SECTIONS = {
+    "model": ModelSection,
+    "data": DataSection,
+    "loss": LossSection,
+    "optim": OptimSection,
+    "run": RunSection,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        if not isinstance(data, dict):
+            raise TrainConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise TrainConfigError(
+                f"{source}: unknown section(s) {unknown}; known: {list(SECTIONS)}"
+            )
+        sections = {}
+        for name, section_cls in SECTIONS.items():
+            values = data.get(name) or {}
+            if not isinstance(values, dict):
+                raise TrainConfigError(f"{source}: section {name!r} must be a mapping")
+            sections[name] = _build_section(section_cls, values, f"{source}: {name}")
+        return cls(**sections)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["data"]["weights"] = list(self.data.weights)
+        return out
+
+    def with_overrides(self, overrides: list[str]) -> TrainConfig:
+        """Apply ``section.key=value`` strings; values are parsed as YAML (``1e-3``, ``true``)."""
+        data = self.to_dict()
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            section, dot, name = key.strip().partition(".")
+            if not sep or not dot:
+                raise TrainConfigError(f"override {item!r}: expected section.key=value")
+            if section not in data:
+                raise TrainConfigError(f"override {item!r}: unknown section {section!r}")
+            if name not in data[section]:
+                known = sorted(data[section])
+                raise TrainConfigError(f"override {item!r}: unknown key {key!r}; known: {known}")
+            data[section][name] = yaml.safe_load(raw) if raw.strip() else ""
+        return TrainConfig.from_dict(data, source="overrides")
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    config = TrainConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise TrainConfigError(f"training config {str(path)!r} does not exist") from None
+        except yaml.YAMLError as err:
+            raise TrainConfigError(f"{path}: not valid YAML ({err})") from None
+        config = TrainConfig.from_dict(data, source=str(path))
+    return config.with_overrides(list(overrides))
+
+
+def _positive(where: str, **values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise TrainConfigError(f"{where}.{name}={value!r} must be > 0")
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise TrainConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    checked = {}
+    for name, value in values.items():
+        annotation = str(fields[name].type)
+        checked[name] = _check_type(value, annotation, f"{where}.{name}")
+    return cls(**checked)
+
+
+def _check_type(value: Any, annotation: str, where: str) -> Any:
+    if annotation.startswith("tuple"):
+        if isinstance(value, list | tuple) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            return tuple(float(v) for v in value)
+        raise TrainConfigError(f"{where}={value!r}: expected a list of numbers")
+    allowed = [a.strip() for a in annotation.split("|")]
+    if value is None and "None" in allowed:
+        return None
+    for name in allowed:
+        expected = _TYPES.get(name)
+        if expected is None or (isinstance(value, bool) and name != "bool"):
+            continue
+        if isinstance(value, expected):
+            return float(value) if name == "float" else value
+    raise TrainConfigError(f"{where}={value!r}: expected {annotation}")

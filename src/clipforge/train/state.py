@@ -1,0 +1,129 @@
+"""Run checkpoints: weights, optimiser, RNG and data position, written so that a crash never
+leaves a checkpoint that looks complete but is not.
+
+Layout of a run directory::
+
+    config.yaml
+    checkpoints/step_N.safetensors    weights (config in the metadata; loads with create_model)
+    checkpoints/step_N.state.pt       optimiser, scaler, RNG states, step
+    checkpoints/latest                "step_N", replaced atomically after both files are complete
+    log.jsonl
+
+Each file is written to a temporary name, fsynced, then renamed; ``latest`` moves last. A run
+killed mid-write therefore resumes from the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models import CheckpointError, read_checkpoint, save_model
+from ..models.checkpoint import load_weights
+
+log = logging.getLogger(__name__)
+_STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
+
+
+def _fsync_rename(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    _fsync_rename(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    keep_last: int,
+) -> Path:
+    """Write checkpoint ``step`` and point ``latest`` at it; prune all but the last ``keep_last``."""
+    directory = run_dir / "checkpoints"
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / f"step_{step}.safetensors"
+    save_model(model, weights)  # writes a temporary file and renames it
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(),
+    }
+    tmp = directory / f"step_{step}.state.pt.tmp"
+    torch.save(state, tmp)
+    _fsync_rename(tmp, directory / f"step_{step}.state.pt")
+    _write_text_atomic(directory / "latest", f"step_{step}\n")
+    _prune(directory, keep_last)
+    return weights
+
+
+def _prune(directory: Path, keep_last: int) -> None:
+    steps = sorted(int(m.group(1)) for p in directory.iterdir() if (m := _STEP_FILE.match(p.name)))
+    for step in steps[:-keep_last]:
+        for suffix in (".safetensors", ".state.pt"):
+            (directory / f"step_{step}{suffix}").unlink(missing_ok=True)
+
+
+def resolve_resume(run_dir: Path, resume: str) -> Path:
+    """The weights file to resume from: ``latest`` in ``run_dir``, or a given checkpoint file."""
+    if resume != "latest":
+        path = Path(resume)
+        if not path.is_file():
+            raise CheckpointError(f"resume checkpoint {resume!r} does not exist")
+        return path
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.is_file():
+        raise CheckpointError(
+            f"no checkpoint to resume in {str(run_dir)!r} (no checkpoints/latest)"
+        )
+    name = pointer.read_text().strip()
+    path = pointer.parent / f"{name}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{pointer} points at {name}, whose weights are missing")
+    return path
+
+
+def load_checkpoint(
+    weights: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+) -> int:
+    """Restore model, optimiser, scaler and RNG from a checkpoint; return its step."""
+    state_path = weights.with_name(weights.name.replace(".safetensors", ".state.pt"))
+    if not state_path.is_file():
+        raise CheckpointError(f"{weights}: its training state {state_path.name} is missing")
+    load_weights(model, read_checkpoint(weights))
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a corrupt file
+        raise CheckpointError(f"{state_path}: cannot read training state ({err})") from None
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    log.info("resumed from %s at step %d", weights, state["step"])
+    return int(state["step"])

@@ -1,0 +1,197 @@
+"""The trainer: config validation, schedule, weight decay groups, accumulation, exact resume."""
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import clipforge
+from clipforge.losses import create_loss
+from clipforge.train import (
+    StepContext,
+    TensorBatches,
+    TrainConfig,
+    TrainConfigError,
+    create_optimizer,
+    load_train_config,
+    lr_at,
+    train,
+    train_step,
+)
+from clipforge.train.config import OptimSection
+
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def synthetic_batches(batch_size: int = 8, n: int = 64, seed: int = 0) -> TensorBatches:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    tokens = torch.zeros(n, 16, dtype=torch.long)
+    tokens[:, 0] = 49406
+    tokens[:, 1:5] = torch.randint(1, 1000, (n, 4), generator=generator)
+    tokens[:, 5] = 49407
+    return TensorBatches(images, tokens, batch_size=batch_size, seed=seed)
+
+
+def config(tmp_path: Path, **overrides: str) -> TrainConfig:
+    model_file = tmp_path / "tiny.json"
+    model_file.write_text(json.dumps(TINY))
+    sets = [f"model.name={model_file}", f"run.out_dir={tmp_path / 'run'}", "run.steps=6",
+            "run.checkpoint_every=3", "run.log_every=1", "run.progress=false",
+            "run.precision=fp32", "optim.warmup_steps=2", "data.batch_size=8"]  # fmt: skip
+    sets += [f"{k}={v}" for k, v in overrides.items()]
+    return load_train_config(None, sets)
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(TrainConfigError, match="unknown key 'optim.lrr'"):
+        TrainConfig().with_overrides(["optim.lrr=1"])
+    with pytest.raises(TrainConfigError, match=r"optim.lr=-1.0 must be > 0"):
+        TrainConfig().with_overrides(["optim.lr=-1"])
+    with pytest.raises(TrainConfigError, match="run.precision='fp8'"):
+        TrainConfig().with_overrides(["run.precision=fp8"])
+    with pytest.raises(TrainConfigError, match="expected section.key=value"):
+        TrainConfig().with_overrides(["steps=3"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("optim:\n  lr: 1e-3\n  colour: red\n")
+    with pytest.raises(TrainConfigError, match=r"r.yaml: optim: unknown key\(s\) \['colour'\]"):
+        load_train_config(recipe)
+    recipe.write_text("run: [1, 2\n")
+    with pytest.raises(TrainConfigError, match="not valid YAML"):
+        load_train_config(recipe)
+    with pytest.raises(TrainConfigError, match="does not exist"):
+        load_train_config(tmp_path / "missing.yaml")
+    with pytest.raises(TrainConfigError, match="data.batch_size='many'"):
+        TrainConfig().with_overrides(["data.batch_size=many"])
+
+
+def test_schedule_is_warmup_then_cosine() -> None:
+    cfg = OptimSection(lr=1.0, warmup_steps=10, schedule="cosine")
+    assert lr_at(0, cfg, 110) == pytest.approx(0.1)
+    assert lr_at(9, cfg, 110) == pytest.approx(1.0)
+    assert lr_at(60, cfg, 110) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(110, cfg, 110) == pytest.approx(0.0)
+    assert lr_at(50, OptimSection(lr=1.0, warmup_steps=10, schedule="constant"), 110) == 1.0
+
+
+def test_weight_decay_skips_biases_norms_embeddings_and_temperature() -> None:
+    model = clipforge.create_model(TINY)
+    optimizer = create_optimizer(model, OptimSection(weight_decay=0.1))
+    decayed = {id(p) for p in optimizer.param_groups[0]["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in decayed}
+    assert "visual.transformer.resblocks.0.attn.in_proj_weight" in names
+    assert "visual.conv1.weight" in names and "text_projection" in names
+    for excluded in ("logit_scale", "token_embedding.weight", "positional_embedding",
+                     "visual.class_embedding", "ln_final.weight", "visual.ln_pre.bias",
+                     "transformer.resblocks.0.mlp.c_fc.bias"):  # fmt: skip
+        assert excluded not in names
+    assert optimizer.param_groups[1]["weight_decay"] == 0.0
+
+
+def test_accumulation_equals_full_batch_gradient() -> None:
+    """Cached-feature accumulation keeps all negatives: same gradients as one big batch."""
+    batch = next(synthetic_batches(batch_size=8)(0))
+    grads = []
+    for parts in (1, 4):
+        torch.manual_seed(0)
+        model = clipforge.create_model(TINY)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        micro = list(zip(batch[0].chunk(parts), batch[1].chunk(parts), strict=True))
+        ctx = StepContext(autocast=contextlib.nullcontext)
+        train_step(model, create_loss("clip"), micro, optimizer, ctx)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    full = config(tmp_path / "a", **{"model.patch_dropout": 0.25})
+    train(full, synthetic_batches())
+    reference = _losses(tmp_path / "a" / "run")
+
+    (tmp_path / "b").mkdir()
+    first = config(tmp_path / "b", **{"model.patch_dropout": 0.25, "run.steps": 3})
+    train(first, synthetic_batches())
+    resumed = config(tmp_path / "b", **{"model.patch_dropout": 0.25})
+    result = train(resumed, synthetic_batches(), resume="latest")
+    assert result.step == 6
+    losses = _losses(tmp_path / "b" / "run")
+    for step in (4, 5, 6):
+        assert losses[step] == reference[step], f"step {step}"
+    checkpoints = sorted(p.name for p in (tmp_path / "b" / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["latest", "step_3.safetensors", "step_3.state.pt",
+                           "step_6.safetensors", "step_6.state.pt"]  # fmt: skip
+    reloaded = clipforge.create_model(tmp_path / "b" / "run" / "checkpoints" / "step_6.safetensors")
+    torch.testing.assert_close(reloaded.state_dict(), result.model.state_dict())
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+import torch
+import clipforge.train.state as state
+from tests.test_train import config, synthetic_batches
+from clipforge.train import train
+from pathlib import Path
+
+real_save = torch.save
+def dying_save(obj, path, *a, **k):
+    if "step_6" in str(path):  # the second checkpoint: die half-way through writing it
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, path, *a, **k)
+state.torch.save = dying_save
+train(config(Path(sys.argv[1])), synthetic_batches())
+"""
+
+
+def test_sigkill_during_checkpoint_write_resumes_from_last_complete(tmp_path: Path) -> None:
+    (tmp_path / "ref").mkdir()
+    train(config(tmp_path / "ref"), synthetic_batches())
+    reference = _losses(tmp_path / "ref" / "run")
+
+    (tmp_path / "k").mkdir()
+    root = Path(__file__).parent.parent
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "k")], cwd=root,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    run_dir = tmp_path / "k" / "run"
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step_3"
+    result = train(config(tmp_path / "k"), synthetic_batches(), resume="latest")
+    assert result.step == 6
+    losses = _losses(run_dir)
+    assert losses[6] == reference[6]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    from clipforge.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        train(config(tmp_path), synthetic_batches(), resume="latest")
+
+
+@pytest.mark.parametrize("loss", ["siglip", "infoloob", "cloob"])
+def test_other_losses_train(tmp_path: Path, loss: str) -> None:
+    result = train(config(tmp_path, **{"loss.name": loss, "run.steps": 2,
+                                       "run.checkpoint_every": 0}), synthetic_batches())  # fmt: skip
+    assert result.step == 2 and all(math.isfinite(h["loss"]) for h in result.history)
+    if loss == "siglip":
+        assert result.model.logit_bias is not None
