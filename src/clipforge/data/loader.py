@@ -1,0 +1,275 @@
+"""The one entry point for image-text training data: :func:`build_image_text_loader`.
+
+It turns a :class:`~clipforge.data.spec.DataSpec` into an :class:`ImageTextLoader`, an iterable
+of :class:`~clipforge.data.stream.Batch` for one rank that
+
+* shards the data across ranks and DataLoader workers (finite mode: each shard or table row
+  goes to exactly one (rank, worker) per epoch; resampled mode: shards drawn with replacement
+  from per-(rank, worker) seeds);
+* shuffles per epoch (``set_epoch``), deterministically given ``(seed, epoch)``;
+* gathers the workers' skip counts into :attr:`ImageTextLoader.stats` and raises
+  :class:`~clipforge.data.skips.DataError` once the skip rate passes ``max_skip_rate``;
+* resumes an interrupted epoch exactly from :meth:`ImageTextLoader.state_dict`, skipping the
+  samples already consumed without decoding them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from clipforge.data.skips import DataError, SkipStats
+from clipforge.data.sources import SampleSource, stable_seed
+from clipforge.data.spec import DataSpec, expand_urls
+from clipforge.data.stream import (
+    Batch,
+    ImageTextStream,
+    ImageTransform,
+    ResumePoint,
+    TextTokenizer,
+)
+from clipforge.data.tables import ImageTextTable
+from clipforge.data.wds import WebDatasetSource
+
+logger = logging.getLogger(__name__)
+
+
+def _keep_batch(batch: Batch) -> Batch:
+    """The DataLoader's ``collate_fn``: streams yield whole batches, nothing to collate."""
+    return batch
+
+
+class ImageTextLoader:
+    """Batches of one rank for one epoch at a time; see the module docstring.
+
+    Iterating gives :class:`Batch` objects (``pixels, tokens = batch`` works). Each pass
+    replays the current epoch from its start, or from the point loaded by
+    :meth:`load_state_dict`; call :meth:`set_epoch` before each epoch. DataLoader workers are
+    started for each pass (not persistent), which is how the epoch and resume point reach them.
+
+    Order: batch ``i`` of an epoch comes from worker ``i % workers`` for as long as every
+    worker still has data, so a resumed pass delivers exactly the batches the interrupted one
+    would have. In finite mode, workers whose share runs out first drop out of the turn; a
+    resume point inside that final stretch gives the same remaining batches, possibly in
+    another order. Resampled mode with ``num_samples`` has no such stretch.
+    """
+
+    def __init__(
+        self,
+        stream: ImageTextStream,
+        *,
+        workers: int,
+        pin_memory: bool = False,
+        epoch: int = 0,
+    ) -> None:
+        self.dataset = stream
+        self.workers = workers
+        self.pin_memory = pin_memory
+        self.stats = SkipStats()
+        self._epoch = stream.epoch = epoch
+        self._resume: ResumePoint | None = None
+        self._batches = 0
+        self._positions = [0] * stream.streams
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next pass reads (its shard order, shuffle, captions, augmentations)."""
+        return self._epoch
+
+    @property
+    def num_batches(self) -> int | None:
+        """Batches per epoch on this rank when fixed (resampled mode with ``num_samples``),
+        else ``None``: in finite mode it depends on how many samples turn out broken."""
+        per_stream = self.dataset.batches_per_stream
+        return None if per_stream is None else per_stream * self.dataset.streams
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch the next pass reads; a loaded resume point for another epoch is
+        dropped."""
+        if epoch != self._epoch:
+            self._resume = None
+        self._epoch = self.dataset.epoch = epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        stream = self.dataset
+        stream.epoch, stream.resume = self._epoch, self._resume
+        self._resume = None
+        if stream.resume is None:
+            self._batches, self._positions = 0, [0] * stream.streams
+        else:
+            self._batches, self._positions = stream.resume.batches, list(stream.resume.positions)
+        loader = DataLoader(
+            stream,
+            batch_size=None,
+            num_workers=self.workers,
+            collate_fn=_keep_batch,
+            pin_memory=self.pin_memory,
+            # DataLoader draws worker base seeds from this generator instead of consuming
+            # the caller's global RNG.
+            generator=torch.Generator().manual_seed(
+                stable_seed(stream.seed, self._epoch, "loader", stream.rank)
+            ),
+        )
+        for batch in loader:
+            self.stats.merge(batch.skips)
+            self._positions[batch.stream] = batch.position
+            self.stats.check(
+                source=stream.source.name,
+                max_rate=stream.max_skip_rate,
+                min_samples=stream.min_samples,
+            )
+            if batch.size == 0:
+                continue
+            self._batches += 1
+            yield batch
+        if self._batches == 0:
+            raise DataError(
+                f"data source {stream.source.name}: no usable sample on rank {stream.rank} in "
+                f"epoch {self._epoch} ({self.stats.summary()})"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data for the checkpoint: epoch, batches delivered in it, each worker's raw
+        position and the skip totals. Reflects the batches *delivered* so far, not those
+        prefetched by workers."""
+        return {
+            "epoch": self._epoch,
+            "batches": self._batches,
+            "positions": list(self._positions),
+            "stats": self.stats.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next pass continue the saved epoch right after its last delivered batch.
+
+        Needs the same data, seed, batch size, ranks and workers as the saved run (checked
+        for the worker count, which the positions are per worker of).
+        """
+        positions = tuple(int(p) for p in state["positions"])
+        if len(positions) != self.dataset.streams:
+            raise ValueError(
+                f"loader state has positions for {len(positions)} workers, this loader has "
+                f"{self.dataset.streams}: resume with the same number of workers"
+            )
+        self._epoch = self.dataset.epoch = int(state["epoch"])
+        self._resume = ResumePoint(batches=int(state["batches"]), positions=positions)
+        self._batches, self._positions = self._resume.batches, list(positions)
+        self.stats = SkipStats.from_dict(state["stats"])
+
+
+def _check_int(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"build_image_text_loader: {name}={value!r} must be an int >= {minimum}")
+
+
+def _build_source(
+    spec: DataSpec, *, resampled: bool, shuffle_buffer: int, slots: int
+) -> SampleSource:
+    if spec.kind == "shapes":
+        raise NotImplementedError(
+            "DataSpec(kind='shapes') is not wired into build_image_text_loader yet"
+        )
+    if spec.num_samples is not None and not resampled:
+        raise ValueError(
+            f"DataSpec.num_samples={spec.num_samples} sets the epoch length of resampled mode; "
+            "finite mode reads every sample once per epoch (pass resampled=True)"
+        )
+    if spec.kind == "csv":
+        if resampled:
+            raise ValueError(f"table {spec.urls!r}: resampled mode is for webdataset shards")
+        if len(spec.sources()) != 1:
+            raise ValueError(f"DataSpec(kind='csv') takes one table, got urls={spec.urls!r}")
+        return ImageTextTable(
+            spec.urls.strip(),
+            image_root=spec.image_root,
+            image_column=spec.image_column,
+            caption_columns=spec.caption_columns,
+        )
+    if spec.weights is not None and not resampled:
+        raise ValueError(
+            f"DataSpec.weights={spec.weights} mix sources by sampling shards with replacement: "
+            "pass resampled=True"
+        )
+    sources = expand_urls(spec.urls)
+    shards = sum(len(source) for source in sources)
+    if not resampled and shards < slots:
+        logger.warning(
+            "%s: %d shards for %d (rank, worker) slots; %d slots get no data this epoch",
+            spec.urls, shards, slots, slots - shards,
+        )  # fmt: skip
+    return WebDatasetSource(
+        sources,
+        weights=spec.weights,
+        resampled=resampled,
+        shuffle_buffer=shuffle_buffer,
+        caption_field=spec.caption_field,
+        name=spec.urls,
+    )
+
+
+def build_image_text_loader(
+    spec: DataSpec,
+    *,
+    transform: ImageTransform,
+    tokenizer: TextTokenizer,
+    batch_size: int,
+    workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    epoch: int = 0,
+    resampled: bool = False,
+    shuffle: bool = True,
+    shuffle_buffer: int = 1000,
+    max_skip_rate: float = 0.1,
+    min_samples: int = 100,
+    pin_memory: bool = False,
+) -> ImageTextLoader:
+    """The loader of ``(pixels (B, 3, H, W) float32, tokens (B, L) int64)`` batches for one rank.
+
+    ``transform`` maps a PIL image to ``(3, H, W)`` (e.g. ``image_transform(cfg, is_train=True)``
+    with ``generator=None``: the stream seeds torch's RNG per sample); ``tokenizer`` maps a list
+    of ``B`` captions to ``(B, L)``. ``shuffle`` shuffles shard/row order per epoch and passes
+    shard samples through a buffer of ``shuffle_buffer``; turn it off for evaluation.
+    ``resampled`` (webdataset only) draws shards with replacement, mixing sources by
+    ``spec.weights``; the epoch is then ``spec.num_samples`` samples over all ranks, rounded up
+    to whole batches per worker, or endless without it. Skips above ``max_skip_rate`` of the
+    samples seen, once ``min_samples`` have been seen, raise :class:`DataError`.
+    """
+    _check_int("batch_size", batch_size, 1)
+    _check_int("workers", workers, 0)
+    _check_int("world_size", world_size, 1)
+    _check_int("shuffle_buffer", shuffle_buffer, 0)
+    _check_int("min_samples", min_samples, 1)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"build_image_text_loader: rank={rank!r} must be in [0, {world_size})")
+    if not 0.0 <= max_skip_rate <= 1.0:
+        raise ValueError(f"build_image_text_loader: max_skip_rate={max_skip_rate!r} not in [0, 1]")
+    streams = max(1, workers)
+    source = _build_source(
+        spec, resampled=resampled, shuffle_buffer=shuffle_buffer, slots=streams * world_size
+    )
+    batches_per_stream = None
+    if resampled and spec.num_samples is not None:
+        global_batches = math.ceil(spec.num_samples / (batch_size * world_size))
+        batches_per_stream = math.ceil(global_batches / streams)
+    stream = ImageTextStream(
+        source,
+        transform=transform,
+        tokenizer=tokenizer,
+        batch_size=batch_size,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        streams=streams,
+        shuffle=shuffle,
+        batches_per_stream=batches_per_stream,
+        max_skip_rate=max_skip_rate,
+        min_samples=min_samples,
+    )
+    return ImageTextLoader(stream, workers=workers, pin_memory=pin_memory, epoch=epoch)

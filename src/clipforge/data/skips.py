@@ -1,0 +1,113 @@
+"""Accounting for samples that cannot be used: why each was skipped, how many, and which.
+
+Web-scraped pairs are routinely broken (empty files, truncated JPEGs, HTML saved as ``.jpg``,
+missing captions). Dropping them is right, dropping them *silently* is not: a shard written by
+a buggy downloader can turn half a dataset into skips while the loss curve still looks fine.
+So every skip is counted by reason with a few example sample ids, and a run stops with a
+:class:`DataError` once the skip rate passes a limit. The counts travel from DataLoader
+workers to the main process inside each batch (see :class:`clipforge.data.stream.Batch`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+
+class DataError(ValueError):
+    """A data source is unusable: missing files, nothing to read, or too many broken samples."""
+
+
+class SkipReason(str, Enum):
+    """Why a sample was skipped; the value is the key in :attr:`SkipStats.counts`."""
+
+    NO_IMAGE = "no_image"  # no .jpg/.jpeg/.png/.webp member, or an empty image cell
+    EMPTY_IMAGE = "empty_image"  # the image is 0 bytes
+    BAD_IMAGE = "bad_image"  # the bytes do not decode: truncated, not an image, ...
+    MISSING_FILE = "missing_file"  # a table row points at a file that does not exist
+    NO_CAPTION = "no_caption"  # no .txt / json field / caption cell, or only whitespace
+    BAD_MEMBER = "bad_member"  # a tar member cannot be read (link, archive truncated in it)
+    BAD_SHARD = "bad_shard"  # a shard cannot be opened or is not a tar archive
+
+
+@dataclass
+class SkipStats:
+    """Samples seen and skipped, with counts and the first few sample ids per reason.
+
+    ``seen`` counts every sample read, delivered or skipped, so ``rate = skipped / seen``.
+    Objects of this class are merged (``+=`` style, via :meth:`merge`) from per-batch deltas
+    into run totals; :meth:`to_dict` / :meth:`from_dict` round-trip them through checkpoints.
+    """
+
+    max_examples: ClassVar[int] = 5
+
+    seen: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> int:
+        """Total number of skipped samples, all reasons together."""
+        return sum(self.counts.values())
+
+    @property
+    def rate(self) -> float:
+        """``skipped / seen``, 0.0 before anything was seen."""
+        return self.skipped / self.seen if self.seen else 0.0
+
+    def add(self, reason: SkipReason, sample_id: str) -> int:
+        """Count one skip (the sample must also be counted in ``seen``); return its reason's
+        new count, which callers use to rate-limit their log messages."""
+        key = SkipReason(reason).value
+        count = self.counts.get(key, 0) + 1
+        self.counts[key] = count
+        examples = self.examples.setdefault(key, [])
+        if len(examples) < self.max_examples:
+            examples.append(sample_id)
+        return count
+
+    def merge(self, other: SkipStats) -> None:
+        """Add ``other``'s numbers to these (examples are kept up to ``max_examples``)."""
+        self.seen += other.seen
+        for key, count in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + count
+        for key, ids in other.examples.items():
+            examples = self.examples.setdefault(key, [])
+            examples.extend(ids[: self.max_examples - len(examples)])
+
+    def summary(self) -> str:
+        """One line such as ``3 of 40 skipped (7.5%): bad_image=2 [s/1, s/2], no_caption=1 [..]``."""
+        parts = [
+            f"{key}={count} [{', '.join(self.examples.get(key, []))}]"
+            for key, count in sorted(self.counts.items())
+        ]
+        head = f"{self.skipped} of {self.seen} skipped ({self.rate:.1%})"
+        return f"{head}: {'; '.join(parts)}" if parts else head
+
+    def check(self, *, source: str, max_rate: float, min_samples: int) -> None:
+        """Raise :class:`DataError` naming ``source`` and the counts when more than ``max_rate``
+        of the samples were skipped, once at least ``min_samples`` have been seen (before
+        that a few early failures would give a meaningless rate)."""
+        if self.seen >= min_samples and self.rate > max_rate:
+            raise DataError(
+                f"data source {source}: too many broken samples, {self.summary()}; "
+                f"the limit is max_skip_rate={max_rate:g} after {min_samples} samples"
+            ) from None  # raised while handling a skip, whose details were logged
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for checkpoints and logs."""
+        return {
+            "seen": self.seen,
+            "counts": dict(self.counts),
+            "examples": {key: list(ids) for key, ids in self.examples.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> SkipStats:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            seen=int(state["seen"]),
+            counts={str(k): int(v) for k, v in state["counts"].items()},
+            examples={str(k): [str(i) for i in v] for k, v in state["examples"].items()},
+        )

@@ -1,0 +1,261 @@
+"""Raw samples in, batches out: decoding, augmentation, tokenisation, skips and batching.
+
+:class:`ImageTextStream` is the ``IterableDataset`` behind every image-text loader. Each
+DataLoader worker of each rank plays one *stream slot*; a slot reads its share of the source
+(:meth:`SampleSource.samples`), decodes each raw sample, skips and counts the broken ones, and
+yields fixed-size :class:`Batch` objects that carry, besides the tensors, the skip counts since
+the slot's previous batch and the slot's position, which is how both reach the main process.
+
+Everything a slot produces is a pure function of ``(seed, epoch, rank, slot)``: captions are
+chosen and augmentations drawn from per-sample seeds (torch's RNG is forked and seeded around
+each transform call), so neither the process a slot runs in nor a resume changes a pixel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from clipforge.data.skips import SkipReason, SkipStats
+from clipforge.data.sources import RawSample, SampleSource, choose_caption, stable_seed
+from clipforge.transforms import ImageDecodeError, load_image
+
+logger = logging.getLogger(__name__)
+
+ImageTransform = Callable[[Image.Image], torch.Tensor]
+TextTokenizer = Callable[[list[str]], torch.Tensor]
+
+# Per slot and reason, the first few skips are logged, then only the 2**k-th.
+LOG_FIRST_SKIPS = 3
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: ``pixels`` float32 ``(B, 3, H, W)`` and ``tokens`` int64 ``(B, L)``.
+
+    It unpacks as the 2-tuple of the batch contract (``pixels, tokens = batch``); the other
+    fields are for the loader and the trainer: ``keys`` names the ``B`` samples (``origin:key``),
+    ``skips`` counts the samples the slot skipped since its previous batch (already merged
+    into :attr:`ImageTextLoader.stats` by the time the trainer sees the batch), ``stream`` is
+    the slot that made it and ``position`` the number of raw samples that slot had read.
+    """
+
+    pixels: torch.Tensor  # (B, 3, H, W) float32
+    tokens: torch.Tensor  # (B, L) int64
+    keys: tuple[str, ...]
+    skips: SkipStats
+    stream: int
+    position: int
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.pixels, self.tokens))
+
+    @property
+    def size(self) -> int:
+        """``B``, the number of samples (0 only for the loader-internal end-of-slot record)."""
+        return len(self.keys)
+
+    def pin_memory(self) -> Batch:
+        """Called by ``DataLoader(pin_memory=True)`` for faster host-to-GPU copies."""
+        return replace(self, pixels=self.pixels.pin_memory(), tokens=self.tokens.pin_memory())
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Batch:
+        """The batch with both tensors on ``device``."""
+        return replace(
+            self,
+            pixels=self.pixels.to(device, non_blocking=non_blocking),
+            tokens=self.tokens.to(device, non_blocking=non_blocking),
+        )
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where an interrupted epoch stopped: ``batches`` delivered on this rank, and for each
+    slot the raw samples it had read when its last delivered batch was made."""
+
+    batches: int
+    positions: tuple[int, ...]
+
+
+class _Skip(Exception):
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class ImageTextStream(IterableDataset[Batch]):
+    """Batches of ``(pixels, tokens)`` from a source, for one rank.
+
+    ``streams`` is the number of slots on this rank: the DataLoader's ``num_workers``, or 1
+    with ``num_workers=0``. Slot ``s`` of rank ``r`` reads part ``r * streams + s`` of the
+    source split in ``world_size * streams`` parts. A slot yields full batches of
+    ``batch_size`` until its share runs out (one last partial batch), or exactly
+    ``batches_per_stream`` batches when set (resampled mode). ``transform`` must draw its
+    randomness from torch's global RNG (``generator=None``): it is seeded per sample here.
+
+    ``epoch`` and ``resume`` are attributes set by the loader before each pass; DataLoader
+    workers receive copies of the dataset, so they must be set before the iterator is made.
+    """
+
+    def __init__(
+        self,
+        source: SampleSource,
+        *,
+        transform: ImageTransform,
+        tokenizer: TextTokenizer,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        streams: int,
+        shuffle: bool,
+        batches_per_stream: int | None,
+        max_skip_rate: float,
+        min_samples: int,
+    ) -> None:
+        self.source = source
+        self.transform = transform
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.streams = streams
+        self.shuffle = shuffle
+        self.batches_per_stream = batches_per_stream
+        self.max_skip_rate = max_skip_rate
+        self.min_samples = min_samples
+        self.epoch = 0
+        self.resume: ResumePoint | None = None
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if workers != self.streams:
+            raise ValueError(
+                f"ImageTextStream for {self.source.name} was built for {self.streams} workers "
+                f"but runs in a DataLoader with {workers}: build it with workers={workers}"
+            )
+        # DataLoader asks workers 0, 1, ... in turn. After a resume the next batch is due from
+        # slot (batches % streams), so worker w plays slot (w + that offset).
+        offset = 0 if self.resume is None else self.resume.batches % self.streams
+        return self.batches((worker + offset) % self.streams)
+
+    def delivered_before_resume(self, stream: int) -> int:
+        """How many of slot ``stream``'s batches the rank had delivered at the resume point
+        (slots take turns: batch ``i`` comes from slot ``i % streams``)."""
+        if self.resume is None:
+            return 0
+        return max(0, -(-(self.resume.batches - stream) // self.streams))
+
+    def batches(self, stream: int) -> Iterator[Batch]:
+        """The batches of slot ``stream`` in this epoch (after the resume point, if any)."""
+        if not 0 <= stream < self.streams:
+            raise ValueError(f"stream={stream} must be in [0, {self.streams})")
+        position = 0 if self.resume is None else self.resume.positions[stream]
+        remaining = self.batches_per_stream
+        if remaining is not None:
+            remaining -= self.delivered_before_resume(stream)
+            if remaining <= 0:
+                return
+        raw = self.source.samples(
+            epoch=self.epoch,
+            seed=self.seed,
+            stream=self.rank * self.streams + stream,
+            streams=self.world_size * self.streams,
+            shuffle=self.shuffle,
+            start=position,
+        )
+        pending: list[tuple[str, torch.Tensor, str]] = []
+        delta, totals = SkipStats(), SkipStats()
+        for sample in raw:
+            position += 1
+            delta.seen += 1
+            totals.seen += 1
+            try:
+                pending.append(self._decode(sample))
+            except _Skip as skip:
+                delta.add(skip.reason, sample.sample_id)
+                self._record_skip(skip, sample.sample_id, totals, stream)
+            if len(pending) == self.batch_size:
+                yield self._collate(pending, delta, stream, position)
+                pending, delta = [], SkipStats()
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+        if pending or delta.seen:
+            # The last partial batch, or (no samples left) a record carrying the last skips.
+            yield self._collate(pending, delta, stream, position)
+
+    def _record_skip(self, skip: _Skip, sample_id: str, totals: SkipStats, stream: int) -> None:
+        """Count a skip in the slot's totals, log it (rate-limited: the first few per reason,
+        then the 2**k-th), and fail once the slot alone passes the skip-rate limit, so that a
+        worker reading only broken data stops the run without waiting for a batch."""
+        count = totals.add(skip.reason, sample_id)
+        if count <= LOG_FIRST_SKIPS or count & (count - 1) == 0:
+            logger.warning(
+                "skipped sample %r (epoch %d, rank %d, slot %d): %s: %s [%d so far for this reason]",
+                sample_id, self.epoch, self.rank, stream, skip.reason.value, skip.detail, count,
+            )  # fmt: skip
+        totals.check(
+            source=f"{self.source.name} (rank {self.rank}, slot {stream})",
+            max_rate=self.max_skip_rate,
+            min_samples=self.min_samples,
+        )
+
+    def _decode(self, sample: RawSample) -> tuple[str, torch.Tensor, str]:
+        """``(sample_id, pixels (3, H, W), caption)``, or :class:`_Skip` with the reason."""
+        if sample.fault is not None:
+            raise _Skip(*sample.fault)
+        if sample.image is None:
+            raise _Skip(SkipReason.NO_IMAGE, "no image member or path")
+        if not sample.captions:
+            raise _Skip(SkipReason.NO_CAPTION, "no caption, or only empty ones")
+        image = sample.image
+        if isinstance(image, Path) and not image.is_file():
+            raise _Skip(SkipReason.MISSING_FILE, f"image file {str(image)!r} not found")
+        if (len(image) if isinstance(image, bytes) else image.stat().st_size) == 0:
+            raise _Skip(SkipReason.EMPTY_IMAGE, "image is 0 bytes")
+        try:
+            img = load_image(image, name=sample.sample_id)
+        except ImageDecodeError as err:
+            raise _Skip(SkipReason.BAD_IMAGE, str(err)) from err
+        seed_id = sample.seed_id
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(
+                stable_seed(self.seed, self.epoch, "augment", seed_id)
+            )
+            pixels = self.transform(img)  # (3, H, W)
+        caption = choose_caption(
+            sample.captions, seed=self.seed, epoch=self.epoch, sample_id=seed_id
+        )
+        return sample.sample_id, pixels, caption
+
+    def _collate(
+        self,
+        items: Sequence[tuple[str, torch.Tensor, str]],
+        skips: SkipStats,
+        stream: int,
+        position: int,
+    ) -> Batch:
+        if items:
+            pixels = torch.stack([pixels for _, pixels, _ in items])  # (B, 3, H, W)
+            tokens = self.tokenizer([caption for _, _, caption in items])  # (B, L)
+        else:
+            pixels, tokens = torch.empty(0, 3, 0, 0), torch.empty(0, 0, dtype=torch.long)
+        return Batch(
+            pixels=pixels,
+            tokens=tokens,
+            keys=tuple(sample_id for sample_id, _, _ in items),
+            skips=skips,
+            stream=stream,
+            position=position,
+        )
