@@ -1,0 +1,56 @@
+"""The shapes world: a procedurally generated image-text dataset that needs no download.
+
+Images of one to three shapes (8 shapes, 10 named colours, 2 sizes, 5 positions) on plain or
+textured backgrounds, with templated captions. Every sample is a pure function of
+``(seed, split, index)``, so any worker or rank can generate any index. It supports the
+evaluations a CLIP model needs before real data is available: zero-shot shape and colour
+classification, retrieval, held-out colour-shape compositions (``HELDOUT_PAIRS`` never appear in
+``train`` or ``val``; every ``heldout`` scene has one) and a word-order probe.
+
+Modules, each with one job: ``vocab`` (names, splits, held-out pairs), ``scene`` (the data),
+``draws`` (portable random draws), ``sampling`` (random scenes), ``drawing`` (pixels),
+``captions`` (text), ``world`` (seeding), ``datasets`` (torch views), ``probe`` (word order)
+and ``writers`` (webdataset and CSV output).
+"""
+
+from clipforge.data.shapes.captions import canonical_caption, caption
+from clipforge.data.shapes.datasets import ShapesClassification, ShapesImageText
+from clipforge.data.shapes.drawing import render
+from clipforge.data.shapes.probe import ProbePair, word_order_probe
+from clipforge.data.shapes.scene import Background, Scene, SceneObject
+from clipforge.data.shapes.vocab import (
+    ALL_PAIRS,
+    COLOURS,
+    HELDOUT_PAIRS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    SPLITS,
+    TRAIN_PAIRS,
+)
+from clipforge.data.shapes.world import ShapesWorld
+from clipforge.data.shapes.writers import WriteSummary, write_shapes
+
+__all__ = [
+    "ALL_PAIRS",
+    "COLOURS",
+    "HELDOUT_PAIRS",
+    "POSITIONS",
+    "SHAPES",
+    "SIZES",
+    "SPLITS",
+    "TRAIN_PAIRS",
+    "Background",
+    "ProbePair",
+    "Scene",
+    "SceneObject",
+    "ShapesClassification",
+    "ShapesImageText",
+    "ShapesWorld",
+    "WriteSummary",
+    "canonical_caption",
+    "caption",
+    "render",
+    "word_order_probe",
+    "write_shapes",
+]

@@ -1,0 +1,136 @@
+"""Map-style torch datasets over the shapes world, for DataLoaders and evaluation tasks.
+
+Preprocessing is composed from outside: ``transform`` maps the PIL image (e.g. a clipforge
+image transform) and ``tokenizer`` maps the caption string. Both default to identity, so the
+datasets can be inspected without pulling in the model stack. clipforge's ``Tokenizer`` returns
+``(1, L)`` for one string; pass ``lambda text: tokenizer(text)[0]`` to batch into ``(B, L)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from clipforge.data.shapes.captions import article, canonical_caption
+from clipforge.data.shapes.scene import Scene
+from clipforge.data.shapes.vocab import ALL_PAIRS, COLOURS, SHAPES, check_split, pair_name
+from clipforge.data.shapes.world import ShapesWorld, check_count
+
+CAPTION_MODES: tuple[str, ...] = ("random", "canonical")
+TASKS: tuple[str, ...] = ("shape", "colour", "heldout_pair")
+
+
+def _check_item(index: int, size: int) -> int:
+    if not 0 <= index < size:
+        raise IndexError(f"index {index} is out of range for a dataset of size {size}")
+    return index
+
+
+class ShapesImageText(Dataset):
+    """``size`` samples of ``split`` as ``(image, caption)``, sample ``i`` being
+    ``world.sample(split, i)``; ``captions="canonical"`` gives each scene its one fixed caption
+    (retrieval ground truth) instead of a templated one."""
+
+    def __init__(
+        self,
+        world: ShapesWorld,
+        split: str = "train",
+        size: int = 10000,
+        transform: Callable[[Any], Any] | None = None,
+        tokenizer: Callable[[str], Any] | None = None,
+        captions: str = "random",
+    ) -> None:
+        if captions not in CAPTION_MODES:
+            raise ValueError(f"captions {captions!r} is unknown; expected random or canonical")
+        self.world = world
+        self.split = check_split(split)
+        self.size = check_count("size", size)
+        self.transform = transform
+        self.tokenizer = tokenizer
+        self.captions = captions
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        _check_item(index, self.size)
+        if self.captions == "canonical":
+            scene = self.world.scene(self.split, index)
+            image, text = self.world.render(scene), canonical_caption(scene)
+        else:
+            image, text = self.world.sample(self.split, index)
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.tokenizer is not None:
+            text = self.tokenizer(text)
+        return image, text
+
+
+class ShapesClassification(Dataset):
+    """``size`` one-object images of ``split`` as ``(image, label)``.
+
+    ``task`` picks the label: "shape" (8 classes) or "colour" (10 classes), balanced over the
+    classes; or "heldout_pair", whose images show only held-out colour-shape pairs but whose
+    label space is all 80 pairs, so that a model is also wrong when it picks a seen pair.
+    ``split`` defaults to "val" ("heldout" for the held-out-pair task, which requires it).
+    """
+
+    def __init__(
+        self,
+        world: ShapesWorld,
+        task: str = "shape",
+        split: str | None = None,
+        size: int = 1000,
+        transform: Callable[[Any], Any] | None = None,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task {task!r} is unknown; expected one of {', '.join(TASKS)}")
+        if split is None:
+            split = "heldout" if task == "heldout_pair" else "val"
+        if task == "heldout_pair" and split != "heldout":
+            raise ValueError(
+                f"split {split!r} has no held-out pairs; task heldout_pair needs split 'heldout'"
+            )
+        self.world = world
+        self.task = task
+        self.split = check_split(split)
+        self.size = check_count("size", size)
+        self.transform = transform
+        if task == "shape":
+            self.classnames = list(SHAPES)
+            self.class_captions = [article(name) for name in SHAPES]
+        elif task == "colour":
+            self.classnames = list(COLOURS)
+            self.class_captions = [article(f"{name} shape") for name in COLOURS]
+        else:
+            self.classnames = [pair_name(pair) for pair in ALL_PAIRS]
+            self.class_captions = [article(name) for name in self.classnames]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def scene(self, index: int) -> Scene:
+        """The one-object scene behind item ``index``."""
+        balance = "pair" if self.task == "heldout_pair" else self.task
+        return self.world.single_object_scene(self.split, _check_item(index, self.size), balance)
+
+    def label(self, index: int) -> int:
+        """The class of item ``index``, without drawing it."""
+        return self._label_of(self.scene(index))
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        scene = self.scene(index)
+        image = self.world.render(scene)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self._label_of(scene)
+
+    def _label_of(self, scene: Scene) -> int:
+        obj = scene.objects[0]
+        if self.task == "shape":
+            return SHAPES.index(obj.shape)
+        if self.task == "colour":
+            return COLOURS.index(obj.colour)
+        return ALL_PAIRS.index(obj.pair)
