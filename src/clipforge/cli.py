@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -83,12 +84,91 @@ def convert(
     console.print(f"wrote {to.value} model to {out}")
 
 
-def main() -> None:
-    """Entry point: library errors become one readable line and exit code 1, not a traceback."""
-    from .models import CheckpointError, ConfigError, PretrainedNotAvailableError
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option(help="A one-minute version, for a first look.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Training override, e.g. run.steps=100.")
+    ] = None,
+) -> None:
+    """Train a small CLIP on the shapes world, evaluate it and write a report to OUT."""
+    from .demo import run_demo
 
+    metrics = run_demo(out, quick=quick, overrides=set_ or [])
+    table = Table("figure", "value")
+    for key, value in metrics["eval"].items():
+        table.add_row(key, f"{100 * value:.1f}%")
+    table.add_row("wall time", f"{metrics['wall_time_s']:.0f} s")
+    console.print(table)
+    console.print(f"report: {out / 'report.md'} (and report.html)")
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="YAML recipe: a file or a shipped recipe name.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. optim.lr=1e-3 (repeatable).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="'latest' or a checkpoint file to continue from.")
+    ] = None,
+) -> None:
+    """Train (or fine-tune) a CLIP model as the recipe says; torchrun runs it on many processes."""
+    from .recipes import recipe_path
+    from .train import fit, load_train_config
+
+    path = Path(config) if Path(config).is_file() else recipe_path(config)
+    cfg = load_train_config(path, set_ or [])
+    result = fit(cfg, resume=resume)
+    console.print(
+        f"trained {result.step} steps at {result.samples_per_second:.0f} samples/s; "
+        f"checkpoints in {result.run_dir / 'checkpoints'}"
+    )
+
+
+data_app = typer.Typer(help="Data sets: generate the shapes world.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+class DataFormat(str, Enum):
+    wds = "wds"
+    csv = "csv"
+
+
+@data_app.command("shapes")
+def data_shapes(
+    out: Annotated[Path, typer.Argument(help="Output directory.")],
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 10000,
+    format_: Annotated[
+        DataFormat, typer.Option("--format", help="Output layout.")
+    ] = DataFormat.wds,
+    split: Annotated[str, typer.Option(help="train, val or heldout.")] = "train",
+    image_size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
+    shard_size: Annotated[int, typer.Option(help="Samples per shard (wds).")] = 1000,
+    seed: Annotated[int, typer.Option(help="World seed.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Write shapes-world samples as webdataset shards or a CSV + image folder."""
+    from .data.shapes import write_shapes
+
+    summary = write_shapes(out, n, format=format_.value, split=split, shard_size=shard_size,
+                           image_size=image_size, seed=seed, workers=workers)  # fmt: skip
+    console.print(summary)
+
+
+def main() -> None:
+    """Entry point: input errors become one readable line and exit code 1, not a traceback
+    (set CLIPFORGE_TRACEBACK=1 to see the traceback)."""
+    from .models import PretrainedNotAvailableError
+
+    # Every input error of the library is a ValueError naming the input (CheckpointError,
+    # ConfigError, TrainConfigError, DataError, ...); print it as one line.
+    errors = (ValueError, FileNotFoundError, PretrainedNotAvailableError)
     try:
         app()
-    except (CheckpointError, ConfigError, PretrainedNotAvailableError, FileNotFoundError) as err:
+    except errors as err:
+        if os.environ.get("CLIPFORGE_TRACEBACK"):
+            raise
         err_console.print(f"[red]error:[/red] {err}")
         raise SystemExit(1) from None

@@ -2,7 +2,7 @@
 
 from .batches import LoaderBatches, StepBatches, TensorBatches
 from .config import TrainConfig, TrainConfigError, load_train_config
-from .loop import RunResult, train
+from .loop import RunResult, fit, train
 from .optim import create_optimizer, lr_at
 from .step import StepContext, train_step
 
@@ -15,6 +15,7 @@ __all__ = [
     "TrainConfig",
     "TrainConfigError",
     "create_optimizer",
+    "fit",
     "load_train_config",
     "lr_at",
     "train",

@@ -41,7 +41,6 @@ class DataSection:
     caption_key: str = "caption"
     resampled: bool = False
     num_samples: int = 20000  # samples per epoch (shapes world size, or resampled epoch length)
-    image_size: int = 0  # 0: the model's
     batch_size: int = 256
     workers: int = 0
     max_skip_rate: float = 0.1
@@ -223,6 +222,11 @@ def _check_type(value: Any, annotation: str, where: str) -> Any:
     allowed = [a.strip() for a in annotation.split("|")]
     if value is None and "None" in allowed:
         return None
+    if "float" in allowed and isinstance(value, str):
+        try:  # YAML 1.1 reads "2e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     for name in allowed:
         expected = _TYPES.get(name)
         if expected is None or (isinstance(value, bool) and name != "bool"):

@@ -1,0 +1,103 @@
+"""Turn a run's data section into :class:`StepBatches`.
+
+The shapes world is rendered once into memory (uint8, a few hundred MB at most) in worker
+processes: drawing is the slow part, and a model trained for minutes on CPU revisits every
+sample several times. Shards and tables stream through :func:`build_image_text_loader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+
+from ..data.loader import build_image_text_loader
+from ..data.shapes import ShapesWorld
+from ..data.spec import DataSpec
+from ..distributed import world_info
+from ..tokenizer import Tokenizer
+from ..transforms import image_transform
+from .batches import LoaderBatches, StepBatches, TensorBatches
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def _render_range(args: tuple[int, int, str, int, int]) -> tuple[np.ndarray, list[str]]:
+    seed, image_size, split, start, stop = args
+    world = ShapesWorld(seed=seed, image_size=image_size)
+    images = np.empty((stop - start, image_size, image_size, 3), dtype=np.uint8)
+    captions = []
+    for row, index in enumerate(range(start, stop)):
+        image, text = world.sample(split, index)
+        images[row] = np.asarray(image)
+        captions.append(text)
+    return images, captions
+
+
+def render_shapes(
+    n: int, *, seed: int, image_size: int, split: str = "train", workers: int = 2
+) -> tuple[torch.Tensor, list[str]]:
+    """Samples ``0..n-1`` of a shapes-world split as uint8 images (n, 3, S, S) and captions."""
+    start = time.perf_counter()
+    chunk = max(1, -(-n // (4 * max(1, workers))))
+    jobs = [(seed, image_size, split, i, min(n, i + chunk)) for i in range(0, n, chunk)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            parts = list(pool.map(_render_range, jobs))
+    else:
+        parts = [_render_range(job) for job in jobs]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts])).permute(0, 3, 1, 2)
+    captions = [c for p in parts for c in p[1]]
+    log.info("rendered %d %s samples in %.1fs", n, split, time.perf_counter() - start)
+    return images.contiguous(), captions
+
+
+def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> StepBatches:
+    """One batch per step for this rank, as ``cfg.data`` describes."""
+    data, run = cfg.data, cfg.run
+    rank, world_size = world_info()
+    tokenizer = Tokenizer(context_length=context_length)
+    if data.kind == "shapes":
+        images, captions = render_shapes(
+            data.num_samples, seed=run.seed, image_size=image_size, workers=max(1, data.workers)
+        )
+        return TensorBatches(
+            images,
+            tokenizer(captions),
+            batch_size=data.batch_size,
+            seed=run.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+    spec = DataSpec(
+        kind=data.kind,
+        urls=data.train,
+        weights=data.weights or None,
+        image_root=data.image_root or None,
+        image_column=data.image_key,
+        caption_columns=(data.caption_key,),
+        num_samples=data.num_samples if data.resampled else None,
+    )
+    transform = image_transform(image_size, is_train=data.augment)
+
+    def make(epoch: int):
+        return build_image_text_loader(
+            spec,
+            transform=transform,
+            tokenizer=tokenizer,
+            batch_size=data.batch_size,
+            workers=data.workers,
+            seed=run.seed,
+            rank=rank,
+            world_size=world_size,
+            epoch=epoch,
+            resampled=data.resampled,
+            max_skip_rate=data.max_skip_rate,
+        )
+
+    steps_per_epoch = max(1, data.num_samples // (data.batch_size * world_size))
+    return LoaderBatches(make, steps_per_epoch)
