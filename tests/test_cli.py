@@ -56,3 +56,34 @@ def test_errors_are_one_line_naming_the_input(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no ResNet image tower" in result.stderr
     result = run("convert", "x.pt", str(tmp_path / "o"), "--to", "onnx")
     assert result.returncode == 2 and "onnx" in result.stderr
+
+
+def test_train_recipe_with_periodic_eval_and_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    common = ["--set", "data.num_samples=512", "--set", "data.batch_size=64",
+              "--set", "data.workers=1", "--set", f"run.out_dir={out}", "--set", "run.progress=false",
+              "--set", "run.checkpoint_every=2", "--set", "optim.warmup_steps=1"]  # fmt: skip
+    result = run(
+        "train", "shapes-demo", *common, "--set", "run.steps=2", "--set", "run.eval_every=2"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("zeroshot_shape_acc" in r for r in records)
+    result = run("train", "shapes-demo", *common, "--set", "run.steps=3", "--resume", "latest")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_3"
+
+
+def test_train_rejects_bad_override(tmp_path: Path) -> None:
+    result = run("train", "shapes-demo", "--set", "optim.lrr=1")
+    assert result.returncode == 1 and "unknown key 'optim.lrr'" in result.stderr
+    result = run("train", "no-such-recipe")
+    assert result.returncode == 1 and "no recipe named 'no-such-recipe'" in result.stderr
+
+
+def test_data_shapes_writes_shards(tmp_path: Path) -> None:
+    result = run("data", "shapes", str(tmp_path / "s"), "--n", "20", "--shard-size", "10")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "s").glob("*.tar")) == ["00000.tar", "00001.tar"]
+    result = run("data", "shapes", str(tmp_path / "t"), "--n", "-1")
+    assert result.returncode == 1 and "-1" in result.stderr

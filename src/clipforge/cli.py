@@ -120,7 +120,12 @@ def train(
 
     path = Path(config) if Path(config).is_file() else recipe_path(config)
     cfg = load_train_config(path, set_ or [])
-    result = fit(cfg, resume=resume)
+    eval_fn = None
+    if cfg.run.eval_every and cfg.data.kind == "shapes":
+        from .demo.evaluate import shapes_eval_fn
+
+        eval_fn = shapes_eval_fn(seed=cfg.run.seed)
+    result = fit(cfg, resume=resume, eval_fn=eval_fn)
     console.print(
         f"trained {result.step} steps at {result.samples_per_second:.0f} samples/s; "
         f"checkpoints in {result.run_dir / 'checkpoints'}"

@@ -138,3 +138,15 @@ def _retrieval(model, world, tokenizer, n: int, result: ShapesEval, k: int = 5) 
         result.retrieval_examples.append((captions[query], [images[i] for i in ranked], matches))
     return {f"retrieval_text_to_image_recall@{k}": float(hits.float().mean()),
             "retrieval_text_to_image_recall@1": float(top1.float().mean())}  # fmt: skip
+
+
+def shapes_eval_fn(seed: int, sizes: EvalSizes | None = None):
+    """A periodic-evaluation hook for the trainer: the shapes-world metrics of a model."""
+    sizes = sizes or EvalSizes(classification=300, heldout=160, retrieval=300, probe=100)
+
+    def evaluate(model: CLIP) -> dict[str, float]:
+        world = ShapesWorld(seed=seed, image_size=model.image_size)
+        tokenizer = Tokenizer(context_length=model.context_length)
+        return evaluate_shapes(model, world, tokenizer, sizes).metrics
+
+    return evaluate

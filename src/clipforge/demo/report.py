@@ -76,8 +76,9 @@ def plot_retrieval(examples, path: Path) -> None:
             for spine in ax.spines.values():
                 spine.set_color("tab:green" if match else "tab:red")
                 spine.set_linewidth(3)
-        axes[row][0].set_title(f"“{caption}”", loc="left", fontsize=9)
-    fig.tight_layout()
+        short = caption if len(caption) <= 80 else caption[:77] + "..."
+        axes[row][0].set_title(f"“{short}”", loc="left", fontsize=8)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, hspace=0.35, wspace=0.08)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
