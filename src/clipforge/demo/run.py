@@ -18,8 +18,8 @@ from .report import write_report
 log = logging.getLogger(__name__)
 
 # --quick: the same pipeline, small enough to finish within a minute (for tests and a first look).
-QUICK_OVERRIDES = ["run.steps=30", "data.num_samples=4096", "data.batch_size=128",
-                   "optim.warmup_steps=5"]  # fmt: skip
+QUICK_OVERRIDES = ["run.steps=140", "data.num_samples=4096", "data.batch_size=128",
+                   "optim.warmup_steps=10", "run.checkpoint_every=70"]  # fmt: skip
 QUICK_EVAL = EvalSizes(classification=200, heldout=160, retrieval=200, probe=100)
 
 
