@@ -120,6 +120,18 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
 
 
+def crash_after(batches, steps: int):
+    """Batches that stop the run with an error after ``steps`` steps: an interrupted run."""
+
+    def generate(start: int):
+        for i, batch in enumerate(batches(start)):
+            if i == steps:
+                raise RuntimeError("simulated crash")
+            yield batch
+
+    return generate
+
+
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     full = config(tmp_path / "a", **{"model.patch_dropout": 0.25})
@@ -127,10 +139,10 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     reference = _losses(tmp_path / "a" / "run")
 
     (tmp_path / "b").mkdir()
-    first = config(tmp_path / "b", **{"model.patch_dropout": 0.25, "run.steps": 3})
-    train(first, synthetic_batches())
-    resumed = config(tmp_path / "b", **{"model.patch_dropout": 0.25})
-    result = train(resumed, synthetic_batches(), resume="latest")
+    interrupted = config(tmp_path / "b", **{"model.patch_dropout": 0.25})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(interrupted, crash_after(synthetic_batches(), 4))  # checkpoint at step 3
+    result = train(interrupted, synthetic_batches(), resume="latest")
     assert result.step == 6
     losses = _losses(tmp_path / "b" / "run")
     for step in (4, 5, 6):
@@ -195,3 +207,27 @@ def test_other_losses_train(tmp_path: Path, loss: str) -> None:
     assert result.step == 2 and all(math.isfinite(h["loss"]) for h in result.history)
     if loss == "siglip":
         assert result.model.logit_bias is not None
+
+
+def test_training_on_webdataset_shards_resumes_exactly(tmp_path: Path) -> None:
+    """The streaming path: shapes shards written to disk, read back by the data pipeline."""
+    from clipforge.data.shapes import write_shapes
+    from clipforge.train import fit
+    from clipforge.train.data import build_batches
+
+    write_shapes(tmp_path / "shards", 96, format="wds", shard_size=32, image_size=32)
+    shards = f"{tmp_path / 'shards'}/{{00000..00002}}.tar"
+
+    def cfg(name: str) -> TrainConfig:
+        return config(tmp_path, **{"data.kind": "wds", "data.train": shards, "data.num_samples": 96,
+                                   "data.batch_size": 16, "run.steps": 8,
+                                   "run.checkpoint_every": 2, "run.out_dir": tmp_path / name})  # fmt: skip
+
+    fit(cfg("full"))  # 6 batches an epoch: the run crosses into a second epoch
+    reference = _losses(tmp_path / "full")
+    batches = build_batches(cfg("part"), image_size=32, context_length=16)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg("part"), crash_after(batches, 5))  # last checkpoint at step 4
+    fit(cfg("part"), resume="latest")
+    resumed = _losses(tmp_path / "part")
+    assert [resumed[s] for s in range(5, 9)] == [reference[s] for s in range(5, 9)]

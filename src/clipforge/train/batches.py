@@ -96,5 +96,6 @@ class LoaderBatches:
                 if i < skip:
                     continue
                 produced += 1
-                yield batch[0], batch[1]
+                pixels, tokens = batch
+                yield pixels, tokens
             epoch, skip = epoch + 1, 0
