@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps open_clip_torch==3.3.0
 	$(PY) bench/bench_tokenizer.py
 	$(PY) bench/bench_inference.py
+	$(PY) -u bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
