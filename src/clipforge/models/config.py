@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..typed_config import build_dataclass, check_positive
+
 
 class ConfigError(ValueError):
     """A model config has an unknown key or an impossible value."""
@@ -46,8 +48,8 @@ class VisionConfig:
 
     def __post_init__(self) -> None:
         where = "vision_cfg"
-        _check_positive(where, image_size=self.image_size, width=self.width)
-        _check_positive(where, head_width=self.head_width, mlp_ratio=self.mlp_ratio)
+        check_positive(ConfigError, where, image_size=self.image_size, width=self.width)
+        check_positive(ConfigError, where, head_width=self.head_width, mlp_ratio=self.mlp_ratio)
         if not 0.0 <= self.patch_dropout < 1.0:
             raise ConfigError(f"{where}.patch_dropout={self.patch_dropout!r} must be in [0, 1)")
         if self.is_resnet:
@@ -66,7 +68,7 @@ class VisionConfig:
                     f"head_width={self.head_width}"
                 )
             return
-        _check_positive(where, layers=self.layers)
+        check_positive(ConfigError, where, layers=self.layers)
         if self.patch_size is None or self.patch_size <= 0:
             raise ConfigError(f"{where}.patch_size={self.patch_size!r} must be > 0 for a ViT")
         if self.image_size % self.patch_size:
@@ -97,8 +99,10 @@ class TextConfig:
 
     def __post_init__(self) -> None:
         where = "text_cfg"
-        _check_positive(where, vocab_size=self.vocab_size, width=self.width, heads=self.heads)
-        _check_positive(where, layers=self.layers, mlp_ratio=self.mlp_ratio)
+        check_positive(
+            ConfigError, where, vocab_size=self.vocab_size, width=self.width, heads=self.heads
+        )
+        check_positive(ConfigError, where, layers=self.layers, mlp_ratio=self.mlp_ratio)
         if self.context_length < 2:
             raise ConfigError(f"{where}.context_length={self.context_length} must be >= 2")
         if self.width % self.heads:
@@ -117,7 +121,7 @@ class CLIPConfig:
     init_logit_bias: float | None = None
 
     def __post_init__(self) -> None:
-        _check_positive("config", embed_dim=self.embed_dim)
+        check_positive(ConfigError, "config", embed_dim=self.embed_dim)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> CLIPConfig:
@@ -130,8 +134,8 @@ class CLIPConfig:
             sub = data.pop(key, {})
             if not isinstance(sub, dict):
                 raise ConfigError(f"{source}: {key} must be an object, got {type(sub).__name__}")
-            parts[key] = _build(part_cls, sub, f"{source}: {key}")
-        return _build(cls, {**data, **parts}, source)
+            parts[key] = build_dataclass(part_cls, sub, f"{source}: {key}", ConfigError)
+        return build_dataclass(cls, {**data, **parts}, source, ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (lists, not tuples), readable by ``from_dict`` and by OpenCLIP."""
@@ -152,49 +156,6 @@ class CLIPConfig:
 def mlp_width(width: int, mlp_ratio: float) -> int:
     """Hidden width of an MLP; rounding first keeps ratios such as 8192 / 1664 exact."""
     return int(round(width * mlp_ratio, 6))
-
-
-def _check_positive(where: str, **values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ConfigError(f"{where}.{name}={value!r} must be > 0")
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Instantiate a config dataclass, rejecting unknown keys and values of the wrong type."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
-    values = {}
-    for name, value in data.items():
-        values[name] = _coerce(value, fields[name].type, f"{where}.{name}")
-    try:
-        return cls(**values)
-    except TypeError as err:  # e.g. a required field missing
-        raise ConfigError(f"{where}: {err}") from None
-
-
-def _coerce(value: Any, annotation: str, where: str) -> Any:
-    """Check a JSON value against a field annotation (kept as a string by ``__future__``)."""
-    if isinstance(value, dict | VisionConfig | TextConfig):
-        return value
-    allowed = {part.strip() for part in annotation.split("|")}
-    is_int_list = isinstance(value, list | tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    )
-    if value is None and "None" in allowed:
-        return None
-    if isinstance(value, bool):
-        if "bool" in allowed:
-            return value
-    elif isinstance(value, int) and "int" in allowed:
-        return value
-    elif isinstance(value, int | float) and "float" in allowed:
-        return float(value)
-    elif is_int_list and any(a.startswith("tuple") for a in allowed):
-        return tuple(value)
-    raise ConfigError(f"{where}={value!r} has the wrong type; expected {annotation}")
 
 
 @cache

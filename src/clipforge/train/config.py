@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from ..typed_config import build_dataclass, check_positive
+
 
 class TrainConfigError(ValueError):
     """A training config has an unknown key or a bad value."""
@@ -51,7 +53,9 @@ class DataSection:
             raise TrainConfigError(f"data.kind={self.kind!r}: choose shapes, wds or csv")
         if self.kind != "shapes" and not self.train:
             raise TrainConfigError(f"data.train must name the {self.kind} training data")
-        _positive("data", batch_size=self.batch_size, num_samples=self.num_samples)
+        check_positive(
+            TrainConfigError, "data", batch_size=self.batch_size, num_samples=self.num_samples
+        )
         if self.workers < 0:
             raise TrainConfigError(f"data.workers={self.workers} must be >= 0")
 
@@ -85,7 +89,9 @@ class OptimSection:
     accum_steps: int = 1
 
     def __post_init__(self) -> None:
-        _positive("optim", lr=self.lr, eps=self.eps, accum_steps=self.accum_steps)
+        check_positive(
+            TrainConfigError, "optim", lr=self.lr, eps=self.eps, accum_steps=self.accum_steps
+        )
         if self.schedule not in ("cosine", "constant"):
             raise TrainConfigError(f"optim.schedule={self.schedule!r}: choose cosine or constant")
         if self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
@@ -109,7 +115,13 @@ class RunSection:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _positive("run", steps=self.steps, log_every=self.log_every, keep_last=self.keep_last)
+        check_positive(
+            TrainConfigError,
+            "run",
+            steps=self.steps,
+            log_every=self.log_every,
+            keep_last=self.keep_last,
+        )
         if self.precision not in ("fp32", "amp_bf16", "amp_fp16"):
             raise TrainConfigError(
                 f"run.precision={self.precision!r}: choose fp32, amp_bf16 or amp_fp16"
@@ -151,7 +163,9 @@ class TrainConfig:
             values = data.get(name) or {}
             if not isinstance(values, dict):
                 raise TrainConfigError(f"{source}: section {name!r} must be a mapping")
-            sections[name] = _build_section(section_cls, values, f"{source}: {name}")
+            sections[name] = build_dataclass(
+                section_cls, values, f"{source}: {name}", TrainConfigError
+            )
         return cls(**sections)
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,48 +203,3 @@ def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> Tra
             raise TrainConfigError(f"{path}: not valid YAML ({err})") from None
         config = TrainConfig.from_dict(data, source=str(path))
     return config.with_overrides(list(overrides))
-
-
-def _positive(where: str, **values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise TrainConfigError(f"{where}.{name}={value!r} must be > 0")
-
-
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool}
-
-
-def _build_section(cls: type, values: dict[str, Any], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise TrainConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    checked = {}
-    for name, value in values.items():
-        annotation = str(fields[name].type)
-        checked[name] = _check_type(value, annotation, f"{where}.{name}")
-    return cls(**checked)
-
-
-def _check_type(value: Any, annotation: str, where: str) -> Any:
-    if annotation.startswith("tuple"):
-        if isinstance(value, list | tuple) and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
-        ):
-            return tuple(float(v) for v in value)
-        raise TrainConfigError(f"{where}={value!r}: expected a list of numbers")
-    allowed = [a.strip() for a in annotation.split("|")]
-    if value is None and "None" in allowed:
-        return None
-    if "float" in allowed and isinstance(value, str):
-        try:  # YAML 1.1 reads "2e-3" (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    for name in allowed:
-        expected = _TYPES.get(name)
-        if expected is None or (isinstance(value, bool) and name != "bool"):
-            continue
-        if isinstance(value, expected):
-            return float(value) if name == "float" else value
-    raise TrainConfigError(f"{where}={value!r}: expected {annotation}")
