@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..atomic import atomic_path, write_json_atomic
 from ..constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ..version import __version__
 from .clip import CLIP
@@ -344,15 +344,8 @@ def download_from_hub(name: str) -> Path:
 
 
 def _atomic_save_safetensors(tensors: dict[str, Tensor], path: Path, metadata: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def _contiguous_state_dict(model: CLIP) -> dict[str, Tensor]:
@@ -375,7 +368,7 @@ def save_model(model: CLIP, path: str | os.PathLike) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     _atomic_save_safetensors(_contiguous_state_dict(model), path / "model.safetensors", metadata)
     document = {"clipforge_version": __version__, "model_cfg": model.config.to_dict()}
-    _atomic_write_text(json.dumps(document, indent=2) + "\n", path / "config.json")
+    write_json_atomic(path / "config.json", document)
     return path
 
 
@@ -389,7 +382,7 @@ def save_openclip(model: CLIP, directory: str | os.PathLike) -> Path:
         "model_cfg": model.config.to_dict(),
         "preprocess_cfg": {"mean": list(OPENAI_CLIP_MEAN), "std": list(OPENAI_CLIP_STD)},
     }
-    _atomic_write_text(json.dumps(document, indent=2) + "\n", directory / "open_clip_config.json")
+    write_json_atomic(directory / "open_clip_config.json", document)
     return directory
 
 
@@ -403,5 +396,5 @@ def save_hf(model: CLIP, directory: str | os.PathLike) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     state_dict = clipforge_to_hf(_contiguous_state_dict(model))
     _atomic_save_safetensors(state_dict, directory / "model.safetensors", {"format": "pt"})
-    _atomic_write_text(json.dumps(hf_config, indent=2) + "\n", directory / "config.json")
+    write_json_atomic(directory / "config.json", hf_config)
     return directory

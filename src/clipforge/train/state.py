@@ -16,7 +16,6 @@ killed mid-write therefore resumes from the previous complete checkpoint.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 from pathlib import Path
@@ -25,23 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_path, write_text_atomic
 from ..models import CheckpointError, read_checkpoint, save_model
 from ..models.checkpoint import load_weights
 
 log = logging.getLogger(__name__)
 _STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
-
-
-def _fsync_rename(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    _fsync_rename(tmp, path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -72,10 +60,9 @@ def save_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
     }
-    tmp = directory / f"step_{step}.state.pt.tmp"
-    torch.save(state, tmp)
-    _fsync_rename(tmp, directory / f"step_{step}.state.pt")
-    _write_text_atomic(directory / "latest", f"step_{step}\n")
+    with atomic_path(directory / f"step_{step}.state.pt") as tmp:
+        torch.save(state, tmp)
+    write_text_atomic(directory / "latest", f"step_{step}\n")
     _prune(directory, keep_last)
     return weights
 

@@ -23,10 +23,10 @@ import tarfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipforge.atomic import atomic_path
 from clipforge.data.shapes.captions import canonical_caption
 from clipforge.data.shapes.vocab import check_split
 from clipforge.data.shapes.world import ShapesWorld, check_count
@@ -168,7 +168,7 @@ def _write_images(shard: _Shard) -> list[dict]:
     rows = []
     for position in range(shard.stop - shard.start):
         row, jpeg, _ = _sample(shard, position)
-        with _atomic(shard.out_dir / row["filepath"]) as tmp:
+        with atomic_path(shard.out_dir / row["filepath"], fsync=False) as tmp:
             tmp.write_bytes(jpeg)
         rows.append(_select(row, CSV_COLUMNS))
     return rows
@@ -180,7 +180,7 @@ def _write_tar(shard: _Shard) -> None:
     stem = shard.out_dir / f"{shard.index:05d}"
     rows = []
     with (
-        _atomic(stem.with_suffix(".tar")) as tmp,
+        atomic_path(stem.with_suffix(".tar")) as tmp,
         tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar,
     ):
         for position in range(shard.stop - shard.start):
@@ -202,7 +202,7 @@ def _write_tar(shard: _Shard) -> None:
         "end_time": ended,
         "status_dict": {"success": len(rows)},
     }
-    with _atomic(shard.out_dir / f"{shard.index:05d}_stats.json") as tmp:
+    with atomic_path(shard.out_dir / f"{shard.index:05d}_stats.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=2))
 
 
@@ -245,7 +245,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _write_tables(rows: list[dict], stem: Path) -> None:
     """``stem.csv`` and ``stem.parquet`` with the same rows and columns."""
-    with _atomic(stem.with_suffix(".csv")) as tmp, tmp.open("w", newline="") as handle:
+    with atomic_path(stem.with_suffix(".csv")) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -259,16 +259,5 @@ def _write_parquet(rows: list[dict], path: Path, columns: tuple[str, ...]) -> No
     except ImportError as err:
         raise ImportError(f"writing {path} needs pyarrow: pip install pyarrow") from err
     schema = pa.schema([(name, pa.type_for_alias(COLUMN_TYPES[name])) for name in columns])
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it once the block succeeds."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

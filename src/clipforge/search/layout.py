@@ -1,0 +1,76 @@
+"""The on-disk layout of an embedded collection, shared by ``embed``, ``index`` and ``serve``.
+
+::
+
+    EMB_DIR/
+      embed_info.json                    model, pretrained, dim, inputs, image roots (written first)
+      img_emb/img_emb_00000.npy          float16 (n, D), L2-normalised
+      text_emb/text_emb_00000.npy        float16 (n, D) when any sample has a caption; a row of
+                                         zeros where that sample has none
+      metadata/metadata_00000.parquet    n rows: id, path or key, caption, the sample's JSON fields
+      stats/stats_00000.json             counts, skipped keys with reasons, seconds; written LAST
+
+Row i of every file of partition N describes the same sample. A partition is complete exactly
+when its stats file exists, because every file is written atomically and the stats file goes
+last; a restarted run redoes any partition without one. Global ids number the rows of the
+complete partitions in partition order, so ``id = offset(N) + row``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+INFO_FILE = "embed_info.json"
+IMG_DIR = "img_emb"
+TEXT_DIR = "text_emb"
+META_DIR = "metadata"
+STATS_DIR = "stats"
+
+_STATS_FILE = re.compile(r"stats_(\d{5,})\.json$")
+
+
+def _name(kind: str, partition: int, suffix: str) -> str:
+    return f"{kind}_{partition:05d}.{suffix}"
+
+
+def img_emb_path(root: str | os.PathLike, partition: int) -> Path:
+    return Path(root) / IMG_DIR / _name("img_emb", partition, "npy")
+
+
+def text_emb_path(root: str | os.PathLike, partition: int) -> Path:
+    return Path(root) / TEXT_DIR / _name("text_emb", partition, "npy")
+
+
+def metadata_path(root: str | os.PathLike, partition: int) -> Path:
+    return Path(root) / META_DIR / _name("metadata", partition, "parquet")
+
+
+def stats_path(root: str | os.PathLike, partition: int) -> Path:
+    return Path(root) / STATS_DIR / _name("stats", partition, "json")
+
+
+def complete_partitions(root: str | os.PathLike) -> list[int]:
+    """Numbers of the partitions whose stats file exists (so all their files do), ascending."""
+    stats_dir = Path(root) / STATS_DIR
+    if not stats_dir.is_dir():
+        return []
+    found = (_STATS_FILE.match(p.name) for p in stats_dir.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def read_info(root: str | os.PathLike) -> dict[str, Any]:
+    """The collection's ``embed_info.json``; a clear error when ``root`` is not a collection."""
+    path = Path(root) / INFO_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not an embedded collection: {INFO_FILE} is missing "
+            "(create one with `clipforge embed`)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
