@@ -3,11 +3,15 @@
 ::
 
     EMB_DIR/
-      embed_info.json                    model, pretrained, dim, inputs, image roots (written first)
+      embed_info.json                    written first: model, pretrained, dim, inputs,
+                                         image_roots (absolute), clipforge_version, created
       img_emb/img_emb_00000.npy          float16 (n, D), L2-normalised
-      text_emb/text_emb_00000.npy        float16 (n, D) when any sample has a caption; a row of
-                                         zeros where that sample has none
-      metadata/metadata_00000.parquet    n rows: id, path or key, caption, the sample's JSON fields
+      text_emb/text_emb_00000.npy        float16 (n, D), present when the collection has captions;
+                                         a row of zeros where that sample has none
+      metadata/metadata_00000.parquet    n rows: key (str), path (image file, or the tar shard for
+                                         webdataset input), member (tar member name or null),
+                                         caption (str or null), json (the sample's JSON fields as
+                                         text, or null)
       stats/stats_00000.json             counts, skipped keys with reasons, seconds; written LAST
 
 Row i of every file of partition N describes the same sample. A partition is complete exactly
