@@ -1,5 +1,61 @@
-"""Zero-shot classifier heads from class names and prompt templates (the CLIP recipe)."""
+"""Zero-shot classifier heads: class names x templates (CLIP), descriptors (DCLIP), random
+descriptors (WaffleCLIP), per-class prompts (CuPL); saving, loading and ensembling heads.
 
-from .classifier import build_classifier, encode_texts
+Typical use (``model`` from ``clipforge.create_model``, ``tokenizer`` from
+``clipforge.get_tokenizer(model)``)::
 
-__all__ = ["build_classifier", "encode_texts"]
+    classnames = load_classnames(dataset="imagenet1k")
+    templates = load_templates("openai_imagenet")  # OpenAI's 80 ImageNet templates
+    head = template_head(model, tokenizer, classnames, templates, model_name="ViT-B-32")
+    logits = head.logits(model.encode_image(pixels))  # (B, C) cosine similarities
+    save_head(head, "imagenet_head.safetensors")
+"""
+
+from .builders import cupl_head, descriptor_head, template_head, waffle_head
+from .classifier import build_classifier, class_means, encode_prompt_sets, encode_texts
+from .descriptors import (
+    DCLIP_FORMAT,
+    descriptor_prompts,
+    descriptor_sentence,
+    load_class_prompts,
+    load_descriptors,
+)
+from .head_files import load_head, save_head
+from .heads import Head, HeadEnsemble, ZeroShotHead, average_weights
+from .prompt_files import (
+    DEFAULT_LANGUAGE,
+    load_classnames,
+    load_templates,
+    packaged_sources,
+)
+from .waffle import WAFFLE_FORMAT, vocabulary_words, waffle_descriptors, waffle_shape
+
+__all__ = [
+    "DCLIP_FORMAT",
+    "DEFAULT_LANGUAGE",
+    "WAFFLE_FORMAT",
+    "Head",
+    "HeadEnsemble",
+    "ZeroShotHead",
+    "average_weights",
+    "build_classifier",
+    "class_means",
+    "cupl_head",
+    "descriptor_head",
+    "descriptor_prompts",
+    "descriptor_sentence",
+    "encode_prompt_sets",
+    "encode_texts",
+    "load_class_prompts",
+    "load_classnames",
+    "load_descriptors",
+    "load_head",
+    "load_templates",
+    "packaged_sources",
+    "save_head",
+    "template_head",
+    "vocabulary_words",
+    "waffle_descriptors",
+    "waffle_head",
+    "waffle_shape",
+]

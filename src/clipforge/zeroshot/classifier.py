@@ -2,6 +2,7 @@
 
 Averaging the normalised embeddings of several templates ("a photo of a {}.", "a drawing of a
 {}.") is CLIP's prompt ensemble; it is worth several points of accuracy over one template.
+The same average over free-form per-class prompt lists is CuPL's class embedding.
 """
 
 from __future__ import annotations
@@ -29,6 +30,46 @@ def encode_texts(
     return torch.cat(chunks)
 
 
+def encode_prompt_sets(
+    model: CLIP,
+    tokenizer: Tokenizer,
+    prompt_sets: Sequence[Sequence[str]],
+    *,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed every class's prompts in eval mode: ``(embeddings (N, D), class_index (N,))``.
+
+    ``prompt_sets[c]`` are the prompts of class ``c`` (any number, at least one);
+    ``embeddings`` holds them all, unit-norm, in order, and ``class_index[n]`` is the class of
+    row ``n``; both live on the model's device. The model's train/eval mode is restored
+    afterwards.
+    """
+    if not prompt_sets:
+        raise ValueError("a zero-shot head needs at least one class")
+    for index, prompts in enumerate(prompt_sets):
+        if not prompts:
+            raise ValueError(f"class {index} has no prompts")
+    flat = [prompt for prompts in prompt_sets for prompt in prompts]
+    was_training = model.training
+    model.eval()
+    try:
+        embeddings = encode_texts(model, tokenizer, flat, batch_size=batch_size)  # (N, D)
+    finally:
+        model.train(was_training)
+    counts = torch.tensor([len(prompts) for prompts in prompt_sets], device=embeddings.device)
+    return embeddings, torch.repeat_interleave(counts)  # (N, D), (N,)
+
+
+def class_means(
+    embeddings: torch.Tensor, class_index: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Per-class mean (C, D) of the rows of ``embeddings`` (N, D), not renormalised."""
+    sums = embeddings.new_zeros(num_classes, embeddings.shape[1])
+    sums.index_add_(0, class_index, embeddings)  # (C, D)
+    counts = torch.bincount(class_index, minlength=num_classes).to(embeddings.dtype)  # (C,)
+    return sums / counts[:, None]
+
+
 def build_classifier(
     model: CLIP,
     tokenizer: Tokenizer,
@@ -43,10 +84,8 @@ def build_classifier(
     bad = [t for t in templates if "{}" not in t]
     if bad:
         raise ValueError(f"templates must contain '{{}}' for the class name: {bad[:3]}")
-    was_training = model.training
-    model.eval()
-    prompts = [template.format(name) for name in classnames for template in templates]
-    embeddings = encode_texts(model, tokenizer, prompts, batch_size=batch_size)  # (C*T, D)
-    embeddings = embeddings.view(len(classnames), len(templates), -1).mean(dim=1)  # (C, D)
-    model.train(was_training)
-    return F.normalize(embeddings, dim=-1)
+    prompt_sets = [[template.format(name) for template in templates] for name in classnames]
+    embeddings, class_index = encode_prompt_sets(
+        model, tokenizer, prompt_sets, batch_size=batch_size
+    )
+    return F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)

@@ -1,0 +1,350 @@
+"""Classification sets from an image folder or a table, single- or multi-label.
+
+* Image folders: one sub-folder per class (searched recursively), class order = sorted folder
+  names, as torchvision's ``ImageFolder`` and every CLIP benchmark number that used it.
+* Tables (CSV/TSV/parquet): an image path column and a label column holding class indices or
+  class names; or, multi-label, a column of positive classes per row, or an ``(N, C)`` 0/1
+  ``.npy`` array aligned with the rows.
+
+Display names come from a ``classnames.txt`` (one per line, in class-index order), which is
+what turns ``n01440764`` into "tench" for zero-shot prompts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, read_lines
+from clipforge.data.evalsets.tabular import (
+    IMAGE_COLUMNS,
+    TableRows,
+    check_table,
+    path_cells,
+    pick_column,
+    read_table_rows,
+    table_header,
+)
+from clipforge.data.skips import DataError
+
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+)
+CLASSNAMES_FILE = "classnames.txt"
+_INTEGER = re.compile(r"[+-]?\d+")
+
+Classnames = Sequence[str] | str | os.PathLike[str] | None  # names, or a file of names
+
+
+def normalize_templates(lines: Sequence[str], source: str) -> list[str]:
+    """Zero-shot templates with ``{}`` for the class name (CLIP_benchmark files write
+    ``{c}``); an error naming ``source`` for a template without exactly one placeholder."""
+    templates = []
+    for number, line in enumerate(lines, 1):
+        template = line.replace("{c}", "{}")
+        try:
+            ok = template.count("{}") == 1 and template.format("x") is not None
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise DataError(
+                f"templates {source}: entry {number} {line!r} needs exactly one '{{c}}' or "
+                "'{}' for the class name (and no other braces)"
+            )
+        templates.append(template)
+    return templates
+
+
+def resolve_classnames(classnames: Classnames, *fallbacks: Path) -> list[str] | None:
+    """Class names given as a list, or read from a file; else from the first of ``fallbacks``
+    (``classnames.txt`` beside the data) that exists; ``None`` when there is none."""
+    if isinstance(classnames, (str, os.PathLike)):
+        return read_lines(Path(classnames), "class names")
+    if classnames is not None:
+        names = [str(name).strip() for name in classnames]
+        if not names or not all(names):
+            raise DataError(f"class names {list(classnames)!r}: every name must be non-empty")
+        return names
+    for path in fallbacks:
+        if path.is_file():
+            return read_lines(path, "class names")
+    return None
+
+
+def _check_unique(names: Sequence[str], source: str) -> None:
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise DataError(f"class names of {source}: duplicated {duplicates}")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted by relative path; hidden entries and
+    other suffixes are ignored."""
+    found = []
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [
+            Path(here) / name
+            for name in files
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def image_folder_classification(
+    root: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    classnames: Classnames = None,
+    transform: ImageTransform | None = None,
+) -> ClassificationSet:
+    """A folder of class folders (``root/<class>/**/<image>``, or ``root/<split>/<class>/...``
+    with ``split``) as a classification set keyed by ``<class>/<relative path>``.
+
+    Class ``i`` is the ``i``-th folder in sorted order. Display names: ``classnames`` (a list
+    or a file), else ``classnames.txt`` in the split folder or in ``root``, else the folder
+    names. A class folder without images is an error: its class could never be scored.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"image folder {str(base)!r} not found")
+    folder = base if split is None else base / split
+    if not folder.is_dir():
+        present = sorted(entry.name for entry in base.iterdir() if entry.is_dir())
+        raise FileNotFoundError(
+            f"image folder {str(base)!r} has no split folder {split!r} (folders: {present})"
+        )
+    class_dirs = sorted(
+        entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not class_dirs:
+        raise DataError(f"image folder {str(folder)!r} has no class folders")
+    keys, images, labels = [], [], []
+    for label, class_dir in enumerate(class_dirs):
+        files = _image_files(class_dir)
+        if not files:
+            raise DataError(
+                f"class folder {str(class_dir)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        keys += [path.relative_to(folder).as_posix() for path in files]
+        images += files
+        labels += [label] * len(files)
+    names = resolve_classnames(classnames, folder / CLASSNAMES_FILE, base / CLASSNAMES_FILE)
+    if names is None:
+        names = [entry.name for entry in class_dirs]
+    elif len(names) != len(class_dirs):
+        raise DataError(
+            f"image folder {str(folder)!r}: {len(class_dirs)} class folders but {len(names)} "
+            "class names; give one name per folder, in sorted folder order"
+        )
+    _check_unique(names, str(folder))
+    return ClassificationSet(
+        name=str(folder),
+        keys=keys,
+        images=images,
+        labels=np.asarray(labels, dtype=np.int64),
+        classnames=names,
+        transform=transform,
+    )
+
+
+def _label_tokens(cell: object, *, multi: bool, separator: str) -> list[str]:
+    """A label cell as strings: one for single-label; for multi-label, the entries of a list
+    cell (parquet) or of a ``separator``-joined string (CSV), empty meaning "no class"."""
+    if isinstance(cell, (list, tuple)):
+        if not multi:
+            raise ValueError(f"a list {cell!r} where one label was expected")
+        return [str(item).strip() for item in cell]
+    text = "" if cell is None else str(cell).strip()
+    if not multi:
+        return [text]
+    return [part.strip() for part in text.split(separator)] if text else []
+
+
+class _LabelMap:
+    """Maps label tokens to class indices, deciding once for the whole table whether the
+    tokens are indices (all of them integers) or class names.
+
+    Integers are indices into ``classnames`` (which must then be known); names are looked up
+    in ``classnames`` or, when there is none, define it as their sorted distinct values. When
+    integer labels would also all be valid names mapping to *other* indices, the table is
+    ambiguous and rejected rather than guessed.
+    """
+
+    def __init__(self, tokens: Sequence[str], classnames: list[str] | None, source: str) -> None:
+        self.as_index = bool(tokens) and all(_INTEGER.fullmatch(token) for token in tokens)
+        if self.as_index:
+            if classnames is None:
+                raise DataError(
+                    f"{source}: integer labels need class names: pass classnames or put "
+                    f"{CLASSNAMES_FILE} beside the data"
+                )
+            lookup = {name: index for index, name in enumerate(classnames)}
+            if all(token in lookup for token in tokens) and any(
+                lookup[token] != int(token) for token in tokens
+            ):
+                raise DataError(
+                    f"{source}: the integer labels are also class names with other indices; "
+                    "rename the classes or write labels as names"
+                )
+        elif classnames is None:
+            classnames = sorted(set(tokens))
+        if not classnames:
+            raise DataError(f"{source}: no label in any row, so no class to score")
+        self.classnames = classnames
+        self._lookup = {name: index for index, name in enumerate(classnames)}
+        self._source = source
+
+    def index(self, token: str, where: str) -> int:
+        """The class index of ``token``; an error naming ``where`` (the row or key)."""
+        if self.as_index:
+            value = int(token)
+            if not 0 <= value < len(self.classnames):
+                raise DataError(
+                    f"{self._source}: {where}: class index {value} is outside "
+                    f"[0, {len(self.classnames)})"
+                )
+            return value
+        if token not in self._lookup:
+            shown = self.classnames[:10] + (["..."] if len(self.classnames) > 10 else [])
+            raise DataError(f"{self._source}: {where}: unknown class {token!r} (classes: {shown})")
+        return self._lookup[token]
+
+
+def _npy_labels(path: Path, rows: Sequence[int], total_rows: int, source: str) -> np.ndarray:
+    """Rows ``rows`` of an ``(N, C)`` 0/1 array saved with ``np.save``, checked."""
+    if not path.is_file():
+        raise FileNotFoundError(f"label array {str(path)!r} of {source} not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"label array {str(path)!r}: cannot read ({err})") from err
+    if array.ndim != 2 or array.shape[0] != total_rows:
+        raise DataError(
+            f"label array {str(path)!r} has shape {array.shape}; {source} has {total_rows} "
+            "rows, so it needs (rows, C)"
+        )
+    _check_multi_hot(array, f"label array {str(path)!r}")
+    return array[list(rows)].astype(np.uint8)
+
+
+def _check_multi_hot(array: np.ndarray, source: str) -> None:
+    """Raise naming ``source`` and the first offending row unless every entry is 0 or 1."""
+    bad = np.argwhere((array != 0) & (array != 1))
+    if len(bad):
+        row = int(bad[0][0])
+        raise DataError(
+            f"{source}: row {row + 1} holds {array[tuple(bad[0])].item()!r}; labels must be 0/1"
+        )
+
+
+def table_classification(
+    path: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    image_column: str | None = None,
+    label_column: str = "label",
+    classnames: Classnames = None,
+    multilabel: bool = False,
+    labels_npy: str | os.PathLike[str] | None = None,
+    label_separator: str = "|",
+    transform: ImageTransform | None = None,
+) -> ClassificationSet:
+    """A table of image paths and labels as a classification set keyed ``<row>:<path>``.
+
+    Paths are relative to ``image_root`` (default: the table's folder). The image column is
+    ``image_column`` or the one of ``filepath, path, image, image_path, filename, file`` present.
+    Single-label: ``label_column`` holds class indices (every cell an integer) or class names.
+    Multi-label (``multilabel=True``): ``label_column`` holds each row's positive classes, a
+    list (parquet) or a ``label_separator``-joined string; or ``labels_npy`` names an
+    ``(rows, C)`` 0/1 ``.npy`` aligned with the table's rows. Class names: ``classnames``, else
+    ``classnames.txt`` beside the table, else (name labels only) the sorted distinct labels.
+    With ``split``, only rows whose ``split`` column equals it are read. Rows are numbered from
+    1, header excluded, in errors.
+    """
+    table_path = check_table(path)
+    source = f"table {str(table_path)!r}"
+    root = table_path.parent if image_root is None else Path(image_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image root {str(root)!r} of {source} is not a folder")
+    header = table_header(table_path)
+    image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
+    multilabel = multilabel or labels_npy is not None
+    columns = [image_column] if labels_npy is not None else [image_column, label_column]
+    table = read_table_rows(table_path, columns, split)
+    paths = path_cells(table_path, image_column, table)
+    names = resolve_classnames(classnames, table_path.parent / CLASSNAMES_FILE)
+    if labels_npy is not None:
+        labels = _npy_labels(Path(labels_npy), table.rows, table.total, source)
+        if names is None or len(names) != labels.shape[1]:
+            found = "no class names" if names is None else f"{len(names)} class names"
+            raise DataError(
+                f"{source}: label array {str(labels_npy)!r} has {labels.shape[1]} classes but "
+                f"{found} were given"
+            )
+    else:
+        labels, names = _table_labels(
+            table, label_column, names, multilabel, label_separator, paths, source
+        )
+    _check_unique(names, source)
+    return ClassificationSet(
+        name=str(table_path),
+        keys=[f"{row + 1}:{cell}" for row, cell in zip(table.rows, paths, strict=True)],
+        images=[root / cell for cell in paths],
+        labels=labels,
+        classnames=names,
+        transform=transform,
+    )
+
+
+def _table_labels(
+    table: TableRows,
+    column: str,
+    names: list[str] | None,
+    multilabel: bool,
+    separator: str,
+    paths: Sequence[str],
+    source: str,
+) -> tuple[np.ndarray, list[str]]:
+    """Class indices ``(N,)`` or multi-hot ``(N, C)`` from the label cells, and the names."""
+    per_row: list[list[str]] = []
+    for position, cell in enumerate(table.columns[column]):
+        try:
+            per_row.append(_label_tokens(cell, multi=multilabel, separator=separator))
+        except ValueError as err:
+            raise DataError(
+                f"{source}: row {table.rows[position] + 1} ({paths[position]!r}): {err}"
+            ) from err
+    if not multilabel and any(not tokens[0] for tokens in per_row):
+        position = next(i for i, tokens in enumerate(per_row) if not tokens[0])
+        raise DataError(
+            f"{source}: row {table.rows[position] + 1} ({paths[position]!r}) has an empty "
+            f"{column!r} cell"
+        )
+    label_map = _LabelMap([token for tokens in per_row for token in tokens], names, source)
+    indices = [
+        [
+            label_map.index(token, f"row {table.rows[position] + 1} ({paths[position]!r})")
+            for token in tokens
+        ]
+        for position, tokens in enumerate(per_row)
+    ]
+    if not multilabel:
+        return np.asarray([row[0] for row in indices], dtype=np.int64), label_map.classnames
+    multi_hot = np.zeros((len(indices), len(label_map.classnames)), dtype=np.uint8)
+    for position, row in enumerate(indices):
+        multi_hot[position, row] = 1
+    return multi_hot, label_map.classnames

@@ -1,0 +1,220 @@
+"""Batching an evaluation set in order, with unreadable images skipped, counted and logged.
+
+:class:`EvalLoader` wraps a ``DataLoader`` over any :class:`~clipforge.data.evalsets.base.EvalSet`
+(its transform must give tensors). Samples come in index order, so results line up with the
+set's metadata through :attr:`LabelBatch.indices` / :attr:`CaptionBatch.indices`. A sample whose
+image cannot be decoded becomes a :class:`Skipped` record in its batch; the loader adds it to
+:attr:`EvalLoader.stats` and logs it (the first few per reason, then the 2**k-th), and raises
+:class:`~clipforge.data.skips.DataError` once skips pass ``max_skip_rate`` (checked from
+``min_samples`` samples on, and over the whole set at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from clipforge.data.evalsets.base import CAPTION_TASKS, TASKS, EvalSet, UnreadableSample
+from clipforge.data.skips import DataError, SkipReason, SkipStats
+from clipforge.data.stream import LOG_FIRST_SKIPS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A sample the loader left out: its index, id, and why."""
+
+    index: int
+    sample_id: str
+    reason: SkipReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class LabelBatch:
+    """A classification batch; unpacks as ``pixels, labels = batch``.
+
+    ``pixels`` float ``(B, 3, H, W)``; ``labels`` int64 ``(B,)`` class indices, or float32
+    ``(B, C)`` multi-hot targets for a multi-label set; ``indices`` int64 ``(B,)`` the samples'
+    indices in the set; ``keys`` their ids; ``skipped`` the samples of this batch's index range
+    that could not be read (already counted in :attr:`EvalLoader.stats`).
+    """
+
+    pixels: torch.Tensor  # (B, 3, H, W)
+    labels: torch.Tensor  # (B,) int64 or (B, C) float32
+    indices: torch.Tensor  # (B,) int64
+    keys: tuple[str, ...]
+    skipped: tuple[Skipped, ...]
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.pixels, self.labels))
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def pin_memory(self) -> LabelBatch:
+        """Called by ``DataLoader(pin_memory=True)``."""
+        return replace(self, pixels=self.pixels.pin_memory(), labels=self.labels.pin_memory())
+
+
+@dataclass(frozen=True)
+class CaptionBatch:
+    """A retrieval or caption-selection batch; unpacks as
+    ``pixels, captions, caption_image = batch``.
+
+    ``pixels`` float ``(B, 3, H, W)``; ``captions`` the ``T`` captions of the ``B`` images,
+    flat, image by image (for caption selection, each image's correct caption first);
+    ``caption_image`` int64 ``(T,)`` the position *in this batch* of each caption's image, so
+    over a whole pass caption ``t`` of batch ``k`` belongs to image ``offset_k +
+    caption_image[t]``, ``offset_k`` being the images delivered before batch ``k``;
+    ``indices``, ``keys`` and ``skipped`` as in :class:`LabelBatch`.
+    """
+
+    pixels: torch.Tensor  # (B, 3, H, W)
+    captions: tuple[str, ...]
+    caption_image: torch.Tensor  # (T,) int64
+    indices: torch.Tensor  # (B,) int64
+    keys: tuple[str, ...]
+    skipped: tuple[Skipped, ...]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.pixels, self.captions, self.caption_image))
+
+    @property
+    def size(self) -> int:
+        return len(self.keys)
+
+    def pin_memory(self) -> CaptionBatch:
+        """Called by ``DataLoader(pin_memory=True)``."""
+        return replace(self, pixels=self.pixels.pin_memory())
+
+
+class _Guarded(Dataset):
+    """The set's items as ``(index, sample_id, pixels, target)``, or a :class:`Skipped`."""
+
+    def __init__(self, dataset: EvalSet) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, str, torch.Tensor, Any] | Skipped:
+        try:
+            pixels, target = self.dataset[index]
+        except UnreadableSample as err:
+            return Skipped(index, err.sample_id, err.reason, err.detail)
+        return index, self.dataset.sample_id(index), pixels, target
+
+
+class _Collate:
+    """Collate of one task (a class, not a closure, so DataLoader workers can pickle it)."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+
+    def __call__(self, items: Sequence[tuple[int, str, torch.Tensor, Any] | Skipped]) -> Any:
+        skipped = tuple(item for item in items if isinstance(item, Skipped))
+        good = [item for item in items if not isinstance(item, Skipped)]
+        indices = torch.tensor([item[0] for item in good], dtype=torch.long)  # (B,)
+        keys = tuple(item[1] for item in good)
+        pixels = torch.stack([item[2] for item in good]) if good else torch.empty(0, 3, 0, 0)
+        if self.task in CAPTION_TASKS:
+            captions = tuple(text for item in good for text in item[3])
+            caption_image = torch.tensor(
+                [position for position, item in enumerate(good) for _ in item[3]],
+                dtype=torch.long,
+            )  # (T,)
+            return CaptionBatch(pixels, captions, caption_image, indices, keys, skipped)
+        if self.task == "multilabel":
+            labels = torch.stack([item[3] for item in good]) if good else torch.empty(0, 0)
+        else:
+            labels = torch.tensor([item[3] for item in good], dtype=torch.long)  # (B,)
+        return LabelBatch(pixels, labels, indices, keys, skipped)
+
+
+class EvalLoader:
+    """Batches of an evaluation set in index order; see the module docstring.
+
+    ``len()`` is the number of batches when nothing is skipped (an upper bound). Each pass
+    starts new :attr:`stats`. A pass in which no sample can be read raises
+    :class:`DataError`.
+    """
+
+    def __init__(
+        self,
+        dataset: EvalSet,
+        *,
+        batch_size: int = 256,
+        workers: int = 0,
+        max_skip_rate: float = 0.1,
+        min_samples: int = 100,
+        pin_memory: bool = False,
+    ) -> None:
+        if getattr(dataset, "task", None) not in TASKS:
+            raise ValueError(f"EvalLoader needs an evaluation set, got {type(dataset).__name__}")
+        if dataset.transform is None:
+            raise ValueError(
+                f"EvalLoader({dataset.name}): the set has no transform to turn images into "
+                "pixels; pass transform= when opening it"
+            )
+        for name, value, minimum in (("batch_size", batch_size, 1), ("workers", workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"EvalLoader: {name}={value!r} must be an int >= {minimum}")
+        if not 0.0 <= max_skip_rate <= 1.0:
+            raise ValueError(f"EvalLoader: max_skip_rate={max_skip_rate!r} not in [0, 1]")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.workers = workers
+        self.max_skip_rate = max_skip_rate
+        self.min_samples = min_samples
+        self.pin_memory = pin_memory
+        self.stats = SkipStats()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __iter__(self) -> Iterator[LabelBatch | CaptionBatch]:
+        self.stats = SkipStats()
+        loader = DataLoader(
+            _Guarded(self.dataset),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.workers,
+            collate_fn=_Collate(self.dataset.task),
+            pin_memory=self.pin_memory,
+        )
+        delivered = 0
+        for batch in loader:
+            self.stats.seen += batch.size + len(batch.skipped)
+            for skip in batch.skipped:
+                self._record(skip)
+            self._check(self.min_samples)
+            if batch.size:
+                delivered += batch.size
+                yield batch
+        self._check(1)
+        if self.stats.skipped:
+            logger.warning("%s: %s", self.dataset.name, self.stats.summary())
+        if delivered == 0:
+            raise DataError(f"{self.dataset.name}: no readable sample ({self.stats.summary()})")
+
+    def _record(self, skip: Skipped) -> None:
+        count = self.stats.add(skip.reason, skip.sample_id)
+        if count <= LOG_FIRST_SKIPS or count & (count - 1) == 0:
+            logger.warning(
+                "skipped evaluation sample %r: %s: %s [%d so far for this reason]",
+                skip.sample_id, skip.reason.value, skip.detail, count,
+            )  # fmt: skip
+
+    def _check(self, min_samples: int) -> None:
+        self.stats.check(
+            source=self.dataset.name, max_rate=self.max_skip_rate, min_samples=min_samples
+        )

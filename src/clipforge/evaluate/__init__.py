@@ -1,0 +1,1 @@
+"""Evaluation: metrics as CLIP_benchmark defines them, tasks, results and reports."""

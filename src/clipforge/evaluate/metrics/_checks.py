@@ -1,0 +1,121 @@
+"""Input checks shared by the metrics: convert array-likes and name the argument in every error.
+
+Every metric accepts numpy arrays, torch tensors (any device) or nested sequences. Scores are
+promoted to float64, which is exact for float16/float32/bfloat16 inputs, so comparisons and
+ranks never change on conversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor | Sequence
+
+
+def _to_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} is not a numeric array ({err})") from err
+
+
+def _check_shape(tensor: torch.Tensor, name: str, ndim: int) -> None:
+    if tensor.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)})")
+
+
+def as_scores(
+    value: ArrayLike, name: str, *, ndim: int, finite: bool = False, keep_device: bool = False
+) -> torch.Tensor:
+    """``value`` as a float64 tensor of ``ndim`` dimensions, non-empty and free of NaN.
+
+    ``finite`` also rejects infinities (softmax-based metrics need that; ranks do not).
+    The result is on the CPU unless ``keep_device``: only embedding inputs, whose products are
+    the expensive part, are worth computing on an accelerator.
+    """
+    tensor = _to_tensor(value, name)
+    if not keep_device:
+        tensor = tensor.cpu()
+    _check_shape(tensor, name, ndim)
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
+    tensor = tensor.to(torch.float64)
+    if torch.isnan(tensor).any():
+        raise ValueError(f"{name} contains NaN")
+    if finite and not torch.isfinite(tensor).all():
+        raise ValueError(f"{name} contains infinite values")
+    return tensor
+
+
+def as_labels(value: ArrayLike, name: str, *, num_classes: int) -> torch.Tensor:
+    """``value`` as an int64 CPU tensor (N,) of class indices in ``[0, num_classes)``."""
+    tensor = _to_tensor(value, name).cpu()
+    _check_shape(tensor, name, 1)
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise ValueError(f"{name} must hold integer class indices, got dtype {tensor.dtype}")
+    tensor = tensor.to(torch.int64)
+    low, high = int(tensor.min()), int(tensor.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{name} must lie in [0, {num_classes}), got values from {low} to {high}")
+    return tensor
+
+
+def as_binary(value: ArrayLike, name: str, *, ndim: int) -> torch.Tensor:
+    """``value`` as a bool CPU tensor; only 0/1 (or False/True) entries are accepted."""
+    tensor = _to_tensor(value, name).cpu()
+    _check_shape(tensor, name, ndim)
+    if tensor.is_complex():
+        raise ValueError(f"{name} must hold 0/1 values, got dtype {tensor.dtype}")
+    binary = tensor != 0
+    if not torch.equal(binary.to(tensor.dtype), tensor):
+        raise ValueError(f"{name} must hold only 0 and 1, got other values")
+    return binary
+
+
+def check_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise unless ``a`` and ``b`` have the same number of rows (samples)."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of rows, got shapes "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise unless ``a`` and ``b`` have equal shapes."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
+
+
+def check_feature_dims(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise unless two (N, D) feature matrices share the feature dimension D."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same feature dimension, got shapes "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_positive_int(value: int, name: str) -> None:
+    """Raise unless ``value`` is an int >= 1 (k of top-k, a batch size, a bin count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def l2_normalize(features: torch.Tensor, name: str) -> torch.Tensor:
+    """Rows of a (N, D) float tensor scaled to unit L2 norm; a zero row has no direction."""
+    norms = torch.linalg.vector_norm(features, dim=1, keepdim=True)  # (N, 1)
+    zero = torch.nonzero(norms[:, 0] == 0).flatten()
+    if zero.numel():
+        raise ValueError(f"{name} has rows of zero norm (rows {zero[:5].tolist()})")
+    return features / norms

@@ -1,0 +1,208 @@
+"""Calibration: does a confidence of 0.8 mean right 80% of the time?
+
+Expected calibration error with equal-width confidence bins (Guo et al., "On Calibration of
+Modern Neural Networks", 2017), negative log-likelihood, the per-bin data of a reliability
+diagram, and temperature scaling: one scalar T fitted on held-out data that divides the logits,
+leaving the argmax (hence accuracy) unchanged while fixing over- or under-confidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._checks import ArrayLike, as_labels, as_scores, check_positive_int, check_rows
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BINS = 15
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per-bin data of a reliability diagram; bin m holds confidences in (lower[m], upper[m]].
+
+    Attributes (each (M,) for M bins):
+        lower, upper: bin edges, ``linspace(0, 1, M + 1)``; a confidence of exactly 0 falls in
+            the first bin.
+        confidence: mean top-1 probability of the samples in the bin (NaN if the bin is empty).
+        accuracy: share of those samples whose argmax is correct (NaN if empty).
+        count: number of samples in the bin.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+    def expected_calibration_error(self) -> float:
+        """``sum_m count[m] / N * |accuracy[m] - confidence[m]|`` over non-empty bins."""
+        filled = self.count > 0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float(np.sum(self.count[filled] * gaps) / np.sum(self.count))
+
+
+def _inputs(
+    logits: ArrayLike, labels: ArrayLike, prefix: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = as_scores(logits, f"{prefix}logits", ndim=2, finite=True)  # (N, C)
+    targets = as_labels(labels, f"{prefix}labels", num_classes=scores.shape[1])  # (N,)
+    check_rows(f"{prefix}logits", scores, f"{prefix}labels", targets)
+    return scores, targets
+
+
+def reliability_bins(
+    logits: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS
+) -> ReliabilityBins:
+    """Bin samples by top-1 softmax probability into ``n_bins`` equal-width bins.
+
+    Args:
+        logits: (N, C) unnormalised log-probabilities (e.g. ``logit_scale * cos``).
+        labels: (N,) int true classes.
+        n_bins: number of bins M (Guo et al. use 15).
+    """
+    check_positive_int(n_bins, "n_bins")
+    scores, targets = _inputs(logits, labels)
+    probs = torch.softmax(scores, dim=1)  # (N, C)
+    confidence, predicted = probs.max(dim=1)  # (N,), (N,)
+    correct = (predicted == targets).numpy()
+    confidence = confidence.numpy()
+    edges = np.linspace(0.0, 1.0, n_bins + 1)  # (M + 1,)
+    # searchsorted(left) - 1 puts a confidence equal to an edge into the bin it closes.
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)  # (N,)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / count
+    return ReliabilityBins(edges[:-1], edges[1:], mean_confidence, accuracy, count)
+
+
+def expected_calibration_error(
+    logits: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS
+) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins.
+
+    Args:
+        logits: (N, C) logits. labels: (N,) int true classes. n_bins: number of bins.
+    """
+    return reliability_bins(logits, labels, n_bins).expected_calibration_error()
+
+
+def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> float:
+    """Mean ``-log softmax(logits)[label]`` in nats, computed in float64.
+
+    Args:
+        logits: (N, C) logits. labels: (N,) int true classes.
+    """
+    scores, targets = _inputs(logits, labels)
+    return float(F.cross_entropy(scores, targets))
+
+
+def _check_minimum_exists(scores: torch.Tensor, targets: torch.Tensor) -> None:
+    """Raise unless the NLL of ``scores / T`` has a minimum at a finite T > 0.
+
+    With beta = 1/T, NLL(beta) is convex with slope ``mean(E_softmax[z] - z_label)``. The slope
+    tends to ``mean(max_c z - z_label)`` as beta -> inf and equals ``mean(mean_c z - z_label)`` at
+    beta = 0; a minimum at 0 < beta < inf needs the first positive and the second negative.
+    """
+    true_scores = scores.gather(1, targets[:, None])[:, 0]  # (N,)
+    if bool((scores.amax(dim=1) == true_scores).all()):
+        raise ValueError(
+            "no temperature fits: every sample of logits scores its label highest, so the NLL "
+            "keeps falling as T -> 0 (fit on data the model gets wrong sometimes)"
+        )
+    if float((scores.mean(dim=1) - true_scores).mean()) >= 0:
+        raise ValueError(
+            "no temperature fits: logits score the labels no higher than the average class, so "
+            "the NLL keeps falling as T -> infinity"
+        )
+
+
+def fit_temperature(logits: ArrayLike, labels: ArrayLike, *, max_iter: int = 100) -> float:
+    """The temperature T > 0 minimising the NLL of ``logits / T`` on held-out data.
+
+    L-BFGS with a strong-Wolfe line search on log T (so T stays positive), in float64. The NLL
+    is convex in 1/T, so the minimum found is the global one. Raises ``ValueError`` when no
+    finite T > 0 minimises it (every sample correct, or logits no better than chance).
+
+    Args:
+        logits: (N, C) validation logits. labels: (N,) int true classes.
+        max_iter: L-BFGS iterations.
+    """
+    check_positive_int(max_iter, "max_iter")
+    scores, targets = _inputs(logits, labels)
+    _check_minimum_exists(scores, targets)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [log_t],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(scores / log_t.exp(), targets)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = math.exp(float(log_t.detach()))
+    logger.debug("fitted temperature %.6g on %d samples", temperature, len(targets))
+    return temperature
+
+
+@dataclass(frozen=True)
+class TemperatureScaling:
+    """A fitted temperature and the calibration it buys on the evaluation set."""
+
+    temperature: float
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def temperature_scaling(
+    fit_logits: ArrayLike,
+    fit_labels: ArrayLike,
+    eval_logits: ArrayLike,
+    eval_labels: ArrayLike,
+    *,
+    n_bins: int = DEFAULT_BINS,
+) -> TemperatureScaling:
+    """Fit T on one split, report ECE and NLL on another before and after dividing by T.
+
+    Args:
+        fit_logits: (N, C) validation logits; fit_labels: (N,) their classes.
+        eval_logits: (M, C) test logits; eval_labels: (M,) their classes. Passing the
+            validation split again measures in-sample calibration.
+        n_bins: ECE bins.
+    """
+    fit_scores, _ = _inputs(fit_logits, fit_labels, "fit_")
+    scores, targets = _inputs(eval_logits, eval_labels, "eval_")
+    if fit_scores.shape[1] != scores.shape[1]:
+        raise ValueError(
+            f"fit_logits and eval_logits must have the same number of classes, got shapes "
+            f"{tuple(fit_scores.shape)} and {tuple(scores.shape)}"
+        )
+    temperature = fit_temperature(fit_logits, fit_labels)
+    scaled = scores / temperature
+    return TemperatureScaling(
+        temperature=temperature,
+        ece_before=expected_calibration_error(scores, targets, n_bins),
+        ece_after=expected_calibration_error(scaled, targets, n_bins),
+        nll_before=negative_log_likelihood(scores, targets),
+        nll_after=negative_log_likelihood(scaled, targets),
+    )

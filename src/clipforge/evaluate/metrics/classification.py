@@ -1,0 +1,141 @@
+"""Classification metrics as CLIP_benchmark (v1.6) reports them.
+
+Single-label: ``acc1``, ``acc5`` (top-k hit rate) and ``mean_per_class_recall`` (sklearn's
+``balanced_accuracy_score`` of the argmax prediction: the recall of each class that occurs in
+the targets, averaged with equal weight). Multi-label: ``mean_average_precision``.
+
+Two deliberate departures, both where the reference is undefined or unhelpful:
+- Top-k with fewer than k classes uses k = C (the reference reports NaN for acc5 when C < 5).
+- Ties in scores are broken by class index (see ``_ranking``); the reference's order is
+  whatever ``torch.topk``/``torch.sort`` return.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ._checks import (
+    ArrayLike,
+    as_binary,
+    as_labels,
+    as_scores,
+    check_positive_int,
+    check_rows,
+    check_same_shape,
+)
+from ._ranking import first_positive_rank
+
+logger = logging.getLogger(__name__)
+
+
+def _single_label_inputs(
+    logits: ArrayLike, targets: ArrayLike
+) -> tuple[torch.Tensor, torch.Tensor]:
+    scores = as_scores(logits, "logits", ndim=2)  # (N, C)
+    labels = as_labels(targets, "targets", num_classes=scores.shape[1])  # (N,)
+    check_rows("logits", scores, "targets", labels)
+    return scores, labels
+
+
+def _balanced_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    predicted = scores.argmax(dim=1)  # (N,), first maximum on ties
+    present = torch.unique(labels)  # (P,)
+    hits = torch.zeros(scores.shape[1], dtype=torch.float64).index_add_(
+        0, labels, (predicted == labels).double()
+    )  # (C,)
+    counts = torch.bincount(labels, minlength=scores.shape[1]).double()  # (C,)
+    return float((hits[present] / counts[present]).mean())
+
+
+def target_ranks(logits: ArrayLike, targets: ArrayLike) -> np.ndarray:
+    """1-based rank of the true class among the C classes, per sample.
+
+    Args:
+        logits: (N, C) class scores (logits, cosine similarities or probabilities).
+        targets: (N,) int true class of each sample.
+
+    Returns:
+        (N,) int64; 1 means the true class has the highest score (ties: lower index first).
+    """
+    scores, labels = _single_label_inputs(logits, targets)
+    return first_positive_rank(scores, labels[:, None]).numpy()
+
+
+def topk_accuracy(logits: ArrayLike, targets: ArrayLike, k: int = 1) -> float:
+    """Share of samples whose true class is among the k highest-scored classes.
+
+    Args:
+        logits: (N, C) class scores. targets: (N,) int true classes. k: >= 1; with fewer
+            than k classes, k = C is used (every sample is then a hit), never NaN.
+    """
+    check_positive_int(k, "k")
+    return float(np.mean(target_ranks(logits, targets) <= k))
+
+
+def mean_per_class_recall(logits: ArrayLike, targets: ArrayLike) -> float:
+    """Balanced accuracy of the argmax prediction, as ``sklearn.balanced_accuracy_score``.
+
+    The recall (share predicted correctly) of each class present in ``targets``, averaged with
+    equal weight, so rare classes count as much as common ones. Classes absent from ``targets``
+    are left out of the mean, as sklearn does. The argmax takes the lowest index on ties.
+
+    Args:
+        logits: (N, C) class scores. targets: (N,) int true classes.
+    """
+    return _balanced_accuracy(*_single_label_inputs(logits, targets))
+
+
+def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
+    """Average precision of each class of a multi-label problem, as CLIP_benchmark computes it.
+
+    For class c, samples are ranked by decreasing ``scores[:, c]`` (ties: lower sample index
+    first); AP is the mean, over the positives, of the precision at each positive's rank. A
+    class with no positive gets AP = 0 (the reference divides by ``max(#positives, 1)``), and
+    that 0 stays in the mean of ``mean_average_precision``.
+
+    Args:
+        scores: (N, C) class scores. targets: (N, C) 0/1 (or bool) ground truth.
+
+    Returns:
+        (C,) float64 average precisions.
+    """
+    values = as_scores(scores, "scores", ndim=2)  # (N, C)
+    truth = as_binary(targets, "targets", ndim=2)  # (N, C)
+    check_same_shape("scores", values, "targets", truth)
+    order = torch.sort(values, dim=0, descending=True, stable=True).indices  # (N, C)
+    ranked_truth = torch.gather(truth, 0, order).double()  # (N, C)
+    ranks = torch.arange(1, values.shape[0] + 1, dtype=torch.float64)[:, None]  # (N, 1)
+    precision = ranked_truth.cumsum(dim=0) / ranks  # (N, C)
+    positives = ranked_truth.sum(dim=0)  # (C,)
+    empty = int((positives == 0).sum())
+    if empty:
+        logger.warning(
+            "%d of %d classes have no positive; their AP counts as 0", empty, len(positives)
+        )
+    return ((precision * ranked_truth).sum(dim=0) / positives.clamp(min=1)).numpy()
+
+
+def mean_average_precision(scores: ArrayLike, targets: ArrayLike) -> float:
+    """Mean over all C classes of ``average_precision_per_class`` (CLIP_benchmark's mAP)."""
+    return float(np.mean(average_precision_per_class(scores, targets)))
+
+
+def classification_metrics(
+    logits: ArrayLike, targets: ArrayLike, *, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
+    """CLIP_benchmark's single-label report: ``acc{k}`` for each k, ``mean_per_class_recall``.
+
+    Args:
+        logits: (N, C) class scores. targets: (N,) int true classes. ks: top-k values.
+    """
+    for k in ks:
+        check_positive_int(k, "ks")
+    scores, labels = _single_label_inputs(logits, targets)
+    ranks = first_positive_rank(scores, labels[:, None])  # (N,)
+    metrics = {f"acc{k}": float((ranks <= k).double().mean()) for k in ks}
+    metrics["mean_per_class_recall"] = _balanced_accuracy(scores, labels)
+    return metrics

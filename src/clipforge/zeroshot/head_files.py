@@ -1,0 +1,106 @@
+"""Head files: one safetensors file per head or ensemble, self-describing, read without pickle.
+
+Tensors: ``weights`` (C, D) and, for ``"mean_similarity"`` heads, ``prompt_embeddings``
+(N, D) and ``prompt_class`` (N,); an ensemble prefixes member ``i``'s tensors with
+``members.{i}.``. The safetensors string metadata holds one JSON document under
+``"clipforge.zeroshot"``: ``{"format_version", "kind": "head" | "ensemble", "classnames",
+"scoring", "provenance"}`` for a head, ``{"format_version", "kind", "head_weights",
+"members": [head documents]}`` for an ensemble. Tensors are stored bit for bit and the JSON
+parts are JSON already (heads keep their provenance as JSON), so save then load is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..atomic import atomic_path
+from .heads import Head, HeadEnsemble, ZeroShotHead
+
+METADATA_KEY = "clipforge.zeroshot"
+FORMAT_VERSION = 1
+_TENSORS = ("weights", "prompt_embeddings", "prompt_class")
+
+
+def save_head(head: Head, path: str | os.PathLike) -> None:
+    """Write ``head`` (a :class:`ZeroShotHead` or :class:`HeadEnsemble`) to ``path`` atomically."""
+    if isinstance(head, ZeroShotHead):
+        tensors = _head_tensors(head, "")
+        document = {"kind": "head", **_head_document(head)}
+    elif isinstance(head, HeadEnsemble):
+        tensors = {}
+        for index, member in enumerate(head.heads):
+            tensors.update(_head_tensors(member, f"members.{index}."))
+        document = {
+            "kind": "ensemble",
+            "head_weights": None if head.head_weights is None else list(head.head_weights),
+            "members": [_head_document(member) for member in head.heads],
+        }
+    else:
+        raise TypeError(f"cannot save a {type(head).__name__}; expected a zero-shot head")
+    header = json.dumps({"format_version": FORMAT_VERSION, **document})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: header})
+
+
+def load_head(path: str | os.PathLike) -> Head:
+    """Read a file written by :func:`save_head`; every error names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no zero-shot head file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            document = json.loads((f.metadata() or {})[METADATA_KEY])
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is not a clipforge zero-shot head file ({err!r})") from err
+    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported head format {document!r:.80}")
+    try:
+        if document.get("kind") == "head":
+            return _build_head(document, tensors, "")
+        if document.get("kind") == "ensemble":
+            members = [
+                _build_head(member, tensors, f"members.{index}.")
+                for index, member in enumerate(document["members"])
+            ]
+            return HeadEnsemble(tuple(members), document["head_weights"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: malformed zero-shot head ({err})") from err
+    raise ValueError(f"{path}: unknown head kind {document.get('kind')!r}")
+
+
+def _head_tensors(head: ZeroShotHead, prefix: str) -> dict[str, torch.Tensor]:
+    """The head's tensors on CPU, cloned (safetensors refuses tensors that share memory)."""
+    return {
+        prefix + name: getattr(head, name).detach().cpu().contiguous().clone()
+        for name in _TENSORS
+        if getattr(head, name) is not None
+    }
+
+
+def _head_document(head: ZeroShotHead) -> dict[str, Any]:
+    return {
+        "classnames": list(head.classnames),
+        "scoring": head.scoring,
+        "provenance": head.provenance,
+    }
+
+
+def _build_head(
+    document: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str
+) -> ZeroShotHead:
+    return ZeroShotHead(
+        classnames=tuple(document["classnames"]),
+        weights=tensors[prefix + "weights"],
+        scoring=document["scoring"],
+        prompt_embeddings=tensors.get(prefix + "prompt_embeddings"),
+        prompt_class=tensors.get(prefix + "prompt_class"),
+        provenance=document["provenance"],
+    )
