@@ -1,0 +1,393 @@
+"""What an embedding run reads: its inputs resolved to samples and cut into partitions.
+
+Three input formats, detected from each input (or forced with ``input_format``):
+
+* ``folder``: a directory searched recursively for images (``.jpg .jpeg .png .webp .bmp
+  .gif``, any case; hidden files and folders are ignored). An image ``a/b.jpg`` with a
+  ``a/b.txt`` beside it gets that file's first non-empty line as its caption (img2dataset's
+  ``files`` output format). Keys are the image paths relative to the folder.
+* ``wds``: webdataset tar shards in the img2dataset layout (``{key}.jpg``, ``{key}.txt``,
+  ``{key}.json``), given as paths or brace patterns (``/data/{00000..00099}.tar``).
+* ``table``: a ``.csv``, ``.tsv`` or ``.parquet`` table with an image path column and/or a
+  caption column. Relative paths are resolved against ``image_root`` (default: the table's
+  folder). Every column of a row is kept, as JSON text, in the metadata ``json`` column.
+
+Partitions are a pure function of the inputs and the partition settings, so a rerun (or
+another rank) computes the same ones: folder and table samples, in input order and sorted
+path order within a folder, are cut into runs of ``partition_size``; shards, in input order,
+into runs of ``shards_per_partition``. A run reads either file inputs or shards, not both.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import tarfile
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from clipforge.data.spec import expand_urls
+from clipforge.data.tables import TABLE_SUFFIXES
+
+logger = logging.getLogger(__name__)
+
+INPUT_FORMATS: tuple[str, ...] = ("auto", "folder", "wds", "table")
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+SHARD_SUFFIXES: tuple[str, ...] = (".tar", ".tar.gz", ".tgz")
+# Tried in this order when the caller does not name the columns.
+IMAGE_COLUMNS: tuple[str, ...] = ("filepath", "image_path", "image", "path")
+CAPTION_COLUMNS: tuple[str, ...] = ("caption", "text", "txt")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FileSample:
+    """One sample of a folder or table: where its image and caption are, before reading.
+
+    ``path`` is the absolute image path (``None`` for a table row with an empty image cell, or
+    for every row of a caption-only table); the caption is either known (``caption``, from a
+    table) or in a sidecar file read by the DataLoader worker (``caption_file``).
+    """
+
+    key: str
+    path: Path | None
+    caption: str | None = None
+    caption_file: Path | None = None
+    json: str | None = None
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Partition ``index``: a run of file samples, or a run of shard paths (one is empty)."""
+
+    index: int
+    samples: tuple[FileSample, ...] = ()
+    shards: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CollectionPlan:
+    """The resolved inputs of a run and their partitions.
+
+    ``images``/``text`` say whether the run embeds images (False only for a caption-only
+    table) and captions (a caption column, sidecar ``.txt`` files, or ``.txt`` members in the
+    first shard). ``fingerprint`` hashes the full partition plan, so a rerun whose inputs
+    changed (an image added to a folder, a caption edited, a shard rewritten to another size)
+    is told apart from a resume.
+    """
+
+    kind: str  # "files" or "wds"
+    partitions: tuple[Partition, ...]
+    inputs: tuple[dict[str, str], ...]  # {"input": absolute path or pattern, "format": ...}
+    image_roots: tuple[str, ...]
+    images: bool
+    text: bool
+    fingerprint: str
+
+    @property
+    def samples(self) -> int | None:
+        """Number of samples of a file collection; None for shards (known only once read)."""
+        if self.kind != "files":
+            return None
+        return sum(len(p.samples) for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    """Which table columns hold image paths and captions; ``None`` picks them by name
+    (:data:`IMAGE_COLUMNS`, :data:`CAPTION_COLUMNS`), a given name must exist."""
+
+    image: str | None = None
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """One input after reading its listing."""
+
+    spec: dict[str, str]
+    roots: tuple[str, ...]  # the folders its images (or shards) are in
+    samples: list[FileSample]
+    shards: list[str]
+    images: bool
+    text: bool
+
+
+def detect_format(text: str) -> str:
+    """``folder``, ``wds`` or ``table`` for one input, from what it is on disk and its name."""
+    path = Path(text)
+    name = path.name.lower()
+    if name.endswith(SHARD_SUFFIXES):
+        return "wds"
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return "table"
+    if not path.exists():
+        raise FileNotFoundError(f"embedding input {text!r} does not exist")
+    raise ValueError(
+        f"embedding input {text!r}: cannot tell its format; expected a folder of images, "
+        f"tar shards ({', '.join(SHARD_SUFFIXES)}) or a table ({', '.join(TABLE_SUFFIXES)})"
+    )
+
+
+def plan_collection(
+    inputs: Sequence[str | os.PathLike],
+    *,
+    input_format: str = "auto",
+    partition_size: int,
+    shards_per_partition: int,
+    image_root: str | os.PathLike | None = None,
+    columns: TableColumns = TableColumns(),
+) -> CollectionPlan:
+    """Read the listings of ``inputs`` and cut them into partitions (see the module doc)."""
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format={input_format!r} must be one of {list(INPUT_FORMATS)}")
+    if isinstance(inputs, (str, os.PathLike)) or not inputs:
+        raise ValueError(f"inputs={inputs!r} must be a non-empty list of paths or patterns")
+    resolved = []
+    for item in inputs:
+        text = os.fspath(item)
+        kind = detect_format(text) if input_format == "auto" else input_format
+        resolved.append(_resolve_input(text, kind, image_root, columns))
+    kinds = {"wds" if r.shards else "files" for r in resolved}
+    if len(kinds) > 1:
+        raise ValueError(
+            "embedding inputs mix tar shards with folders/tables; embed them into separate "
+            f"collections: {[r.spec for r in resolved]}"
+        )
+    if image_root is not None and not any(r.spec["format"] == "table" for r in resolved):
+        raise ValueError(f"image_root={os.fspath(image_root)!r} applies to table inputs only")
+    if len({r.images for r in resolved}) > 1:
+        raise ValueError(
+            "embedding inputs mix caption-only tables with image inputs: "
+            f"{[r.spec['input'] for r in resolved if not r.images]}"
+        )
+    kind = kinds.pop()
+    if kind == "files":
+        samples = [s for r in resolved for s in r.samples]
+        runs = _runs(samples, partition_size)
+        partitions = [Partition(i, samples=run) for i, run in enumerate(runs)]
+        plan: list = [[str(field) for field in astuple(s)] for s in samples]
+    else:
+        shards = [s for r in resolved for s in r.shards]
+        runs = _runs(shards, shards_per_partition)
+        partitions = [Partition(i, shards=run) for i, run in enumerate(runs)]
+        plan = [[shard, _size(shard)] for shard in shards]
+    digest = hashlib.blake2b(json.dumps(plan).encode("utf-8"), digest_size=16).hexdigest()
+    return CollectionPlan(
+        kind=kind,
+        partitions=tuple(partitions),
+        inputs=tuple(r.spec for r in resolved),
+        image_roots=tuple(dict.fromkeys(root for r in resolved for root in r.roots)),
+        images=resolved[0].images,
+        text=any(r.text for r in resolved),
+        fingerprint=digest,
+    )
+
+
+def _runs(items: list[T], size: int) -> list[tuple[T, ...]]:
+    """``items`` cut into consecutive runs of ``size`` (the last one shorter)."""
+    return [tuple(items[start : start + size]) for start in range(0, len(items), size)]
+
+
+def _size(path: str) -> int:
+    """A shard's size, or -1 if it cannot be read now (the run records it as a bad shard)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def _resolve_input(
+    text: str, kind: str, image_root: str | os.PathLike | None, columns: TableColumns
+) -> _Resolved:
+    if kind == "folder":
+        return _resolve_folder(Path(text))
+    if kind == "table":
+        return _resolve_table(Path(text), image_root, columns)
+    if kind == "wds":
+        return _resolve_shards(text)
+    raise ValueError(f"input_format={kind!r} must be one of {list(INPUT_FORMATS)}")
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _resolve_folder(folder: Path) -> _Resolved:
+    """Every image under ``folder``, sorted by relative path, with its sidecar caption file."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist or is not a folder")
+    root = folder.resolve()
+    images: list[str] = []
+    texts: set[str] = set()
+    tars = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
+        relative_dir = Path(dirpath).relative_to(root)
+        for name in filenames:
+            if _is_hidden(name):
+                continue
+            stem, suffix = os.path.splitext(name)
+            relative = (relative_dir / name).as_posix()
+            if suffix.lower() in IMAGE_SUFFIXES:
+                images.append(relative)
+            elif suffix.lower() == ".txt":
+                texts.add((relative_dir / stem).as_posix())
+            tars += name.lower().endswith(SHARD_SUFFIXES)
+    if not images:
+        hint = f"; it holds {tars} tar shards: pass them as a pattern" if tars else ""
+        raise ValueError(
+            f"image folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}"
+        )
+    images.sort()
+    samples = []
+    for relative in images:
+        stem = os.path.splitext(relative)[0]
+        caption_file = root / f"{stem}.txt" if stem in texts else None
+        samples.append(FileSample(key=relative, path=root / relative, caption_file=caption_file))
+    spec = {"input": str(root), "format": "folder"}
+    return _Resolved(spec, (str(root),), samples, [], images=True, text=bool(texts))
+
+
+def _resolve_shards(pattern: str) -> _Resolved:
+    """The shards of one path or brace pattern, made absolute."""
+    absolute = pattern if os.path.isabs(pattern) else os.path.join(os.getcwd(), pattern)
+    shards = [os.path.normpath(s) for group in expand_urls(absolute) for s in group]
+    bad = [s for s in shards if not s.lower().endswith(SHARD_SUFFIXES)]
+    if bad:
+        raise ValueError(
+            f"shard pattern {pattern!r}: not tar shards ({', '.join(SHARD_SUFFIXES)}): {bad[:5]}"
+        )
+    roots = tuple(dict.fromkeys(os.path.dirname(s) for s in shards))
+    text = _has_text_members(shards)
+    if not text:
+        logger.info("shards %s have no .txt members: captions are not embedded", pattern)
+    spec = {"input": absolute, "format": "wds"}
+    return _Resolved(spec, roots, [], shards, images=True, text=text)
+
+
+def _has_text_members(shards: list[str]) -> bool:
+    """Whether the first readable shard has a ``.txt`` member anywhere (only its headers are
+    read: the data is seeked past). A shard that cannot be read is passed over here; the run
+    records it as a skipped ``bad_shard``."""
+    for shard in shards:
+        seen = False
+        try:
+            with tarfile.open(shard, mode="r:*") as tar:
+                for member in tar:
+                    seen = True
+                    if member.name.lower().endswith(".txt"):
+                        return True
+        except (tarfile.TarError, OSError, EOFError) as err:
+            logger.warning("shard %s: cannot read its member list (%s)", shard, err)
+        if seen:
+            return False
+    return False
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]], dict[str, bool]]:
+    """``(column names, rows, is-string per column)`` of a table; CSV cells are all strings."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"table {str(path)!r}: cannot read parquet ({err})") from err
+        strings = {
+            f.name: pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+            for f in table.schema
+        }
+        return table.column_names, table.to_pylist(), strings
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            rows = list(reader)
+            names = list(reader.fieldnames or [])
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"table {str(path)!r}: cannot read ({err})") from err
+    return names, rows, {name: True for name in names}
+
+
+def _pick_column(
+    path: Path,
+    names: list[str],
+    strings: dict[str, bool],
+    given: str | None,
+    candidates: tuple[str, ...],
+    role: str,
+) -> str | None:
+    """The column holding ``role`` (image paths or captions): ``given`` (which must exist and
+    hold strings) or the first string column among ``candidates``."""
+    if given is not None:
+        if given not in names:
+            raise ValueError(f"table {str(path)!r}: no {role} column {given!r} (columns: {names})")
+        if not strings[given]:
+            raise ValueError(f"table {str(path)!r}: {role} column {given!r} does not hold text")
+        return given
+    return next((c for c in candidates if c in names and strings[c]), None)
+
+
+def _cell(value: object) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def _resolve_table(
+    path: Path, image_root: str | os.PathLike | None, columns: TableColumns
+) -> _Resolved:
+    """One sample per row; the key is the row's ``key`` cell when there is one, else its
+    0-based row number."""
+    if not path.is_file():
+        raise FileNotFoundError(f"table {str(path)!r} does not exist")
+    table_path = path.resolve()
+    root = table_path.parent if image_root is None else Path(image_root).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image root {str(root)!r} of table {str(path)!r} is not a folder")
+    names, rows, strings = _read_rows(table_path)
+    image_col = _pick_column(path, names, strings, columns.image, IMAGE_COLUMNS, "image")
+    caption_col = _pick_column(path, names, strings, columns.caption, CAPTION_COLUMNS, "caption")
+    if image_col is None and caption_col is None:
+        raise ValueError(
+            f"table {str(path)!r} has no image column ({', '.join(IMAGE_COLUMNS)}) and no "
+            f"caption column ({', '.join(CAPTION_COLUMNS)}); columns: {names}; name them "
+            "with image_column= / caption_column="
+        )
+    if not rows:
+        raise ValueError(f"table {str(path)!r} has no rows")
+    if image_col is None:
+        logger.warning(
+            "table %s has no image column (%s): embedding its captions only",
+            path, ", ".join(IMAGE_COLUMNS),
+        )  # fmt: skip
+    samples = []
+    for number, row in enumerate(rows):
+        cell = _cell(row[image_col]) if image_col is not None else None
+        samples.append(
+            FileSample(
+                key=_cell(row.get("key")) or str(number),
+                path=root / cell if cell is not None else None,
+                caption=_cell(row[caption_col]) if caption_col is not None else None,
+                json=json.dumps(row, ensure_ascii=False, default=str),
+            )
+        )
+    spec = {
+        "input": str(table_path),
+        "format": "table",
+        "image_column": image_col or "",
+        "caption_column": caption_col or "",
+        "image_root": str(root),
+    }
+    return _Resolved(
+        spec, (str(root),), samples, [], images=image_col is not None, text=caption_col is not None
+    )

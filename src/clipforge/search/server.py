@@ -1,0 +1,340 @@
+"""The search server: a FastAPI app with text/image/vector/item search and a small web page.
+
+Routes (see ``/docs`` for the schemas)::
+
+    GET  /                  the web page (static/index.html; no external resources)
+    POST /search            JSON {index?, text | image (base64) | embedding | id, k?, dedup?}
+                            or a form (multipart: file field ``image``; other fields as text)
+    GET  /items/{id}        an item's metadata           (?index=NAME when several are served)
+    GET  /images/{id}       an item's image bytes        (?index=NAME)
+    GET  /indices           served indices: name, size, dim, model
+    GET  /health            liveness
+    GET  /docs              Swagger UI (from its CDN; offline, a plain list of the routes)
+    GET  /metrics           Prometheus text: requests by route/status, latency, index sizes
+
+Every client error is a 4xx with ``{"error": message, "detail": ...}``; see
+:mod:`clipforge.search.queries` for the statuses. The work of a search (encoding, FAISS) runs in
+the thread pool so that slow queries do not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
+
+from clipforge.search.collection import ItemNotFound
+from clipforge.search.metrics import Metrics
+from clipforge.search.queries import (
+    ApiError,
+    Query,
+    SearchRequest,
+    parse_form,
+    parse_json_body,
+    too_large,
+)
+from clipforge.search.server_config import ServerConfig, load_server_config
+from clipforge.search.service import SearchService
+from clipforge.version import __version__
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+FORM_OVERHEAD_BYTES = 64 * 1024  # room for the non-image fields of a request
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def create_app(config: ServerConfig | dict[str, Any] | str | os.PathLike) -> FastAPI:
+    """Load every index of ``config`` (a :class:`ServerConfig`, its dict, or a YAML/JSON file)
+    and return the app; loading errors (missing index, model/index mismatch) raise here."""
+    service = SearchService.from_config(load_server_config(config))
+    return build_app(service)
+
+
+def build_app(service: SearchService) -> FastAPI:
+    """The app around an already loaded service."""
+    app = FastAPI(
+        title="clipforge search",
+        version=__version__,
+        description="Text, image and vector search over embedded image collections.",
+        docs_url=None,  # served below, with an offline fallback
+    )
+    app.state.service = service
+    metrics = Metrics()
+    app.state.metrics = metrics
+    _add_error_handlers(app)
+    _add_routes(app, service, metrics)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _add_routes(app: FastAPI, service: SearchService, metrics: Metrics) -> None:
+    limit = service.config.max_upload_bytes
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """FastAPI's Swagger UI page, plus a script that lists the routes when the UI's assets
+        cannot be fetched from their CDN (the page returns 200 either way)."""
+        swagger = get_swagger_ui_html(openapi_url="/openapi.json", title="clipforge search API")
+        fallback = '<script src="/static/docs-fallback.js"></script></body>'
+        return HTMLResponse(bytes(swagger.body).decode().replace("</body>", fallback))
+
+    @app.post("/search", openapi_extra=_SEARCH_BODY_DOC, summary="Search an index")
+    async def search(request: Request) -> JSONResponse:
+        """Nearest items to a text, an image, a vector or a stored item (``id``):
+        ``{"results": [{id, score, key, caption, path?, member?, metadata}], "query": {...},
+        "warnings": [...]}``."""
+        query = await _read_query(request, limit)
+        answer = await run_in_threadpool(service.search, query)
+        metrics.observe_query(answer["query"]["index"], query.kind)
+        return JSONResponse(answer)  # already plain JSON types: skip FastAPI's re-encoding
+
+    @app.get("/items/{item_id}", summary="An item's metadata")
+    def item(item_id: int, index: str | None = None) -> dict[str, Any]:
+        served = service.resolve(index)
+        return {"index": served.name, **served.collection.item(item_id)}
+
+    @app.get("/images/{item_id}", summary="An item's image", response_class=Response)
+    def image(item_id: int, index: str | None = None) -> Response:
+        data, media_type = service.resolve(index).collection.image(item_id)
+        return Response(data, media_type=media_type,
+                        headers={"Cache-Control": "public, max-age=3600"})  # fmt: skip
+
+    @app.get("/indices", summary="Served indices")
+    def indices() -> dict[str, Any]:
+        config = service.config
+        return {"indices": service.indices_summary(), "max_k": config.max_k,
+                "default_k": config.default_k, "max_upload_mb": config.max_upload_mb}  # fmt: skip
+
+    @app.get("/health", summary="Liveness")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "indices": len(service.indices), "version": __version__}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        sizes = {s["name"]: {"vectors": s["size"], "dim": s["dim"]}
+                 for s in service.indices_summary()}  # fmt: skip
+        return PlainTextResponse(metrics.render(sizes), media_type=PROMETHEUS_CONTENT_TYPE)
+
+
+async def _read_query(request: Request, limit: int) -> Query:
+    """Parse the body of ``POST /search`` by its content type, refusing oversized bodies before
+    reading them when the client says their length, and while reading them otherwise."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in FORM_TYPES:
+        body = await _read_capped(request, limit + FORM_OVERHEAD_BYTES)
+        form, upload = await _parse_form(request, content_type, body)
+        if upload is not None and len(upload) > limit:
+            raise too_large(len(upload), limit, "the uploaded image")
+        return parse_form(form, upload, limit)
+    if content_type in ("application/json", ""):
+        # base64 takes 4 bytes per 3; the image limit applies again after decoding.
+        body = await _read_capped(request, limit * 4 // 3 + FORM_OVERHEAD_BYTES)
+        return parse_json_body(body, limit)
+    raise ApiError(415, f"unsupported content type {content_type!r}; send application/json, "
+                   f"{' or '.join(FORM_TYPES)}", {"content_type": content_type})  # fmt: skip
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise too_large(int(declared), cap, "the request body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise too_large(size, cap, "the request body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_form(
+    request: Request, content_type: str, body: bytes
+) -> tuple[dict[str, str], bytes | None]:
+    """``(text fields, bytes of the 'image' file or None)`` of an already read form body."""
+
+    async def replay() -> AsyncIterator[bytes]:
+        yield body
+
+    if content_type == "multipart/form-data":
+        parser: MultiPartParser | FormParser = MultiPartParser(
+            request.headers, replay(), max_files=1, max_fields=16,
+            max_part_size=FORM_OVERHEAD_BYTES,
+        )  # fmt: skip
+    else:
+        parser = FormParser(request.headers, replay())
+    try:
+        form = await parser.parse()
+    except MultiPartException as err:
+        raise ApiError(400, f"malformed form body: {err.message}") from None
+    fields: dict[str, str] = {}
+    upload: bytes | None = None
+    try:
+        for name, value in form.multi_items():
+            if name in fields or (name == "image" and upload is not None):
+                raise ApiError(422, f"form field {name!r} is given more than once", {"field": name})
+            if isinstance(value, UploadFile):
+                if name != "image":
+                    raise ApiError(422, f"file part {name!r} is not expected; send the image "
+                                   "as 'image'", {"field": name})  # fmt: skip
+                upload = await value.read()
+            else:
+                fields[name] = value
+    finally:
+        await form.close()
+    return fields, upload
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def body(status: int, message: str, detail: Any = None) -> JSONResponse:
+        return JSONResponse({"error": message, "detail": detail}, status_code=status)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        return body(err.status, err.message, err.detail)
+
+    @app.exception_handler(ItemNotFound)
+    async def not_found(request: Request, err: ItemNotFound) -> JSONResponse:
+        return body(404, str(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                    for e in err.errors()]  # fmt: skip
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return body(422, f"invalid request: {summary}", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return body(err.status_code, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, err: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return body(500, "internal server error", type(err).__name__)
+
+
+class _MetricsMiddleware:
+    """Times every HTTP request and counts it under its route template (``/items/{item_id}``,
+    not each id, so the label set stays bounded) and its status."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            seconds = time.perf_counter() - started
+            self.metrics.observe_request(route, scope["method"], status, seconds)
+
+
+_SEARCH_BODY_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SearchRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "text": {"type": "string"},
+                        "embedding": {"type": "string", "description": "a JSON list of floats"},
+                        "id": {"type": "integer"},
+                        "index": {"type": "string"},
+                        "k": {"type": "integer"},
+                        "dedup": {"type": "boolean"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def serve(
+    config: ServerConfig | dict[str, Any] | str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+) -> None:
+    """Load ``config`` and serve it with uvicorn until interrupted (what ``clipforge serve``
+    runs). Binds to loopback by default: exposing the server is a deliberate choice."""
+    import uvicorn
+
+    app = create_app(config)
+    logger.info("serving %d index(es) on http://%s:%d", len(app.state.service.indices), host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def single_index_config(
+    index_dir: str | os.PathLike,
+    *,
+    name: str | None = None,
+    embeddings: str | os.PathLike | None = None,
+    model: str | None = None,
+    pretrained: str | None = None,
+    **limits: Any,
+) -> dict[str, Any]:
+    """The config dict serving one index directory (``limits``: max_upload_mb, max_k, ...)."""
+    spec: dict[str, Any] = {"index": str(Path(index_dir).resolve())}
+    for key, value in (("embeddings", embeddings), ("model", model), ("pretrained", pretrained)):
+        if value is not None:
+            spec[key] = str(Path(value).resolve()) if key == "embeddings" else str(value)
+    default_name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(index_dir).resolve().name).lstrip("-_.")
+    return {"indices": {name or default_name[:64] or "index": spec}, **limits}
+
+
+def serve_index(
+    index_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Serve one index directory without a config file; ``options`` as for
+    :func:`single_index_config` (name, embeddings, model, pretrained, max_k, ...)."""
+    serve(single_index_config(index_dir, **options), host, port, log_level=log_level)

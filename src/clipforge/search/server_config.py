@@ -1,0 +1,157 @@
+"""The search server's configuration: which indices to serve and the limits on each request.
+
+A config is a YAML or JSON file (or the same structure as a dict)::
+
+    indices:
+      shapes:
+        index: runs/shapes-index          # a directory written by `clipforge index`
+        embeddings: runs/shapes-emb       # optional: default is the one index_info.json names
+        model: tiny                       # optional: default is embed_info.json's model ...
+        pretrained: runs/tiny-model       # ... and pretrained checkpoint
+    max_upload_mb: 8
+    max_k: 1000
+
+Relative paths in a file are relative to the file's directory, so a config travels with the
+indices beside it. Like every clipforge config it is strict: an unknown key or a value of the
+wrong type fails with an error naming the key, because a misspelt limit silently left at its
+default is a security hole in a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipforge.typed_config import build_dataclass
+
+DEFAULT_K = 20  # results when a query does not say (at most max_k)
+_INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ServerConfigError(ValueError):
+    """A search-server config that is malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One served index: its directory, and optional overrides of what it records."""
+
+    index: str
+    embeddings: str | None = None
+    model: str | None = None
+    pretrained: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything :func:`clipforge.search.server.create_app` needs; see the module docstring.
+
+    ``dedup_threshold`` is the cosine similarity at or above which a result counts as a
+    near-duplicate of a higher-ranked one when a query asks for ``dedup``. ``max_text_chars``
+    bounds the text the tokenizer is asked to read (a longer text is cut to the model's context
+    anyway, with a warning, but tokenizing megabytes first would let one request hold a core).
+    """
+
+    indices: dict[str, IndexSpec]
+    max_upload_mb: float = 8.0
+    max_k: int = 1000
+    default_k: int = DEFAULT_K
+    dedup_threshold: float = 0.98
+    max_text_chars: int = 20_000
+    device: str = "cpu"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def load_server_config(source: str | os.PathLike | dict[str, Any] | ServerConfig) -> ServerConfig:
+    """Read and validate a config from a YAML/JSON file, a dict, or pass a ServerConfig through."""
+    if isinstance(source, ServerConfig):
+        return source
+    if isinstance(source, dict):
+        return _from_dict(source, base=Path.cwd(), where="config")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"server config {path} does not exist")
+    return _from_dict(_read_document(path), base=path.parent, where=str(path))
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    import yaml
+
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ServerConfigError(f"{path}: cannot parse ({err})") from err
+    if not isinstance(data, dict):
+        raise ServerConfigError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def _from_dict(data: dict[str, Any], *, base: Path, where: str) -> ServerConfig:
+    data = dict(data)
+    indices = data.get("indices")
+    if not isinstance(indices, dict) or not indices:
+        raise ServerConfigError(
+            f"{where}.indices must be a non-empty mapping of name -> {{index: DIR, ...}}, "
+            f"got {indices!r}"
+        )
+    data["indices"] = {
+        name: _index_spec(name, spec, base, f"{where}.indices.{name}")
+        for name, spec in indices.items()
+    }
+    if "default_k" not in data and isinstance(data.get("max_k"), int):
+        data["default_k"] = min(DEFAULT_K, data["max_k"])
+    config = build_dataclass(ServerConfig, data, where, ServerConfigError)
+    _check_limits(config, where)
+    return config
+
+
+def _index_spec(name: Any, spec: Any, base: Path, where: str) -> IndexSpec:
+    if not isinstance(name, str) or not _INDEX_NAME.match(name):
+        raise ServerConfigError(
+            f"{where}: index name {name!r} must be 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (it appears in URLs and metric labels)"
+        )
+    if isinstance(spec, str | os.PathLike):
+        spec = {"index": os.fspath(spec)}
+    if not isinstance(spec, dict):
+        raise ServerConfigError(f"{where} must be a mapping with an 'index' key, got {spec!r}")
+    if "index" not in spec:
+        raise ServerConfigError(f"{where}.index is missing: the index directory to serve")
+    built = build_dataclass(IndexSpec, spec, where, ServerConfigError)
+    resolved = {
+        key: _resolve_path(getattr(built, key), base)
+        for key in ("index", "embeddings")
+        if getattr(built, key) is not None
+    }
+    return dataclasses.replace(built, **resolved)
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def _check_limits(config: ServerConfig, where: str) -> None:
+    if not config.max_upload_mb > 0:
+        raise ServerConfigError(f"{where}.max_upload_mb={config.max_upload_mb!r} must be > 0")
+    if config.max_k < 1:
+        raise ServerConfigError(f"{where}.max_k={config.max_k!r} must be >= 1")
+    if not 1 <= config.default_k <= config.max_k:
+        raise ServerConfigError(
+            f"{where}.default_k={config.default_k!r} must be in [1, max_k={config.max_k}]"
+        )
+    if config.max_text_chars < 1:
+        raise ServerConfigError(f"{where}.max_text_chars={config.max_text_chars!r} must be >= 1")
+    if not 0 < config.dedup_threshold <= 1:
+        raise ServerConfigError(
+            f"{where}.dedup_threshold={config.dedup_threshold!r} must be in (0, 1]"
+        )

@@ -1,0 +1,269 @@
+"""The search service behind the HTTP routes: served indices, query encoding, search, dedup.
+
+Kept apart from the FastAPI wiring so it can be used (and tested) without a web stack, and so
+the routes stay a thin translation between HTTP and these calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from clipforge.search.collection import Collection, ItemNotFound
+from clipforge.search.encoder import QueryEncoder
+from clipforge.search.queries import ApiError, Query
+from clipforge.search.server_config import IndexSpec, ServerConfig
+
+logger = logging.getLogger(__name__)
+
+DEDUP_FETCH_FACTORS = (2, 8)  # candidates fetched per wanted result, tried in turn
+
+
+class VectorIndex(Protocol):
+    """What the server needs of :class:`clipforge.search.index.SearchIndex`."""
+
+    info: dict[str, Any]
+    dim: int
+    ntotal: int
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class ServedIndex:
+    """One named index with the collection its ids point into and the model for its queries."""
+
+    name: str
+    index: VectorIndex
+    collection: Collection
+    encoder: QueryEncoder
+
+    def summary(self) -> dict[str, Any]:
+        model, pretrained = self.encoder.spec
+        return {
+            "name": self.name,
+            "size": int(self.index.ntotal),
+            "dim": int(self.index.dim),
+            "model": model,
+            "pretrained": pretrained,
+            "kind": self.index.info.get("kind"),
+            "embeddings": str(self.collection.root),
+        }
+
+
+class SearchService:
+    """Answers searches and item look-ups over the indices of one :class:`ServerConfig`."""
+
+    def __init__(self, config: ServerConfig, indices: dict[str, ServedIndex]) -> None:
+        self.config = config
+        self.indices = indices
+
+    @classmethod
+    def from_config(cls, config: ServerConfig) -> SearchService:
+        """Load every index, its collection and its model (one model per distinct spec)."""
+        encoders: dict[tuple[str, str | None], QueryEncoder] = {}
+        served = {}
+        for name, spec in config.indices.items():
+            served[name] = _load_served(name, spec, config.device, encoders)
+        return cls(config, served)
+
+    def resolve(self, name: str | None) -> ServedIndex:
+        """The index called ``name``; ``None`` is allowed when exactly one is served."""
+        known = sorted(self.indices)
+        if name is None:
+            if len(known) == 1:
+                return self.indices[known[0]]
+            raise ApiError(422, f"several indices are served; name one of {known} in 'index'",
+                           {"field": "index", "known": known})  # fmt: skip
+        if name not in self.indices:
+            raise ApiError(404, f"unknown index {name!r}; known indices: {known}",
+                           {"field": "index", "known": known})  # fmt: skip
+        return self.indices[name]
+
+    def search(self, query: Query) -> dict[str, Any]:
+        """The response body of ``POST /search`` for a validated query."""
+        started = time.perf_counter()
+        served = self.resolve(query.index)
+        k = self._checked_k(query.k)
+        warnings: list[str] = []
+        vector = self._vector(served, query, warnings)  # (D,)
+        scores, ids, removed = self._ranked(served, vector, k, query.dedup)
+        if query.dedup and len(ids) < min(k, served.index.ntotal):
+            warnings.append(f"dedup left {len(ids)} results of the {k} asked for")
+        items = served.collection.items(ids.tolist())
+        results = [_with_score(item, float(s)) for item, s in zip(items, scores, strict=True)]
+        info = {"kind": query.kind, "index": served.name, "k": k, "dedup": query.dedup,
+                **query.info}  # fmt: skip
+        if query.dedup:
+            info["dedup_removed"] = removed
+        info["seconds"] = round(time.perf_counter() - started, 6)
+        return {"results": results, "query": info, "warnings": warnings}
+
+    def _checked_k(self, k: int | None) -> int:
+        if k is None:
+            return self.config.default_k
+        if not 1 <= k <= self.config.max_k:
+            raise ApiError(422, f"k={k} is out of range; k must be in [1, {self.config.max_k}]",
+                           {"field": "k", "min": 1, "max": self.config.max_k})  # fmt: skip
+        return k
+
+    def _vector(self, served: ServedIndex, query: Query, warnings: list[str]) -> np.ndarray:
+        """The unit query vector (D,) float32 of any query kind."""
+        if query.kind == "text":
+            limit = self.config.max_text_chars
+            if len(query.value) > limit:
+                raise ApiError(422, f"text is {len(query.value)} characters; the limit is {limit}",
+                               {"field": "text", "limit": limit})  # fmt: skip
+            vector, truncated = served.encoder.encode_text(query.value)
+            if truncated:
+                context = served.encoder.context_length
+                warnings.append(f"the text is longer than the model's context of {context} "
+                                "tokens and was truncated")  # fmt: skip
+            return vector
+        if query.kind == "image":
+            return served.encoder.encode_image(query.value)
+        if query.kind == "id":
+            try:
+                vector = served.collection.vectors(np.array([query.value]))[0]
+            except ItemNotFound as err:
+                raise ApiError(404, str(err), {"field": "id"}) from None
+            if not vector.any():
+                raise ApiError(422, f"item {query.value} has no {served.collection.modality} "
+                               "vector (no caption) to search with", {"field": "id"})  # fmt: skip
+            return vector
+        vector = np.asarray(query.value, dtype=np.float32)  # (D,)
+        if vector.shape[0] != served.index.dim:
+            raise ApiError(
+                422,
+                f"embedding has dimension {vector.shape[0]} but index {served.name!r} has "
+                f"dimension {served.index.dim}",
+                {"field": "embedding", "got": int(vector.shape[0]), "expected": served.index.dim},
+            )
+        return vector / np.linalg.norm(vector)
+
+    def _ranked(
+        self, served: ServedIndex, vector: np.ndarray, k: int, dedup: bool
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(scores, ids, removed)`` of the best ``k`` (fewer at the end of the index)."""
+        total = int(served.index.ntotal)
+        if not dedup:
+            return (*_search(served.index, vector, min(k, total)), 0)
+        for factor in DEDUP_FETCH_FACTORS:
+            fetch = min(total, k * factor)
+            scores, ids = _search(served.index, vector, fetch)
+            keep = near_duplicate_free(served.collection.vectors(ids), self.config.dedup_threshold)
+            if len(keep) >= k or fetch == total:
+                break
+        keep = keep[:k]
+        removed = keep[-1] + 1 - len(keep) if keep else 0  # dropped among those ranked above
+        return scores[keep], ids[keep], removed
+
+    def indices_summary(self) -> list[dict[str, Any]]:
+        return [self.indices[name].summary() for name in sorted(self.indices)]
+
+
+def near_duplicate_free(vectors: np.ndarray, threshold: float) -> list[int]:
+    """Greedy dedup in rank order: positions of rows (n, D), unit-norm, whose cosine with every
+    earlier kept row is below ``threshold``; a later near-duplicate is dropped, never the first."""
+    kept: list[int] = []
+    for i, row in enumerate(vectors):
+        if kept and float(np.max(vectors[kept] @ row)) >= threshold:
+            continue
+        kept.append(i)
+    return kept
+
+
+def _search(index: VectorIndex, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of one query: ``(scores (m,), ids (m,))`` with the -1 padding removed."""
+    if k <= 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    scores, ids = index.search(vector[None, :].astype(np.float32), k)  # (1, k) each
+    valid = ids[0] >= 0
+    return scores[0][valid], ids[0][valid]
+
+
+def _with_score(item: dict[str, Any], score: float) -> dict[str, Any]:
+    """The item's fields with ``score`` placed right after ``id``."""
+    return {"id": item["id"], "score": score, **{k: v for k, v in item.items() if k != "id"}}
+
+
+def _load_served(
+    name: str,
+    spec: IndexSpec,
+    device: str,
+    encoders: dict[tuple[str, str | None], QueryEncoder],
+) -> ServedIndex:
+    from clipforge.search.index import load_index
+
+    where = f"indices.{name}"
+    index = load_index(spec.index)
+    emb_dir = spec.embeddings or index.info.get("embeddings")
+    if not emb_dir:
+        raise ValueError(f"{where}.embeddings is not set and {spec.index} names no embeddings")
+    info = index.info
+    collection = Collection(emb_dir, info.get("partitions"), info.get("modality", "image"))
+    # Ids are global row numbers: the index's rows per partition must be the collection's.
+    expected = info.get("partition_rows")
+    same_rows = (
+        list(expected) == collection.partition_rows
+        if expected is not None
+        else index.ntotal <= len(collection)
+    )
+    if not same_rows or collection.dim != index.dim:
+        built = sum(expected) if expected is not None else index.ntotal
+        raise ValueError(
+            f"{where}: index {spec.index} was built over {built} rows of dimension {index.dim} "
+            f"but collection {collection.root} holds {len(collection)} of dimension "
+            f"{collection.dim}; rebuild the index over this collection"
+        )
+    model_spec = _model_spec(spec, collection.info, where)
+    if model_spec not in encoders:
+        source = (
+            "the config" if spec.model or spec.pretrained else f"{collection.root}/embed_info.json"
+        )
+        try:
+            encoders[model_spec] = QueryEncoder(*model_spec, device=device)
+        except (FileNotFoundError, ValueError) as err:
+            raise type(err)(
+                f"{where}: cannot load the query model {model_spec[0]!r} "
+                f"(pretrained={model_spec[1]!r}, named by {source}): {err}"
+            ) from err
+    encoder = encoders[model_spec]
+    _check_same_model(encoder, collection, index, where)
+    logger.info("serving index %r: %d vectors, dim %d", name, index.ntotal, index.dim)
+    return ServedIndex(name, index, collection, encoder)
+
+
+def _check_same_model(
+    encoder: QueryEncoder, collection: Collection, index: VectorIndex, where: str
+) -> None:
+    """Queries embedded by another model than the collection's give meaningless rankings with
+    no error at all, so a width or weights mismatch stops the server from starting."""
+    model = encoder.spec[0]
+    if encoder.dim != index.dim:
+        raise ValueError(f"{where}: model {model!r} embeds to dimension {encoder.dim} but "
+                         f"the index has dimension {index.dim}")  # fmt: skip
+    recorded = collection.info.get("weights_blake2b")
+    if recorded and recorded != encoder.weights_digest:
+        raise ValueError(
+            f"{where}: the weights of model {model!r} (pretrained={encoder.spec[1]!r}, "
+            f"blake2b {encoder.weights_digest}) are not those that embedded {collection.root} "
+            f"(blake2b {recorded}); set model/pretrained to the checkpoint used by the embedding"
+        )
+
+
+def _model_spec(spec: IndexSpec, info: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """``(model, pretrained)``: the config's when it names a model (both taken together, since
+    a model name and another run's checkpoint do not mix), else the collection's, with the
+    config's ``pretrained`` replacing the collection's when only that is given."""
+    if spec.model is not None:
+        return spec.model, spec.pretrained
+    model = info.get("model")
+    if not model:
+        raise ValueError(f"{where}.model is not set and embed_info.json names no model")
+    pretrained = spec.pretrained if spec.pretrained is not None else info.get("pretrained")
+    return str(model), None if pretrained is None else str(pretrained)
