@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_eval import register as _register_eval
 from .version import __version__
 
 app = typer.Typer(
@@ -131,6 +132,8 @@ def train(
         f"checkpoints in {result.run_dir / 'checkpoints'}"
     )
 
+
+_register_eval(app)
 
 data_app = typer.Typer(help="Data sets: generate the shapes world.", no_args_is_help=True)
 app.add_typer(data_app, name="data")

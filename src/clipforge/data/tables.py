@@ -20,7 +20,7 @@ from clipforge.data.sources import RawSample, epoch_order
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".parquet")
 
 
-def _read_columns(path: Path, columns: Sequence[str]) -> dict[str, list[object]]:
+def read_columns(path: Path, columns: Sequence[str]) -> dict[str, list[object]]:
     """The named columns of a table, as lists; DataError naming any column that is missing."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # optional dependency, needed only for parquet tables
@@ -72,7 +72,7 @@ class ImageTextTable(Dataset[RawSample]):
             raise DataError(
                 f"image root {str(self.image_root)!r} of table {str(self.path)!r} is not a folder"
             )
-        columns = _read_columns(self.path, [image_column, *caption_columns])
+        columns = read_columns(self.path, [image_column, *caption_columns])
         self._paths = [_cell(value) for value in columns[image_column]]
         self._captions = [
             tuple(text for text in (_cell(columns[c][row]) for c in caption_columns) if text)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipforge.data.skips import DataError
-from clipforge.data.tables import TABLE_SUFFIXES, _read_columns
+from clipforge.data.tables import TABLE_SUFFIXES, read_columns
 
 IMAGE_COLUMNS: tuple[str, ...] = ("filepath", "path", "image", "image_path", "filename", "file")
 CAPTION_COLUMNS: tuple[str, ...] = ("caption", "captions", "text", "title")
@@ -81,7 +81,7 @@ def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> Ta
             "from; pass split=None to read all its rows"
         )
     wanted = list(dict.fromkeys([*columns, *([SPLIT_COLUMN] if split is not None else [])]))
-    cells = _read_columns(path, wanted)
+    cells = read_columns(path, wanted)
     count = len(cells[wanted[0]])
     if split is None:
         rows = list(range(count))
