@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli_eval import register as _register_eval
+from .cli_search import register as _register_search
 from .version import __version__
 
 app = typer.Typer(
@@ -134,6 +135,7 @@ def train(
 
 
 _register_eval(app)
+_register_search(app)
 
 data_app = typer.Typer(help="Data sets: generate the shapes world.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
