@@ -1,0 +1,140 @@
+"""The learned part of CoOp: context vectors that replace prompt words, saved with what they fit.
+
+A learner holds only its context (one parameter) plus the token ids of its prompts; the frozen
+model is passed to each call, so saving the learner saves kilobytes, not the model. The file
+records the class names, ``n_ctx``, class-token position, the model config and a fingerprint of
+the text tower's weights, so loading it for another model is an error, not a silently wrong
+head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import CLIP
+from ..tokenizer import Tokenizer
+from .common import load_head, save_head
+from .prompts import build_prompt_ids, encode_prompt_embeddings, text_tower_fingerprint
+
+DEFAULT_N_CTX = 16
+META_KEYS = (
+    "classnames",
+    "n_ctx",
+    "ctx_init",
+    "class_specific",
+    "position",
+    "model_config",
+    "model_fingerprint",
+    "hparams",
+)
+
+
+class PromptLearner(nn.Module):
+    """Learned context vectors (n_ctx, W), or (C, n_ctx, W) if class-specific, for a model.
+
+    ``ctx_init`` (e.g. ``"a photo of a"``) starts the context at those words' token
+    embeddings and sets ``n_ctx`` to their number; otherwise vectors start at N(0, 0.02²).
+    The model is passed to each call rather than stored, so the learner's state dict holds
+    only the context.
+    """
+
+    def __init__(
+        self,
+        model: CLIP,
+        tokenizer: Tokenizer,
+        classnames: Sequence[str],
+        *,
+        n_ctx: int | None = None,
+        ctx_init: str | None = None,
+        class_specific: bool = False,
+        position: str = "end",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not classnames:
+            raise ValueError("a prompt learner needs at least one class name")
+        width = model.token_embedding.embedding_dim
+        weight = model.token_embedding.weight
+        if ctx_init is not None:
+            init_ids = tokenizer.encode(ctx_init)
+            if not init_ids or (n_ctx is not None and n_ctx != len(init_ids)):
+                raise ValueError(
+                    f"ctx_init {ctx_init!r} has {len(init_ids)} tokens but n_ctx={n_ctx}"
+                )
+            ctx = weight[init_ids].detach().float().clone()  # (n_ctx, W)
+        else:
+            n_ctx = DEFAULT_N_CTX if n_ctx is None else n_ctx
+            if n_ctx < 1:
+                raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
+            generator = torch.Generator().manual_seed(seed)
+            ctx = (torch.randn(n_ctx, width, generator=generator) * 0.02).to(weight.device)
+        if class_specific:
+            ctx = ctx.expand(len(classnames), -1, -1).clone()  # (C, n_ctx, W)
+        self.ctx = nn.Parameter(ctx)
+        ids, slots, eot = build_prompt_ids(
+            tokenizer, classnames, ctx.shape[-2], position, model.context_length
+        )
+        self.register_buffer("token_ids", ids.to(weight.device), persistent=False)  # (C, L)
+        self.register_buffer("ctx_slots", slots.to(weight.device), persistent=False)  # (C, n)
+        self.register_buffer("eot_index", eot.to(weight.device), persistent=False)  # (C,)
+        self.classnames = list(classnames)
+        self.n_ctx = ctx.shape[-2]
+        self.ctx_init = ctx_init
+        self.class_specific = class_specific
+        self.position = position
+        self.model_config = model.config.to_dict()
+        self.model_fingerprint = text_tower_fingerprint(model)
+        self.hparams: dict[str, Any] = {}  # how it was trained; saved with it
+
+    def prompt_embeddings(self, model: CLIP) -> torch.Tensor:
+        """Token embeddings (C, L, W) of the prompts with the context vectors in their slots."""
+        x = model.token_embedding(self.token_ids)  # (C, L, W)
+        ctx = self.ctx if self.class_specific else self.ctx.expand(len(self.classnames), -1, -1)
+        index = self.ctx_slots[..., None].expand(-1, -1, x.shape[-1])  # (C, n_ctx, W)
+        return x.scatter(1, index, ctx.to(x.dtype))
+
+    def class_embeddings(self, model: CLIP) -> torch.Tensor:
+        """Normalised class embeddings (C, D): the zero-shot-style head of the learned prompts."""
+        features = encode_prompt_embeddings(model, self.prompt_embeddings(model), self.eot_index)
+        return F.normalize(features.float(), dim=-1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the context and what rebuilds the prompts (one safetensors file)."""
+        meta = {key: getattr(self, key) for key in META_KEYS}
+        save_head(path, "coop", {"ctx": self.ctx}, meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: CLIP, tokenizer: Tokenizer) -> PromptLearner:
+        """Read a learner saved by :meth:`save` for ``model``; another model is an error."""
+        tensors, meta = load_head(path, "coop", ("ctx",), META_KEYS)
+        config = json.loads(json.dumps(model.config.to_dict()))
+        if meta["model_config"] != config:
+            changed = sorted(k for k in config if config[k] != meta["model_config"].get(k))
+            raise ValueError(f"{path}: trained for another model config (differs in {changed})")
+        if meta["model_fingerprint"] != text_tower_fingerprint(model):
+            raise ValueError(
+                f"{path}: trained for other text-tower weights (fingerprint "
+                f"{meta['model_fingerprint']} vs {text_tower_fingerprint(model)})"
+            )
+        learner = cls(
+            model,
+            tokenizer,
+            meta["classnames"],
+            n_ctx=meta["n_ctx"],
+            ctx_init=meta["ctx_init"],
+            class_specific=meta["class_specific"],
+            position=meta["position"],
+        )
+        if tensors["ctx"].shape != learner.ctx.shape:
+            raise ValueError(f"{path}: ctx {tuple(tensors['ctx'].shape)} does not match metadata")
+        with torch.no_grad():
+            learner.ctx.copy_(tensors["ctx"])
+        learner.hparams = meta["hparams"]
+        return learner

@@ -1,0 +1,94 @@
+"""The zero-shot head of a run, from the config's prompt options or the set's own prompts.
+
+Which prompts, first match wins:
+
+1. ``descriptors`` (DCLIP), ``cupl`` (CuPL), ``waffle`` (WaffleCLIP) or ``templates`` (a
+   file or packaged name), whichever is given (the config allows one);
+2. the set's ``class_prompts`` (one list of prompts per class, e.g. the held-out shapes pairs,
+   whose names need "a"/"an" chosen per colour), unless ``classnames`` renames the classes;
+3. the set's ``templates``;
+4. OpenAI's 80 ImageNet templates (``openai_imagenet``).
+
+``classnames`` (a file of one name per class, in label order) replaces the set's names in the
+prompts; it must name as many classes as the set has. ``language`` picks the language variant
+of template and class-name files; the set's own prompts are English, so another language goes
+straight to the packaged templates of that language.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..data.evalsets import EvalSet
+from ..zeroshot import (
+    DEFAULT_LANGUAGE,
+    ZeroShotHead,
+    cupl_head,
+    descriptor_head,
+    load_class_prompts,
+    load_classnames,
+    load_descriptors,
+    load_templates,
+    template_head,
+    waffle_head,
+)
+from .config import EvalConfig
+from .features import Encoder
+
+DEFAULT_TEMPLATES = "openai_imagenet"
+
+
+def head_classnames(config: EvalConfig, dataset: EvalSet) -> list[str]:
+    """The class names the prompts use: the set's, or those of ``config.classnames``."""
+    names = list(dataset.classnames)
+    if config.classnames is None:
+        return names
+    given = load_classnames(config.classnames, language=config.language)
+    if len(given) != len(names):
+        raise ValueError(
+            f"classnames file {config.classnames!r} names {len(given)} classes; "
+            f"{config.dataset} has {len(names)}"
+        )
+    return given
+
+
+def zero_shot_head(config: EvalConfig, encoder: Encoder, dataset: EvalSet) -> ZeroShotHead:
+    """Build the head (see the module docstring) with the encoder's model and tokenizer; its
+    tensors are returned on the CPU, where the features are."""
+    return _build(config, encoder, dataset).to("cpu")
+
+
+def _build(config: EvalConfig, encoder: Encoder, dataset: EvalSet) -> ZeroShotHead:
+    names = head_classnames(config, dataset)
+    model, tokenizer = encoder.model, encoder.tokenizer
+    common: dict[str, Any] = {
+        "model_name": str(config.model if config.model is not None else config.pretrained),
+        "batch_size": config.batch_size,
+    }
+    if config.descriptors is not None:
+        descriptors = load_descriptors(config.descriptors)
+        return descriptor_head(
+            model, tokenizer, names, descriptors, source=config.descriptors, **common
+        )
+    if config.cupl is not None:
+        prompts = load_class_prompts(config.cupl)
+        return cupl_head(model, tokenizer, names, prompts, source=config.cupl, **common)
+    if config.waffle:
+        return waffle_head(model, tokenizer, names, seeds=(config.seed,), **common)
+    source, templates = _templates(config, dataset)
+    if templates is None:
+        prompts = dict(zip(names, dataset.class_prompts, strict=True))
+        return cupl_head(model, tokenizer, names, prompts, source=source, **common)
+    return template_head(model, tokenizer, names, templates, source=source, **common)
+
+
+def _templates(config: EvalConfig, dataset: EvalSet) -> tuple[str, list[str] | None]:
+    """``(source, templates)``; templates None means "use the set's class prompts"."""
+    if config.templates is not None:
+        return config.templates, load_templates(config.templates, language=config.language)
+    own_prompts = config.language == DEFAULT_LANGUAGE and config.classnames is None
+    if own_prompts and getattr(dataset, "class_prompts", None):
+        return f"{config.dataset} class prompts", None
+    if config.language == DEFAULT_LANGUAGE and getattr(dataset, "templates", None):
+        return f"{config.dataset} templates", list(dataset.templates)
+    return DEFAULT_TEMPLATES, load_templates(DEFAULT_TEMPLATES, language=config.language)

@@ -1,0 +1,259 @@
+"""Many result files as one report: ``report.md``, ``report.html`` and PNG plots in a folder.
+
+The report is a list of blocks (headings, tables, images) rendered twice, as markdown and as
+HTML, so the two always say the same. Sections: an overview of every result, then one per task
+present: zero-shot, retrieval (with recall bars), linear probe, few-shot (a table and an
+accuracy-against-shots plot per result, zero-shot as the baseline) and robustness (with a
+reliability diagram per result). A file that is not a clipforge result, or whose metrics lack
+what its task reports, is an error naming the file and the missing key.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text_atomic
+from .report_plots import plot_recall_bars, plot_reliability, plot_shots
+from .results import read_result
+
+RETRIEVAL_KS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A result document and the file it came from (for labels and error messages)."""
+
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        model = self.doc["model"]
+        name = model.get("name") or "model"
+        if model.get("pretrained"):
+            name = f"{name} ({Path(model['pretrained']).name})"
+        return f"{name} on {self.doc['dataset']}"
+
+    def metric(self, *keys: str, optional: bool = False) -> Any:
+        """``metrics[k1][k2]...``; a missing key is an error naming the file (or None when
+        ``optional``)."""
+        node: Any = self.doc["metrics"]
+        for depth, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                if optional:
+                    return None
+                where = "".join(f"[{k!r}]" for k in keys[: depth + 1])
+                raise ValueError(
+                    f"result file {str(self.path)!r} ({self.doc['task']}) lacks metrics{where}"
+                )
+            node = node[key]
+        return node
+
+
+Block = tuple  # ("h2", text) | ("p", text) | ("table", header, rows) | ("img", caption, file)
+
+
+def write_report(results: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
+    """Read every result file (a folder stands for the ``*.json`` files in it), write the
+    report into ``out_dir`` and return the path of ``report.md``."""
+    loaded = [Result(path, read_result(path)) for path in _expand(results)]
+    if not loaded:
+        raise ValueError("no result files to report on")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    blocks: list[Block] = [("h2", "Results"), _overview(loaded)]
+    for task, section in SECTIONS.items():
+        chosen = [result for result in loaded if result.doc["task"] == task]
+        if chosen:
+            blocks += section(chosen, out)
+    title = f"clipforge evaluation report ({len(loaded)} results)"
+    write_text_atomic(out / "report.md", _markdown(title, blocks))
+    write_text_atomic(out / "report.html", _html(title, blocks))
+    return out / "report.md"
+
+
+def _expand(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    found = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found += sorted(item.glob("*.json"))
+        else:
+            found.append(item)
+    return found
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _overview(results: list[Result]) -> Block:
+    rows = [
+        [r.path.name, r.doc["task"], r.doc["dataset"], r.label, r.doc["created"],
+         num(r.doc.get("time"), 1)]
+        for r in results
+    ]  # fmt: skip
+    return ("table", ["file", "task", "dataset", "model", "created", "time (s)"], rows)
+
+
+def _zeroshot(results: list[Result], out: Path) -> list[Block]:
+    rows = []
+    for r in results:
+        if r.metric("accuracy", optional=True) is not None:  # caption selection
+            rows.append([r.label, pct(r.metric("accuracy")), "", "", ""])
+        elif r.metric("mean_average_precision", optional=True) is not None:
+            rows.append([r.label, "", "", "", pct(r.metric("mean_average_precision"))])
+        else:
+            rows.append([r.label, pct(r.metric("acc1")), pct(r.metric("acc5")),
+                         pct(r.metric("mean_per_class_recall")), ""])  # fmt: skip
+    header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "mAP %"]
+    return [("h2", "Zero-shot classification"), ("table", header, rows)]
+
+
+def _retrieval(results: list[Result], out: Path) -> list[Block]:
+    rows, recalls = [], {}
+    for r in results:
+        values = {
+            f"{d}_retrieval_recall@{k}": r.metric(f"{d}_retrieval_recall@{k}")
+            for d in ("image", "text")
+            for k in RETRIEVAL_KS
+        }
+        recalls[r.label] = values
+        rows.append(
+            [r.label]
+            + [pct(values[f"image_retrieval_recall@{k}"]) for k in RETRIEVAL_KS]
+            + [pct(values[f"text_retrieval_recall@{k}"]) for k in RETRIEVAL_KS]
+            + [num(r.metric("image_retrieval_median_rank"), 1),
+               num(r.metric("text_retrieval_median_rank"), 1)]  # fmt: skip
+        )
+    header = ["model and data"] + [f"caption→image R@{k} %" for k in RETRIEVAL_KS]
+    header += [f"image→caption R@{k} %" for k in RETRIEVAL_KS]
+    header += ["caption→image median rank", "image→caption median rank"]
+    plot_recall_bars(recalls, RETRIEVAL_KS, out / "retrieval_recall.png")
+    return [
+        ("h2", "Retrieval"),
+        ("table", header, rows),
+        ("img", "Retrieval recall@k", "retrieval_recall.png"),
+    ]
+
+
+def _linear_probe(results: list[Result], out: Path) -> list[Block]:
+    rows = []
+    for r in results:
+        lam = r.doc.get("details", {}).get("hparams", {}).get("lambda")
+        rows.append([r.label, pct(r.metric("acc1")), pct(r.metric("acc5")),
+                     pct(r.metric("mean_per_class_recall")), "–" if lam is None else f"{lam:.3g}"])  # fmt: skip
+    header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "lambda"]
+    return [("h2", "Linear probe"), ("table", header, rows)]
+
+
+def _fewshot(results: list[Result], out: Path) -> list[Block]:
+    blocks: list[Block] = [("h2", "Few-shot adaptation")]
+    for index, r in enumerate(results):
+        methods = r.metric("fewshot")
+        if not isinstance(methods, dict) or not methods:
+            raise ValueError(f"result file {str(r.path)!r}: metrics['fewshot'] holds no method")
+        curves = {
+            method: {int(k): None if m is None else r.metric("fewshot", method, k, "acc1")
+                     for k, m in r.metric("fewshot", method).items()}
+            for method in methods
+        }  # fmt: skip
+        baselines = {"zero-shot": r.metric("zeroshot", "acc1")}
+        restricted = r.metric("zeroshot_shot_classes", "acc1", optional=True)
+        if restricted is not None:
+            baselines["zero-shot, classes with shots"] = restricted
+        shots = sorted({k for points in curves.values() for k in points})
+        rows = [[name, *(pct(value) for _ in shots)] for name, value in baselines.items()]
+        rows += [[method, *(pct(curves[method].get(k)) for k in shots)] for method in curves]
+        file = f"fewshot_{index}.png"
+        plot_shots(curves, baselines, r.label, out / file)
+        blocks += [
+            ("h3", r.label),
+            ("table", ["top-1 accuracy %", *(f"{k} shots" for k in shots)], rows),
+            ("img", f"Accuracy against shots: {r.label}", file),
+        ]
+    return blocks
+
+
+def _robustness(results: list[Result], out: Path) -> list[Block]:
+    rows: list[list[str]] = []
+    blocks: list[Block] = [("h2", "Calibration, OOD detection, modality gap")]
+    images: list[Block] = []
+    for index, r in enumerate(results):
+        scaling = r.metric("temperature_scaling")
+        ood = r.metric("ood", optional=True) or {}
+        rows.append([
+            r.label, pct(r.metric("acc1")), pct(r.metric("ece")), pct(scaling.get("ece_after")),
+            num(r.metric("nll")), num(scaling.get("nll_after")), num(scaling.get("temperature")),
+            pct(ood.get("auroc")), pct(ood.get("fpr@95tpr")), num(r.metric("modality_gap")),
+        ])  # fmt: skip
+        details = r.doc.get("details", {})
+        if "reliability" not in details:
+            raise ValueError(f"result file {str(r.path)!r} lacks details['reliability']")
+        diagrams = {"zero-shot": details["reliability"]}
+        if "reliability_scaled" in details:
+            diagrams["after temperature scaling"] = details["reliability_scaled"]
+        file = f"reliability_{index}.png"
+        plot_reliability(diagrams, r.label, out / file)
+        images.append(("img", f"Reliability diagram: {r.label}", file))
+    header = ["model and data", "acc@1 %", "ECE %", "ECE after T %", "NLL", "NLL after T",
+              "T", "OOD AUROC %", "FPR@95 %", "modality gap"]  # fmt: skip
+    return blocks + [("table", header, rows)] + images
+
+
+SECTIONS = {
+    "zeroshot": _zeroshot,
+    "retrieval": _retrieval,
+    "linear-probe": _linear_probe,
+    "fewshot": _fewshot,
+    "robustness": _robustness,
+}
+
+
+def _markdown(title: str, blocks: Sequence[Block]) -> str:
+    lines = [f"# {title}"]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h2", "h3"):
+            lines += ["", f"{'#' * int(kind[1])} {block[1]}"]
+        elif kind == "table":
+            _, header, rows = block
+            lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+                      for row in rows]  # fmt: skip
+        elif kind == "img":
+            lines += ["", f"![{block[1]}]({block[2]})"]
+    return "\n".join(lines) + "\n"
+
+
+def _html(title: str, blocks: Sequence[Block]) -> str:
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h2", "h3"):
+            parts.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+        elif kind == "table":
+            _, header, rows = block
+            head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                for row in rows
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img":
+            caption = html.escape(block[1])
+            parts.append(f"<figure><img src='{html.escape(block[2])}' alt='{caption}'>"
+                         f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+             "table{border-collapse:collapse;margin:1em 0}th,td{padding:4px 10px;"
+             "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}")  # fmt: skip
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")  # fmt: skip

@@ -1,0 +1,68 @@
+"""``run_eval``: one :class:`EvalConfig` in, one result document out (and on disk)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ..api import get_tokenizer
+from ..models import CLIP, create_model
+from ..search.embed import resolve_device
+from ..transforms import image_transform
+from .cache import FeatureCache, model_identity
+from .config import EvalConfig
+from .features import Encoder
+from .results import build_result, write_result
+from .tasks import TASK_RUNNERS
+
+logger = logging.getLogger(__name__)
+
+
+def build_encoder(config: EvalConfig, model: CLIP | None = None) -> Encoder:
+    """The config's model (or the given one) on its device, with tokenizer, inference
+    transform, identity for the cache and the run's batching settings."""
+    device = resolve_device(config.device)
+    if model is None:
+        model = create_model(
+            config.model, config.pretrained, precision=config.precision, device=device
+        )
+    else:
+        model = model.to(device)
+    return Encoder(
+        model=model.eval(),
+        tokenizer=get_tokenizer(model),
+        transform=image_transform(model.image_size, is_train=False),
+        identity=model_identity(model, config.model, config.pretrained),
+        device=device,
+        precision=config.precision,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        max_skip_rate=config.max_skip_rate,
+        progress=config.progress,
+        cache=FeatureCache(config.cache_dir),
+    )
+
+
+def run_eval(config: EvalConfig, model: CLIP | None = None) -> dict[str, Any]:
+    """Run ``config.task`` and return its result document; write it to ``config.out`` if set.
+
+    ``model`` evaluates an in-memory model instead of loading ``config.model`` /
+    ``config.pretrained`` (which then only label the result); its features are cached under a
+    digest of its weights.
+    """
+    start = time.perf_counter()
+    encoder = build_encoder(config, model)
+    output = TASK_RUNNERS[config.task](config, encoder)
+    model_info = {
+        "name": config.model,
+        "pretrained": config.pretrained,
+        "identity": encoder.identity,
+        "embed_dim": encoder.model.config.embed_dim,
+        "image_size": encoder.model.image_size,
+    }
+    document = build_result(config, output, model_info, time.perf_counter() - start)
+    if config.out is not None:
+        path = write_result(document, config.out)
+        logger.info("wrote %s result to %s", config.task, path)
+    return document

@@ -1,0 +1,177 @@
+"""Which samples each role (test, train, val) reads, and the guarantee that they never overlap.
+
+A split is a name the evaluation set knows (``"train"``, ``"val"``, ``"test"``, ...) or a range
+of one, ``"name[start:stop]"``: samples ``start`` to ``stop - 1`` of that split, in the set's
+order. Ranges let one split serve several roles without sharing a sample.
+
+They matter for the shapes world, where every split is an endless stream of samples keyed by
+``(seed, split, index)`` and the held-out colour-shape pairs exist in one split only,
+``heldout``. The defaults (:data:`SHAPES_SPLITS`) therefore are:
+
+============== ============================ ====================== =========================
+set            test (``split=None``)        train                  val
+============== ============================ ====================== =========================
+shapes/heldout ``heldout`` (samples 0-799)  ``heldout[800:2800]``    ``heldout[2800:3600]``
+shapes/shape,  ``val`` (samples 0-999)      ``train``               ``val[1000:2000]``
+shapes/colour
+other sets     the layout's default         ``train``               ``val``
+============== ============================ ====================== =========================
+
+so a few-shot run on held-out pairs draws its shots from held-out-pair images that are not test
+images (a test set made larger than its default size must move the train and val ranges too).
+Before anything is encoded, :func:`check_disjoint` rejects two roles that read the same
+samples of one split (e.g. ``val`` tuned on the test samples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..data.evalsets import SHAPES_NAMES, EvalOptions, EvalSet, open_evalset
+from ..data.evalsets.base import ImageTransform
+
+SHAPES_SPLITS: dict[str, dict[str, str]] = {
+    "shapes/heldout": {
+        "test": "heldout",
+        "train": "heldout[800:2800]",
+        "val": "heldout[2800:3600]",
+    },
+    "shapes/shape": {"test": "val", "train": "train", "val": "val[1000:2000]"},
+    "shapes/colour": {"test": "val", "train": "train", "val": "val[1000:2000]"},
+}
+GENERIC_SPLITS: dict[str, str | None] = {"test": None, "train": "train", "val": "val"}
+_RANGE = re.compile(r"(?P<name>[^\[\]]+)\[(?P<start>\d*):(?P<stop>\d*)\]")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """A split name and an optional sample range ``[start, stop)`` (``stop`` None: to the end)."""
+
+    name: str
+    start: int = 0
+    stop: int | None = None
+
+    @property
+    def ranged(self) -> bool:
+        return self.start != 0 or self.stop is not None
+
+    def __str__(self) -> str:
+        if not self.ranged:
+            return self.name
+        return f"{self.name}[{self.start}:{'' if self.stop is None else self.stop}]"
+
+
+def parse_split(text: str) -> SplitSpec:
+    """``"val"`` or ``"val[100:200]"`` as a :class:`SplitSpec`; malformed text is an error."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"split must be a non-empty name, got {text!r}")
+    if "[" not in text and "]" not in text:
+        return SplitSpec(text)
+    match = _RANGE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"split {text!r} is malformed; write NAME or NAME[START:STOP]")
+    start = int(match["start"]) if match["start"] else 0
+    stop = int(match["stop"]) if match["stop"] else None
+    if stop is not None and stop <= start:
+        raise ValueError(f"split {text!r} is an empty range ({start} to {stop})")
+    return SplitSpec(match["name"], start, stop)
+
+
+def default_split(dataset: str, role: str) -> str | None:
+    """The split ``role`` (``"test"``, ``"train"`` or ``"val"``) reads when none is given."""
+    return SHAPES_SPLITS.get(dataset, GENERIC_SPLITS)[role]
+
+
+class SampleRange(EvalSet):
+    """Samples ``[start, stop)`` of another evaluation set, re-indexed from 0.
+
+    Metadata the roles use (``labels``, ``captions``) is sliced; class names, templates and
+    prompts are the base set's. Keys stay the base set's keys, so logs name the real sample.
+    """
+
+    def __init__(self, base: EvalSet, start: int, stop: int, split: str) -> None:
+        if not 0 <= start < stop <= len(base):
+            raise ValueError(
+                f"split {split!r}: range {start}:{stop} is outside the {len(base)} samples "
+                f"of {base.name}"
+            )
+        self.base, self.start, self.stop = base, start, stop
+        self.name = base.name
+        self.task = base.task
+        self.transform = base.transform
+        for attr in ("classnames", "templates", "class_prompts"):
+            if hasattr(base, attr):
+                setattr(self, attr, getattr(base, attr))
+        if hasattr(base, "labels"):
+            self.labels: np.ndarray = base.labels[start:stop]
+        if hasattr(base, "captions"):
+            self.captions: list[list[str]] = base.captions[start:stop]
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def key(self, index: int) -> str:
+        return self.base.key(self.start + index)
+
+    def load(self, index: int) -> tuple[Image.Image, Any]:
+        return self.base.load(self.start + index)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        return self.base[self.start + self.check_index(index)]
+
+
+def open_split(
+    dataset: str,
+    split: SplitSpec | None,
+    transform: ImageTransform | None,
+    options: EvalOptions,
+) -> EvalSet:
+    """Open ``dataset`` at ``split`` (None: the layout's default), cut to its range.
+
+    A shapes view is made as long as the range needs (``size = stop``); other sets are cut.
+    """
+    if split is None:
+        return open_evalset(dataset, None, transform, options)
+    if not split.ranged:
+        return open_evalset(dataset, split.name, transform, options)
+    if dataset in SHAPES_NAMES:
+        if split.stop is None:
+            raise ValueError(
+                f"split {str(split)!r} of {dataset}: a shapes split is endless; give the stop"
+            )
+        options = dataclasses.replace(options, size=split.stop)
+    base = open_evalset(dataset, split.name, transform, options)
+    stop = len(base) if split.stop is None else split.stop
+    return SampleRange(base, split.start, stop, str(split))
+
+
+def check_disjoint(roles: dict[str, tuple[SplitSpec | None, int]]) -> None:
+    """Raise when two roles read common samples of one split.
+
+    ``roles`` maps a role name (``"test"``, ``"train"``, ...) to its split and the number of
+    samples its set holds, which bounds an open-ended range. A role whose split is None (the
+    layout's default, name unknown) cannot be compared and is left out.
+    """
+    spans = {
+        role: (split.name, split.start, split.start + size)
+        for role, (split, size) in roles.items()
+        if split is not None
+    }
+    names = list(spans)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            name_a, start_a, stop_a = spans[first]
+            name_b, start_b, stop_b = spans[second]
+            if name_a == name_b and start_a < stop_b and start_b < stop_a:
+                raise ValueError(
+                    f"the {second} split {str(roles[second][0])!r} shares samples "
+                    f"{max(start_a, start_b)}-{min(stop_a, stop_b) - 1} of split {name_a!r} "
+                    f"with the {first} split {str(roles[first][0])!r}; give disjoint splits "
+                    "or ranges such as NAME[START:STOP]"
+                )

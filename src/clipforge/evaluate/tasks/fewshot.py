@@ -1,0 +1,151 @@
+"""Few-shot adaptation: for each shot count k and method, fit on k samples per class of the
+train split, tune on the val split, score on the test split; the zero-shot head is the baseline.
+
+Protocol, so that numbers compare across runs and methods:
+
+* the k-shot indices come from :func:`clipforge.adapt.sample_few_shot` with the run's seed,
+  drawn from the TRAIN split only; every method sees the same shots for a given k;
+* hyperparameters (Tip-Adapter's alpha/beta, GDA's alpha, the probe's lambda) are searched on
+  the whole VAL split; CoOp has no search and records its val accuracy; the test split is
+  used for the final numbers only;
+* GDA at k = 1 is recorded as ``None`` with the reason (one sample per class has no
+  covariance), not run;
+* the label space of the adapted heads is the set of classes that have training samples. A
+  class absent from the train split (the shapes world's held-out-pair set has 80 classes of
+  which 16 occur) gets no shots and a logit of ``-inf``: it can never be predicted. The result
+  lists those classes, and adds ``zeroshot_shot_classes``, the zero-shot head restricted to the
+  same label space, so the gain from adaptation is not confused with the gain from knowing
+  which classes occur.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ...adapt import (
+    FewShotHead,
+    fit_coop,
+    fit_gda,
+    fit_linear_probe,
+    fit_tip_adapter,
+    sample_few_shot,
+)
+from ..config import EvalConfig
+from ..features import EncodedSet, Encoder
+from ..heads import zero_shot_head
+from ..inputs import encode_role, open_roles
+from .common import LABEL_TASKS, TaskOutput, label_metrics
+
+logger = logging.getLogger(__name__)
+
+# One shot per class gives GDA a zero scatter matrix: no covariance to shrink, no classifier.
+GDA_ONE_SHOT = "GDA needs at least two shots per class to estimate a covariance"
+
+
+class LabelSpace:
+    """The classes with training samples, and maps between full and compact class ids."""
+
+    def __init__(self, train_labels: torch.Tensor, classnames: list[str]) -> None:
+        self.num_classes = len(classnames)
+        self.classes = torch.unique(train_labels)  # (K,) sorted full ids with samples
+        self.names = [classnames[int(c)] for c in self.classes]
+        self._compact = torch.full((self.num_classes,), -1, dtype=torch.long)
+        self._compact[self.classes] = torch.arange(len(self.classes))
+        self.missing = [name for name in classnames if name not in set(self.names)]
+
+    def compact(self, labels: torch.Tensor) -> torch.Tensor:
+        """Full ids (N,) to compact ids; -1 for a class without samples."""
+        return self._compact[labels]
+
+    def expand(self, logits: torch.Tensor) -> torch.Tensor:
+        """Compact logits (N, K) to full (N, C), ``-inf`` for classes without samples."""
+        full = logits.new_full((logits.shape[0], self.num_classes), float("-inf"))
+        full[:, self.classes] = logits
+        return full
+
+
+def run_fewshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
+    """Zero-shot baseline plus ``metrics["fewshot"][method][k]`` for each method and k."""
+    roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
+    test_set = roles["test"].dataset
+    head = zero_shot_head(config, encoder, test_set)
+    encoded = {role: encode_role(encoder, item) for role, item in roles.items()}
+    test, train = encoded["test"], encoded["train"]
+    space = LabelSpace(train.labels, list(test_set.classnames))
+    zs_logits = head.logits(test.features)  # (N, C) cosine
+    metrics: dict[str, Any] = {"zeroshot": label_metrics(zs_logits, test.labels)}
+    details: dict[str, Any] = {"head": head.provenance, "num_classes": space.num_classes}
+    if space.missing:
+        logger.warning(
+            "%d of %d classes have no training samples and get no shots (e.g. %s)",
+            len(space.missing), space.num_classes, space.missing[:3],
+        )  # fmt: skip
+        restricted = space.expand(zs_logits[:, space.classes])
+        metrics["zeroshot_shot_classes"] = label_metrics(restricted, test.labels)
+        details["classes_without_shots"] = {
+            "count": len(space.missing),
+            "examples": space.missing[:10],
+        }
+    val_features, val_labels = _val_in_space(encoded["val"], space, details)
+    fits = _method_fits(config, encoder, head.weights[space.classes], space.names)
+    results: dict[str, dict[str, Any]] = {method: {} for method in config.method_list}
+    hparams: dict[str, dict[str, Any]] = {method: {} for method in config.method_list}
+    train_compact = space.compact(train.labels)
+    for k in config.shot_list:
+        shots = torch.from_numpy(
+            sample_few_shot(train_compact, k, config.seed, num_classes=len(space.classes))
+        )
+        for method in config.method_list:
+            if method == "gda" and k == 1:
+                results[method][str(k)] = None
+                hparams[method][str(k)] = {"skipped": GDA_ONE_SHOT}
+                continue
+            fitted = fits[method](
+                train.features[shots], train_compact[shots], val_features, val_labels
+            )
+            logits = space.expand(fitted.logits(test.features).float())
+            results[method][str(k)] = label_metrics(logits, test.labels)
+            hparams[method][str(k)] = fitted.hparams
+            logger.info("%s %d-shot: acc1 %.4f", method, k, results[method][str(k)]["acc1"])
+    metrics["fewshot"] = results
+    details.update(hparams=hparams, shots=list(config.shot_list), seed=config.seed)
+    return TaskOutput(metrics, details, {role: e.summary() for role, e in encoded.items()})
+
+
+def _val_in_space(
+    val: EncodedSet, space: LabelSpace, details: dict[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Val features and compact labels of the samples whose class has shots."""
+    compact = space.compact(val.labels)
+    keep = compact >= 0
+    if not keep.any():
+        raise ValueError("no val sample belongs to a class with training samples")
+    details["val_samples_used"] = int(keep.sum())
+    return val.features[keep], compact[keep]
+
+
+Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], FewShotHead]
+
+
+def _method_fits(
+    config: EvalConfig, encoder: Encoder, zs_weights: torch.Tensor, classnames: list[str]
+) -> dict[str, Fit]:
+    """One fit function ``(train_x, train_y, val_x, val_y) -> head`` per method; each works
+    in the compact label space, whose zero-shot weights (K, D) are ``zs_weights``."""
+    seed, num_classes = config.seed, len(classnames)
+    return {
+        "tip": lambda x, y, vx, vy: fit_tip_adapter(x, y, vx, vy, zero_shot_weights=zs_weights),
+        "tip-f": lambda x, y, vx, vy: fit_tip_adapter(
+            x, y, vx, vy, zero_shot_weights=zs_weights, finetune=True, seed=seed
+        ),
+        "gda": lambda x, y, vx, vy: fit_gda(x, y, vx, vy, zero_shot_weights=zs_weights),
+        "linear": lambda x, y, vx, vy: fit_linear_probe(x, y, vx, vy, num_classes=num_classes),
+        "coop": lambda x, y, vx, vy: fit_coop(
+            x, y, vx, vy, model=encoder.model, tokenizer=encoder.tokenizer,
+            classnames=classnames, seed=seed,
+        ),  # fmt: skip
+    }

@@ -1,0 +1,253 @@
+"""Build, save, load and query the FAISS index of an embedded collection.
+
+::
+
+    build_index(EMB_DIR, OUT_DIR)            -> OUT_DIR/image.index + OUT_DIR/index_info.json
+    load_index(OUT_DIR).search(queries, k)   -> scores (n, k) float32, ids (n, k) int64
+
+Ids are the collection's global row ids (``layout.py``) whatever the index kind: every vector
+goes in with ``add_with_ids``. The index file is written first and ``index_info.json`` last,
+both atomically, so a directory with an info file holds a complete index. The info records the
+plan (kind, factory string, sizes, fallbacks), the ids (partitions, their row counts), the tuned
+search parameters with the recall and latency measured against exact search, the memory
+estimate, timings and the embeddings path. ``modality="text"`` indexes a collection's caption
+vectors, skipping the all-zero rows of samples without a caption (see ``vectors.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from clipforge.atomic import atomic_path, write_json_atomic
+from clipforge.search.index_build import build_faiss_index
+from clipforge.search.index_choice import HNSW_EF_CONSTRUCTION, HNSW_M, IndexPlan, plan_index
+from clipforge.search.index_tune import RECALL_K, Tuning, held_out_queries, set_search_params, tune
+from clipforge.search.vectors import VectorSource
+from clipforge.version import __version__
+
+log = logging.getLogger(__name__)
+
+INFO_FILE = "index_info.json"
+_REQUIRED_KEYS = ("index_file", "kind", "dim", "ntotal", "search_params")
+
+
+class SearchIndex:
+    """A loaded index: ``search`` returns global ids with inner-product scores.
+
+    Searching is safe from several threads at once (FAISS CPU indices only read during search;
+    the tuned parameters are set once, when loading).
+    """
+
+    def __init__(self, index: faiss.Index, info: dict[str, Any]) -> None:
+        self.index = index
+        self.info = info
+        self.dim = int(index.d)
+        self.ntotal = int(index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` of each query (n, D) float32 (unit norm): scores (n, k), ids (n, k) int64.
+
+        Scores descend along each row; an approximate index may return fewer than ``k``
+        results, padded with id -1. ``k`` must lie in ``[1, ntotal]``.
+        """
+        x = self._queries(queries)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.ntotal:
+            raise ValueError(
+                f"k must be an integer in [1, {self.ntotal}] (the index size), got {k!r}"
+            )
+        scores, ids = self.index.search(x, int(k))
+        return scores, ids
+
+    def range_search(
+        self, queries: np.ndarray, min_score: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All results scoring ``>= min_score`` for each query (n, D), FAISS-style.
+
+        Returns ``lims`` (n + 1,) int64, ``scores`` and ``ids`` (lims[-1],): the results of query
+        ``i`` are ``ids[lims[i]:lims[i + 1]]``, in no particular order.
+        """
+        x = self._queries(queries)
+        # FAISS keeps scores strictly above the radius; step just below to keep ``>= min_score``.
+        lims, scores, ids = self.index.range_search(
+            x, float(np.nextafter(np.float32(min_score), -2))
+        )
+        keep = scores >= min_score
+        query_of = np.repeat(np.arange(len(x)), np.diff(lims))  # (lims[-1],)
+        counts = np.bincount(query_of[keep], minlength=len(x))  # (n,)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), scores[keep], ids[keep]
+
+    def _queries(self, queries: np.ndarray) -> np.ndarray:
+        x = np.asarray(queries)
+        if x.ndim != 2:
+            raise ValueError(f"queries must be a 2-D array (n, {self.dim}), got shape {x.shape}")
+        if x.shape[1] != self.dim:
+            raise ValueError(
+                f"queries have dimension {x.shape[1]}, the index has dimension {self.dim}"
+            )
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError("queries contain NaN or infinite values")
+        return x
+
+
+def build_index(
+    emb_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    kind: str = "auto",
+    memory_budget_gb: float = 4.0,
+    recall_target: float = 0.95,
+    latency_budget_ms: float = 10.0,
+    train_size: int | None = None,
+    seed: int = 0,
+    modality: str = "image",
+    nlist: int | None = None,
+    pq_m: int | None = None,
+    sharded: bool | None = None,
+    n_queries: int = 1000,
+) -> dict[str, Any]:
+    """Build, tune and save the index of a collection's ``modality`` vectors; return its info.
+
+    ``kind`` is "auto" or one of flat, hnsw, ivf-flat, ivf-pq (rules in ``index_choice``);
+    ``train_size`` (IVF kinds), ``nlist`` and ``pq_m`` override the automatic sizes;
+    ``sharded`` builds IVF shards per partition and merges them (default: above 2M vectors).
+    ``n_queries`` sampled rows measure recall@10 against exact search and tune nprobe/efSearch
+    to the smallest value reaching ``recall_target`` within ``latency_budget_ms`` per query.
+    """
+    if not 0 < recall_target <= 1:
+        raise ValueError(f"recall_target must be in (0, 1], got {recall_target}")
+    if n_queries < 1:
+        raise ValueError(f"n_queries must be >= 1, got {n_queries}")
+    start = time.perf_counter()
+    source = VectorSource.from_collection(emb_dir, modality)
+    plan = plan_index(source.ntotal, source.dim, kind=kind, memory_budget_gb=memory_budget_gb,
+                      latency_budget_ms=latency_budget_ms, train_size=train_size, nlist=nlist,
+                      pq_m=pq_m, sharded=sharded)  # fmt: skip
+    log.info("building %s (%s) over %d %s vectors of dimension %d: %s", plan.kind, plan.factory,
+             source.ntotal, modality, source.dim, plan.reason)  # fmt: skip
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index, timings = build_faiss_index(
+        plan, source, seed=seed, shard_dir=out / f".{modality}.shards"
+    )
+    tuning, k = None, min(RECALL_K, source.ntotal - 1)
+    if k >= 1:
+        evaluated = time.perf_counter()
+        held = held_out_queries(source, n_queries, k, seed)
+        tuning = tune(index, plan.kind, held, source, recall_target=recall_target,
+                      latency_budget_ms=latency_budget_ms, nlist=plan.nlist)  # fmt: skip
+        timings["evaluate_s"] = time.perf_counter() - evaluated
+    index_file = f"{modality}.index"
+    with atomic_path(out / index_file) as tmp:
+        faiss.write_index(index, str(tmp))
+    info = {
+        "modality": modality,
+        "index_file": index_file,
+        "requested_kind": kind,
+        **_plan_info(plan, seed),
+        "dim": source.dim,
+        "ntotal": source.ntotal,
+        "total_rows": source.total_rows,
+        "skipped_zero_rows": source.skipped_rows,
+        "partitions": [p.number for p in source.partitions],
+        "partition_rows": [p.rows for p in source.partitions],
+        **_tuning_info(tuning, k, recall_target, latency_budget_ms),
+        "memory_budget_gb": memory_budget_gb,
+        "index_bytes": (out / index_file).stat().st_size,
+        "build_seconds": time.perf_counter() - start,
+        "timings": timings,
+        "embeddings": str(Path(emb_dir).resolve()),
+        "clipforge_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(out / INFO_FILE, info)
+    log.info("wrote %s: recall@%d %s, %s ms/query", out / index_file, k, info["recall_at_10"],
+             info["latency_ms_mean"])  # fmt: skip
+    return info
+
+
+def load_index(index_dir: str | os.PathLike) -> SearchIndex:
+    """The index in ``index_dir`` with its tuned search parameters applied.
+
+    Raises FileNotFoundError for a missing info or index file and ValueError for an unreadable
+    one or one that disagrees with its info, each naming the path.
+    """
+    info_path = Path(index_dir) / INFO_FILE
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{info_path}: missing; build an index with `clipforge index`")
+    try:
+        info = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{info_path}: not valid JSON ({err})") from err
+    missing = [key for key in _REQUIRED_KEYS if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise ValueError(f"{info_path}: missing keys {missing}")
+    index_path = Path(index_dir) / Path(info["index_file"]).name
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{index_path}: missing (named by {info_path})")
+    try:
+        index = faiss.read_index(str(index_path))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[-1]
+        raise ValueError(f"{index_path}: not a readable FAISS index ({reason})") from err
+    if (index.d, index.ntotal) != (info["dim"], info["ntotal"]):
+        raise ValueError(
+            f"{index_path} holds {index.ntotal} vectors of dimension {index.d} but {info_path} "
+            f"says {info['ntotal']} of dimension {info['dim']}; rebuild the index"
+        )
+    set_search_params(index, info["search_params"])
+    return SearchIndex(index, info)
+
+
+def _plan_info(plan: IndexPlan, seed: int) -> dict[str, Any]:
+    hnsw = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION} if plan.kind == "hnsw" else None
+    return {
+        "kind": plan.kind,
+        "factory": plan.factory,
+        "metric": "inner_product",
+        "choice": plan.reason,
+        "fallbacks": list(plan.fallbacks),
+        "nlist": plan.nlist,
+        "pq_m": plan.pq_m,
+        "hnsw": hnsw,
+        "train_size": plan.train_size,
+        "sharded": plan.sharded,
+        "seed": seed,
+        "memory_bytes_estimate": plan.memory_bytes,
+    }
+
+
+def _tuning_info(
+    tuning: Tuning | None, k: int, recall_target: float, latency_budget_ms: float
+) -> dict[str, Any]:
+    """Tuned parameters and figures; None figures when there were too few vectors to measure."""
+    chosen = tuning.chosen if tuning else None
+    return {
+        "search_params": tuning.search_params if tuning else {},
+        "recall_at_10": chosen.recall if chosen else None,
+        "recall_k": k,
+        "latency_ms_mean": chosen.latency_ms["mean"] if chosen else None,
+        "latency_ms_p50": chosen.latency_ms["p50"] if chosen else None,
+        "latency_ms_p99": chosen.latency_ms["p99"] if chosen else None,
+        "recall_target": recall_target,
+        "latency_budget_ms": latency_budget_ms,
+        "target_met": tuning.target_met if tuning else None,
+        "warnings": [tuning.warning] if tuning and tuning.warning else [],
+        "tuning": [
+            {
+                "value": p.value,
+                "recall": p.recall,
+                **{f"latency_ms_{s}": v for s, v in p.latency_ms.items()},
+            }
+            for p in (tuning.sweep if tuning else [])
+        ],
+    }

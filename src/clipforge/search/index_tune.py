@@ -1,0 +1,229 @@
+"""Measure an index against exact search and tune its search-time knob (nprobe, efSearch).
+
+Held-out queries are sampled rows of the collection (seeded). A query's own row is left out of
+both the exact and the approximate result lists (search ``k + 1``, drop the query's id), so
+recall measures finding the *other* neighbours; otherwise each query would earn one easy hit.
+
+Recall@k is tie-aware: a returned id counts as a hit when its exact score is at least the k-th
+exact score minus ``TIE_TOLERANCE``, and a query scores ``min(hits, k) / k``. With distinct
+scores this is the usual ``|found & exact| / k``; with exact duplicates, common in web
+collections, returning one copy instead of another is not counted as a miss.
+
+Tuning raises the knob geometrically (x2) until recall reaches the target, then bisects down to
+the smallest value that still reaches it (recall grows with nprobe/efSearch). Latency is the
+time of single-query searches (what a server answering one request sees), in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from clipforge.search.vectors import VectorSource
+
+log = logging.getLogger(__name__)
+
+RECALL_K = 10
+TIE_TOLERANCE = 1e-5  # float32 rounding of unit-vector dot products is ~1e-7
+LATENCY_QUERIES = 200
+WARMUP_QUERIES = 5
+KNOBS = {"ivf-flat": ("nprobe", 1), "ivf-pq": ("nprobe", 1), "hnsw": ("efSearch", 16)}
+EF_SEARCH_MAX = 4096
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Queries with their exact neighbours, the query's own row left out.
+
+    ``ids`` (q,) int64, ``queries`` (q, D) float32, ``exact_scores`` (q, k) float32 descending,
+    ``exact_ids`` (q, k) int64.
+    """
+
+    ids: np.ndarray
+    queries: np.ndarray
+    exact_scores: np.ndarray
+    exact_ids: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.exact_ids.shape[1]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured setting: knob value (None for flat), recall, and latency figures in ms."""
+
+    value: int | None
+    recall: float
+    latency_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The chosen setting and everything measured on the way."""
+
+    param: str | None  # "nprobe", "efSearch", or None for flat
+    chosen: Point
+    target_met: bool
+    sweep: list[Point] = field(default_factory=list)
+    warning: str | None = None
+
+    @property
+    def search_params(self) -> dict[str, int]:
+        return {} if self.param is None else {self.param: self.chosen.value}
+
+
+def held_out_queries(source: VectorSource, n_queries: int, k: int, seed: int) -> HeldOut:
+    """``n_queries`` seeded sample rows and their exact top-``k`` among the other vectors.
+
+    The exact search streams the collection chunk by chunk through FAISS's brute-force kNN and
+    keeps the running top ``k + 1`` in a heap, so memory stays at one chunk plus (q, k + 1).
+    """
+    ids = source.sample_ids(n_queries, np.random.default_rng([seed, 1]))
+    queries = source.take(ids)
+    heap = faiss.ResultHeap(len(ids), k + 1, keep_max=True)
+    for _, chunk_ids, x in source.chunks():
+        scores, rows = faiss.knn(queries, x, min(k + 1, len(x)), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, chunk_ids[rows])
+    heap.finalize()
+    exact_scores, exact_ids = drop_self(heap.D, heap.I, ids, k)
+    return HeldOut(ids, queries, exact_scores, exact_ids)
+
+
+def drop_self(
+    scores: np.ndarray, ids: np.ndarray, self_ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` results (q, k) of each row once the query's own id is removed."""
+    keep_first = np.argsort(ids == self_ids[:, None], axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, keep_first, 1), np.take_along_axis(ids, keep_first, 1)
+
+
+def recall_at_k(found_ids: np.ndarray, held: HeldOut, source: VectorSource) -> float:
+    """Tie-aware recall (module doc) of ``found_ids`` (q, k) for ``held``; -1 ids are misses."""
+    found = found_ids >= 0
+    true_scores = np.full(found_ids.shape, -np.inf, dtype=np.float32)
+    rows = np.nonzero(found)[0]
+    true_scores[found] = np.einsum(
+        "ij,ij->i", source.take(found_ids[found]), held.queries[rows]
+    )  # (hits,)
+    kth = held.exact_scores[:, -1:]  # (q, 1)
+    hits = (true_scores >= kth - TIE_TOLERANCE).sum(axis=1)
+    return float(np.minimum(hits, held.k).mean() / held.k)
+
+
+def search_held_out(index: faiss.Index, held: HeldOut) -> np.ndarray:
+    """The index's top-k ids (q, k) for the held-out queries, their own ids left out."""
+    scores, ids = index.search(held.queries, held.k + 1)
+    return drop_self(scores, ids, held.ids, held.k)[1]
+
+
+def measure_latency(index: faiss.Index, queries: np.ndarray, k: int) -> dict[str, float]:
+    """Mean, p50 and p99 (ms) of one-query searches over the first ``LATENCY_QUERIES`` rows."""
+    queries = queries[:LATENCY_QUERIES]
+    for q in queries[:WARMUP_QUERIES]:
+        index.search(q[None], k)
+    times = np.empty(len(queries))
+    for i, q in enumerate(queries):
+        start = time.perf_counter()
+        index.search(q[None], k)
+        times[i] = time.perf_counter() - start
+    ms = 1000 * times
+    return {
+        "mean": float(ms.mean()),
+        "p50": float(np.median(ms)),
+        "p99": float(np.percentile(ms, 99)),
+    }
+
+
+def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
+    """Apply ``{"nprobe": 16}`` / ``{"efSearch": 64}`` through any wrapper (IDMap, OPQ)."""
+    space = faiss.ParameterSpace()
+    for name, value in params.items():
+        try:
+            space.set_index_parameter(index, name, value)
+        except RuntimeError as err:
+            raise ValueError(f"cannot set search parameter {name}={value} on this index") from err
+
+
+def tune(
+    index: faiss.Index,
+    kind: str,
+    held: HeldOut,
+    source: VectorSource,
+    *,
+    recall_target: float,
+    latency_budget_ms: float,
+    nlist: int | None = None,
+) -> Tuning:
+    """Find the smallest knob value reaching ``recall_target`` within ``latency_budget_ms``.
+
+    If no value does, the highest-recall value within the latency budget is used (or the
+    highest-recall value of all when none is fast enough) and ``warning`` says so. The chosen
+    value is left set on ``index``.
+    """
+
+    def measure(value: int | None) -> Point:
+        if value is not None:
+            set_search_params(index, {param: value})
+        point = Point(
+            value,
+            recall_at_k(search_held_out(index, held), held, source),
+            measure_latency(index, held.queries, held.k),
+        )
+        log.info("%s=%s: recall@%d %.4f, %.3g ms/query", param, value, held.k, point.recall,
+                 point.latency_ms["mean"])  # fmt: skip
+        return point
+
+    param, start = KNOBS.get(kind, (None, None))
+    if param is None:
+        points = [measure(None)]
+    else:
+        top = nlist if param == "nprobe" else EF_SEARCH_MAX
+        points = _sweep(measure, min(start, top), top, recall_target, latency_budget_ms)
+    tuning = _choose(param, points, recall_target, latency_budget_ms)
+    if param is not None:
+        set_search_params(index, tuning.search_params)
+    if tuning.warning:
+        log.warning("%s", tuning.warning)
+    return tuning
+
+
+def _sweep(measure, start: int, top: int, target: float, budget: float) -> list[Point]:
+    """Double from ``start`` until recall >= target (or too slow, or ``top``), then bisect."""
+    points: dict[int, Point] = {}
+    below, reached, value = None, None, start
+    while True:
+        points[value] = measure(value)
+        if points[value].recall >= target:
+            reached = value
+            break
+        below = value
+        if points[value].latency_ms["mean"] > budget or value >= top:
+            break
+        value = min(2 * value, top)
+    while below is not None and reached is not None and reached - below > 1:
+        mid = (below + reached) // 2
+        points[mid] = measure(mid)
+        below, reached = (below, mid) if points[mid].recall >= target else (mid, reached)
+    return [points[v] for v in sorted(points)]
+
+
+def _choose(param: str | None, points: list[Point], target: float, budget: float) -> Tuning:
+    def fast(p: Point) -> bool:
+        return p.latency_ms["mean"] <= budget
+
+    good = [p for p in points if p.recall >= target and fast(p)]
+    if good:
+        return Tuning(param, min(good, key=lambda p: p.value or 0), True, points)
+    pool = [p for p in points if fast(p)] or points
+    best = max(pool, key=lambda p: (p.recall, -(p.value or 0)))
+    setting = "" if param is None else f" with {param}={best.value}"
+    warning = (
+        f"recall target {target} within {budget} ms/query not met: best{setting} reaches "
+        f"recall {best.recall:.4f} at {best.latency_ms['mean']:.3g} ms/query"
+    )
+    return Tuning(param, best, False, points, warning)

@@ -1,0 +1,211 @@
+"""One modality's vectors, read one partition (or chunk) at a time, addressed by global id.
+
+Index building and near-duplicate search must not hold a whole collection in memory, so they
+see it through a :class:`VectorSource`: ``chunks()`` streams float32 rows with their global ids,
+``sample_ids()`` draws a seeded sample of ids, and ``take()`` fetches rows by id (memory-mapped,
+so only the rows asked for are read). A source is either a collection directory (see
+``layout.py``) or an in-memory array, so the same code serves ``build_index`` and ad-hoc dedup.
+
+Global ids follow the layout: ``id = offset(partition) + row`` over the complete partitions in
+order. Text partitions hold a row of zeros where a sample has no caption; those rows are not
+vectors (a zero vector scores 0 against everything, which would rank above every real match
+with a negative score), so a text source skips them while keeping every other row's global id.
+Every row that is read is checked: finite, and L2 norm within ``NORM_TOLERANCE`` of 1, because
+inner-product search and the cosine thresholds of dedup are only right for unit vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipforge.search import layout
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("image", "text")
+NORM_TOLERANCE = 1e-2  # float16 storage moves a unit norm by ~1e-3; 1e-2 still catches raw features
+CHUNK_ROWS = 65536  # rows converted to float32 at a time: 128 MiB at D = 512
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One stored array: ``rows`` rows whose global ids start at ``offset``.
+
+    ``valid`` is a bool mask (rows,) of the rows that hold a vector, or None when all do.
+    """
+
+    number: int
+    where: str  # the file path, or a name for an in-memory array (used in error messages)
+    rows: int
+    offset: int
+    valid: np.ndarray | None = None
+
+    @property
+    def n_valid(self) -> int:
+        return self.rows if self.valid is None else int(self.valid.sum())
+
+
+class VectorSource:
+    """Read-only access to the vectors of a collection's modality, or of one array.
+
+    Build one with :meth:`from_collection` or :meth:`from_array`. ``ntotal`` counts the valid
+    rows (the vectors an index will hold); ids range over ``[0, total_rows)``.
+    """
+
+    def __init__(
+        self, partitions: list[Partition], dim: int, load: Callable[[Partition], np.ndarray]
+    ) -> None:
+        self.partitions = partitions
+        self.dim = dim
+        self._load = load
+        self._offsets = np.array([p.offset for p in partitions], dtype=np.int64)
+        self._valid_starts = np.cumsum([0] + [p.n_valid for p in partitions])
+        self.total_rows = sum(p.rows for p in partitions)
+        self.ntotal = int(self._valid_starts[-1])
+
+    @property
+    def skipped_rows(self) -> int:
+        """Rows that hold no vector (zero text rows)."""
+        return self.total_rows - self.ntotal
+
+    @classmethod
+    def from_array(cls, x: np.ndarray, *, name: str = "embeddings") -> VectorSource:
+        """A source over an in-memory (n, D) array; ids are its row numbers."""
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
+            shape = getattr(x, "shape", type(x).__name__)
+            raise ValueError(f"{name}: expected a 2-D float array (n, D), got {shape}")
+        if len(x) == 0:
+            raise ValueError(f"{name}: no rows")
+        return cls([Partition(0, name, len(x), 0)], x.shape[1], lambda _: x)
+
+    @classmethod
+    def from_collection(cls, root: str | os.PathLike, modality: str = "image") -> VectorSource:
+        """The ``modality`` vectors of the complete partitions of collection ``root``."""
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        info = layout.read_info(root)
+        numbers = layout.complete_partitions(root)
+        if not numbers:
+            raise ValueError(
+                f"{root}: no complete partitions (no {layout.STATS_DIR}/stats_*.json); "
+                "run `clipforge embed` first"
+            )
+        path_of = layout.img_emb_path if modality == "image" else layout.text_emb_path
+        arrays = {n: _open(path_of(root, n)) for n in numbers}
+        dim = _common_dim(arrays, path_of, root, info.get("dim"))
+        partitions, offset = [], 0
+        for n in numbers:
+            arr, where = arrays[n], str(path_of(root, n))
+            valid = _nonzero_rows(arr) if modality == "text" else None
+            partitions.append(Partition(n, where, len(arr), offset, valid))
+            offset += len(arr)
+        source = cls(partitions, dim, lambda p: arrays[p.number])
+        if source.ntotal == 0:
+            raise ValueError(f"{root}: the {modality} embeddings hold no vectors")
+        if source.skipped_rows:
+            log.info("%s: skipping %d all-zero %s rows", root, source.skipped_rows, modality)
+        return source
+
+    def chunks(
+        self, max_rows: int = CHUNK_ROWS, *, partition: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(partition number, ids (m,) int64, x (m, D) float32)`` over the valid rows.
+
+        Partitions come in order (only number ``partition`` when given) and a chunk never spans
+        two, so at most ``max_rows`` rows are in memory at once.
+        """
+        numbers = [p.number for p in self.partitions]
+        if partition is not None and partition not in numbers:
+            raise ValueError(f"partition {partition} is not among the complete ones {numbers}")
+        for p in self.partitions:
+            if partition is not None and p.number != partition:
+                continue
+            arr = self._load(p)
+            for start in range(0, p.rows, max_rows):
+                rows = np.arange(start, min(start + max_rows, p.rows))
+                x = np.asarray(arr[start : rows[-1] + 1], dtype=np.float32)
+                if p.valid is not None:
+                    keep = p.valid[rows]
+                    rows, x = rows[keep], x[keep]
+                if len(rows):
+                    yield p.number, p.offset + rows, _checked(x, p, rows)
+
+    def sample_ids(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``min(size, ntotal)`` distinct valid ids drawn uniformly by ``rng``, ascending."""
+        picks = np.sort(rng.choice(self.ntotal, size=min(size, self.ntotal), replace=False))
+        owner = np.searchsorted(self._valid_starts, picks, side="right") - 1  # partition index
+        ids = np.empty(len(picks), dtype=np.int64)
+        for i in np.unique(owner):
+            p, sel = self.partitions[i], owner == i
+            rows = picks[sel] - self._valid_starts[i]
+            ids[sel] = p.offset + (rows if p.valid is None else np.flatnonzero(p.valid)[rows])
+        return ids
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """Rows (len(ids), D) float32 of the given global ids, in the order given."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.total_rows):
+            bad = ids[(ids < 0) | (ids >= self.total_rows)][0]
+            raise ValueError(f"id {bad} is out of range [0, {self.total_rows})")
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        owner = np.searchsorted(self._offsets, ids, side="right") - 1
+        for i in np.unique(owner):
+            p, sel = self.partitions[i], owner == i
+            rows = ids[sel] - p.offset
+            order = np.argsort(rows, kind="stable")  # sorted reads from the memory map
+            x = np.empty((len(rows), self.dim), dtype=np.float32)
+            x[order] = _checked(np.asarray(self._load(p)[rows[order]], np.float32), p, rows[order])
+            out[sel] = x
+        return out
+
+
+def _open(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing, although its partition is marked complete")
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except ValueError as err:
+        raise ValueError(f"{path}: not a readable .npy array ({err})") from err
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{path}: expected a float array (n, D), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def _common_dim(arrays: dict[int, np.ndarray], path_of, root, declared: object) -> int:
+    """The one embedding width shared by every partition (and by embed_info's ``dim``)."""
+    first = next(iter(arrays))
+    dim = arrays[first].shape[1]
+    for n, arr in arrays.items():
+        if arr.shape[1] != dim:
+            raise ValueError(
+                f"{path_of(root, n)} has dimension {arr.shape[1]}, "
+                f"but {path_of(root, first)} has {dim}"
+            )
+    if declared is not None and declared != dim:
+        raise ValueError(f"{root}: {layout.INFO_FILE} says dim={declared}, the arrays have {dim}")
+    return dim
+
+
+def _nonzero_rows(arr: np.ndarray) -> np.ndarray:
+    """Bool mask (n,) of rows that are not all zero, computed a chunk at a time."""
+    return np.concatenate(
+        [np.any(arr[s : s + CHUNK_ROWS] != 0, axis=1) for s in range(0, len(arr), CHUNK_ROWS)]
+    )
+
+
+def _checked(x: np.ndarray, p: Partition, rows: np.ndarray) -> np.ndarray:
+    """``x`` (m, D) itself, after checking each row (numbered ``rows`` in ``p``) is a unit vector."""
+    norms = np.linalg.norm(x, axis=1)
+    bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN norms fail too
+    if len(bad):
+        raise ValueError(
+            f"{p.where}: row {rows[bad[0]]} has L2 norm {norms[bad[0]]:.4g}; embeddings must be "
+            "finite and L2-normalised for inner-product search"
+        )
+    return x

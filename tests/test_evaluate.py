@@ -1,0 +1,370 @@
+"""Evaluation tasks on tiny synthetic data: a random tiny model on small shapes-world views.
+
+Metrics are checked against formulas computed here from the model itself, not only for shape;
+the feature cache is checked by counting calls of the image tower.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import clipforge.data
+from clipforge import create_model, save_model
+from clipforge.api import get_tokenizer
+from clipforge.data import evalsets
+from clipforge.data.evalsets import EvalOptions, ShapesClassificationSet
+from clipforge.data.shapes import write_shapes
+from clipforge.evaluate import (
+    EvalConfig,
+    SampleRange,
+    SplitSpec,
+    parse_split,
+    read_result,
+    run_eval,
+)
+from clipforge.evaluate.splits import check_disjoint
+from clipforge.evaluate.tasks import robustness
+from clipforge.evaluate.tasks.fewshot import LabelSpace
+from clipforge.models import CLIP
+from clipforge.transforms import image_transform
+from clipforge.zeroshot import template_head
+
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> CLIP:
+    torch.manual_seed(0)
+    return create_model(TINY).eval()
+
+
+def config(**overrides) -> EvalConfig:
+    values = {"model": "tiny-test", "progress": False, "batch_size": 64} | overrides
+    return EvalConfig(**values)
+
+
+@pytest.fixture
+def count_image_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts images passed through ``CLIP.encode_image`` (any instance)."""
+    counter = [0]
+    original = CLIP.encode_image
+
+    def counting(self: CLIP, pixels: torch.Tensor) -> torch.Tensor:
+        counter[0] += pixels.shape[0]
+        return original(self, pixels)
+
+    monkeypatch.setattr(CLIP, "encode_image", counting)
+    return counter
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"task": "segmentation"}, "unknown task 'segmentation'"),
+        ({"task": "fewshot", "methods": ("tip", "lora")}, "unknown method 'lora'"),
+        ({"task": "zeroshot", "methods": ("tip",)}, "methods=tip does not apply to task 'zeroshot' (only to fewshot)"),
+        ({"task": "linear-probe", "methods": ("linear",)}, "does not apply to task 'linear-probe'"),
+        ({"task": "fewshot", "shots": (0, 2)}, "positive integers, got 0"),
+        ({"task": "fewshot", "shots": (True,)}, "positive integers, got True"),
+        ({"task": "fewshot", "shots": (2, 2)}, "name a count twice"),
+        ({"task": "fewshot", "shots": ()}, "shots is empty"),
+        ({"task": "zeroshot", "train_split": "train"}, "train_split='train' does not apply"),
+        ({"task": "retrieval", "templates": "t.txt"}, "templates='t.txt' does not apply"),
+        ({"task": "fewshot", "ood_dataset": "x"}, "only to robustness"),
+        ({"task": "zeroshot", "cupl": "c.json", "waffle": True}, "not cupl and waffle"),
+        ({"task": "zeroshot", "precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"task": "zeroshot", "batch_size": 0}, "batch_size=0 must be >= 1"),
+        ({"task": "zeroshot", "model": None}, "give a model"),
+    ],
+)
+def test_config_rejects_bad_options(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config(dataset="shapes/shape", **overrides)
+
+
+def test_config_defaults_and_sorted_shots() -> None:
+    cfg = config(task="fewshot", dataset="shapes/heldout", shots=(8, 1, 4))
+    assert cfg.shot_list == (1, 4, 8)
+    assert cfg.method_list == ("tip", "tip-f", "gda", "coop", "linear")
+    assert config(task="fewshot", dataset="shapes/heldout").shot_list == (1, 2, 4, 8, 16)
+    assert json.loads(json.dumps(cfg.to_dict()))["shots"] == [1, 4, 8]
+
+
+def test_data_package_reexports_evalsets() -> None:
+    assert set(clipforge.data.__all__) == set(evalsets.__all__)
+    assert clipforge.data.open_evalset is evalsets.open_evalset
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        clipforge.data.nope  # noqa: B018
+
+
+# --- splits --------------------------------------------------------------------------------
+
+
+def test_parse_split() -> None:
+    assert parse_split("val") == SplitSpec("val")
+    assert parse_split("heldout[800:2800]") == SplitSpec("heldout", 800, 2800)
+    assert parse_split("test[5:]") == SplitSpec("test", 5, None)
+    assert str(parse_split("val[:10]")) == "val[0:10]"
+    for bad in ("val[a:b]", "val[3]", "val[5:5]", " ", "val]"):
+        with pytest.raises(ValueError, match="split"):
+            parse_split(bad)
+
+
+def test_check_disjoint() -> None:
+    check_disjoint({"test": (SplitSpec("heldout"), 800), "train": (SplitSpec("heldout", 800), 2000)})
+    check_disjoint({"test": (None, 100), "train": (SplitSpec("train"), 100)})
+    with pytest.raises(ValueError, match=r"val split 'heldout\[700:900\]' shares samples 700-799"):
+        check_disjoint({"test": (SplitSpec("heldout"), 800), "val": (SplitSpec("heldout", 700, 900), 200)})
+    with pytest.raises(ValueError, match="shares samples 0-9 of split 'val'"):
+        check_disjoint({"test": (SplitSpec("val"), 10), "val": (SplitSpec("val"), 10)})
+
+
+def test_sample_range_slices_a_set() -> None:
+    base = ShapesClassificationSet("shape", size=30, image_size=16, transform=image_transform(16))
+    part = SampleRange(base, 10, 25, "val[10:25]")
+    assert len(part) == 15 and part.key(0) == base.key(10) == "val/10"
+    np.testing.assert_array_equal(part.labels, base.labels[10:25])
+    assert part.classnames == base.classnames and part.templates == base.templates
+    torch.testing.assert_close(part[3][0], base[13][0])
+    with pytest.raises(ValueError, match="outside the 30 samples"):
+        SampleRange(base, 20, 40, "val[20:40]")
+    with pytest.raises(IndexError):
+        part[15]
+
+
+def test_overlapping_roles_fail_before_encoding(model: CLIP, count_image_calls: list[int]) -> None:
+    cfg = config(task="fewshot", dataset="shapes/heldout", split="heldout[0:40]",
+                 train_split="heldout[30:90]", val_split="heldout[90:120]", methods=("tip",))  # fmt: skip
+    with pytest.raises(ValueError, match="train split 'heldout\\[30:90\\]' shares samples 30-39"):
+        run_eval(cfg, model)
+    assert count_image_calls[0] == 0
+
+
+# --- zero-shot, retrieval, caption selection ------------------------------------------------
+
+
+def _features(model: CLIP, dataset) -> torch.Tensor:
+    with torch.no_grad():
+        pixels = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        return model.encode_image(pixels)
+
+
+def test_zeroshot_matches_the_formula(model: CLIP, tmp_path: Path) -> None:
+    result = run_eval(
+        config(task="zeroshot", dataset="shapes/shape", split="val[0:48]", out=str(tmp_path / "r.json")),
+        model,
+    )
+    dataset = ShapesClassificationSet("shape", size=48, image_size=32, transform=image_transform(32))
+    head = template_head(model, get_tokenizer(model), dataset.classnames, dataset.templates)
+    logits = F.normalize(_features(model, dataset), dim=-1) @ head.weights.T  # (N, C)
+    labels = torch.from_numpy(dataset.labels)
+    assert result["metrics"]["acc1"] == pytest.approx(float((logits.argmax(1) == labels).double().mean()))
+    top5 = logits.topk(5, dim=1).indices
+    assert result["metrics"]["acc5"] == pytest.approx(float((top5 == labels[:, None]).any(1).double().mean()))
+    assert result["details"]["head"]["source"] == "shapes/shape templates"
+    assert result["data"]["test"]["samples"] == 48
+    on_disk = read_result(tmp_path / "r.json")
+    assert on_disk["metrics"] == result["metrics"] and on_disk["task"] == "zeroshot"
+    for key in ("task", "dataset", "model", "metrics", "config", "clipforge_version", "created", "time"):
+        assert key in on_disk
+
+
+def test_zeroshot_head_options(model: CLIP, tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"thing {i}" for i in range(8)) + "\n")
+    templates = tmp_path / "templates.txt"
+    templates.write_text("a photo of a {}.\nan image of a {}.\n")
+    common = {"task": "zeroshot", "dataset": "shapes/shape", "split": "val[0:16]"}
+    result = run_eval(config(classnames=str(names), templates=str(templates), **common), model)
+    assert result["details"]["head"]["num_prompts"] == 16
+    assert result["details"]["head"]["templates"][1] == "an image of a {}."
+    result = run_eval(config(waffle=True, **common), model)
+    assert result["details"]["head"]["method"] == "waffle"
+    held = run_eval(config(task="zeroshot", dataset="shapes/heldout", split="heldout[0:16]"), model)
+    assert held["details"]["head"]["method"] == "cupl"  # the set's own class prompts
+    assert held["details"]["num_classes"] == 80
+    names.write_text("a\nb\n")
+    with pytest.raises(ValueError, match="names 2 classes; shapes/shape has 8"):
+        run_eval(config(classnames=str(names), **common), model)
+
+
+def test_word_order_caption_selection(model: CLIP) -> None:
+    result = run_eval(config(task="zeroshot", dataset="shapes/word-order",
+                             dataset_options=EvalOptions(size=24)), model)  # fmt: skip
+    metrics = result["metrics"]
+    assert set(metrics) == {"accuracy", "accuracy_colour", "accuracy_shape", "accuracy_relation"}
+    assert metrics["accuracy"] == pytest.approx(
+        np.mean([metrics[f"accuracy_{k}"] for k in ("colour", "shape", "relation")])
+    )
+
+
+def test_retrieval_metrics_match_the_ranks(model: CLIP) -> None:
+    result = run_eval(config(task="retrieval", dataset="shapes/retrieval", split="val[0:30]"), model)
+    m = result["metrics"]
+    for direction in ("image", "text"):
+        recalls = [m[f"{direction}_retrieval_recall@{k}"] for k in (1, 5, 10)]
+        assert recalls == sorted(recalls)
+    dataset = evalsets.ShapesRetrievalSet(size=30, image_size=32, transform=image_transform(32))
+    images = F.normalize(_features(model, dataset), dim=-1)
+    texts = [t for caps in dataset.captions for t in caps]
+    owner = torch.tensor([i for i, caps in enumerate(dataset.captions) for _ in caps])
+    with torch.no_grad():
+        text_features = F.normalize(model.encode_text(get_tokenizer(model)(texts)), dim=-1)
+    best_image = (text_features @ images.T).argmax(1)
+    assert m["image_retrieval_recall@1"] == pytest.approx(float((best_image == owner).double().mean()))
+    assert result["details"] == {"images": 30, "captions": len(texts), "ks": [1, 5, 10]}
+
+
+def test_skipped_images_are_counted(model: CLIP, tmp_path: Path) -> None:
+    write_shapes(tmp_path / "set", 20, format="csv", image_size=32)
+    (tmp_path / "set" / "images" / "000000003.jpg").unlink()
+    result = run_eval(config(task="retrieval", dataset=str(tmp_path / "set" / "captions.csv")), model)
+    data = result["data"]["test"]
+    assert (data["samples"], data["seen"], data["skipped"]) == (19, 20, 1)
+    assert data["skip_counts"] == {"missing_file": 1}
+    assert result["details"]["images"] == 19
+
+
+# --- feature cache -------------------------------------------------------------------------
+
+
+def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]) -> None:
+    weights = tmp_path / "model.safetensors"
+    torch.manual_seed(1)
+    save_model(create_model(TINY), weights)
+    cfg = config(task="zeroshot", dataset="shapes/colour", split="val[0:40]", model=None,
+                 pretrained=str(weights), cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    first = run_eval(cfg)
+    assert count_image_calls[0] == 40 and not first["data"]["test"]["cached"]
+    second = run_eval(cfg)
+    assert count_image_calls[0] == 40, "the second run ran the image tower"
+    assert second["data"]["test"]["cached"] and second["metrics"] == first["metrics"]
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+
+    torch.manual_seed(2)
+    save_model(create_model(TINY), weights)  # other weights, same path: a new fingerprint
+    third = run_eval(cfg)
+    assert count_image_calls[0] == 80 and not third["data"]["test"]["cached"]
+    assert third["model"]["identity"] != first["model"]["identity"]
+    run_eval(EvalConfig(**{**cfg.to_dict(), "split": "val[0:20]", "dataset_options": EvalOptions()}))
+    assert count_image_calls[0] == 100  # another split is another key
+
+
+def test_in_memory_models_are_told_apart_by_weights(tmp_path: Path, count_image_calls: list[int]) -> None:
+    cfg = config(task="zeroshot", dataset="shapes/shape", split="val[0:8]", cache_dir=str(tmp_path))
+    torch.manual_seed(3)
+    first = create_model(TINY)
+    run_eval(cfg, first)
+    run_eval(cfg, first)
+    assert count_image_calls[0] == 8
+    torch.manual_seed(4)
+    run_eval(cfg, create_model(TINY))
+    assert count_image_calls[0] == 16
+
+
+def test_corrupt_cache_file_is_recomputed(model: CLIP, tmp_path: Path, count_image_calls: list[int]) -> None:
+    cfg = config(task="zeroshot", dataset="shapes/shape", split="val[0:8]", cache_dir=str(tmp_path))
+    first = run_eval(cfg, model)
+    (cached,) = tmp_path.glob("*.safetensors")
+    cached.write_bytes(b"not safetensors")
+    second = run_eval(cfg, model)
+    assert count_image_calls[0] == 16 and second["metrics"] == first["metrics"]
+
+
+# --- linear probe, few-shot, robustness ------------------------------------------------------
+
+
+def test_linear_probe_records_lambda(model: CLIP) -> None:
+    result = run_eval(config(task="linear-probe", dataset="shapes/shape", split="val[0:40]",
+                             train_split="train[0:80]", val_split="val[40:80]"), model)  # fmt: skip
+    assert 0 <= result["metrics"]["acc1"] <= 1
+    hparams = result["details"]["hparams"]
+    assert hparams["lambda"] > 0 and len(hparams["sweep"]) >= 7
+    assert {role: d["samples"] for role, d in result["data"].items()} == {
+        "test": 40, "train": 80, "val": 40,
+    }  # fmt: skip
+
+
+def test_label_space_compacts_and_expands() -> None:
+    space = LabelSpace(torch.tensor([4, 1, 4, 2]), ["a", "b", "c", "d", "e"])
+    assert space.classes.tolist() == [1, 2, 4] and space.names == ["b", "c", "e"]
+    assert space.missing == ["a", "d"]
+    assert space.compact(torch.tensor([0, 1, 2, 3, 4])).tolist() == [-1, 0, 1, -1, 2]
+    full = space.expand(torch.tensor([[1.0, 2.0, 3.0]]))
+    assert full.tolist() == [[float("-inf"), 1.0, 2.0, float("-inf"), 3.0]]
+
+
+def test_fewshot_on_heldout_pairs(model: CLIP) -> None:
+    result = run_eval(
+        config(task="fewshot", dataset="shapes/heldout", split="heldout[0:48]",
+               train_split="heldout[48:400]", val_split="heldout[400:448]",
+               methods=("tip", "gda", "linear"), shots=(1, 2)),
+        model,
+    )  # fmt: skip
+    metrics, details = result["metrics"], result["details"]
+    assert set(metrics) == {"zeroshot", "zeroshot_shot_classes", "fewshot"}
+    assert details["classes_without_shots"]["count"] == 64  # 80 pairs, 16 held out
+    assert metrics["fewshot"]["gda"]["1"] is None
+    assert "two shots" in details["hparams"]["gda"]["1"]["skipped"]
+    for method in ("tip", "linear"):
+        for k in ("1", "2"):
+            assert 0 <= metrics["fewshot"][method][k]["acc1"] <= 1
+    assert details["hparams"]["tip"]["2"]["searched_on"] == "val"
+    assert details["hparams"]["tip"]["2"]["cache_size"] == 32  # 2 shots x 16 classes
+    assert "lambda" in details["hparams"]["linear"]["2"]
+    # Restricting the zero-shot head to the classes that occur can only help its accuracy.
+    assert metrics["zeroshot_shot_classes"]["acc1"] >= metrics["zeroshot"]["acc1"]
+
+
+def test_robustness_metrics(model: CLIP, tmp_path: Path) -> None:
+    write_shapes(tmp_path / "ood", 20, format="csv", image_size=32)  # multi-object scenes
+    result = run_eval(config(task="robustness", dataset="shapes/colour", split="val[0:60]",
+                             val_split="val[60:120]",
+                             ood_dataset=str(tmp_path / "ood" / "captions.csv")), model)  # fmt: skip
+    m, details = result["metrics"], result["details"]
+    bins = details["reliability"]
+    assert len(bins["count"]) == 15 and sum(bins["count"]) == 60
+    filled = [i for i, c in enumerate(bins["count"]) if c]
+    ece = sum(bins["count"][i] / 60 * abs(bins["accuracy"][i] - bins["confidence"][i]) for i in filled)
+    assert m["ece"] == pytest.approx(ece)
+    assert set(m["ood"]) == {"auroc", "fpr@95tpr", "aupr_in", "aupr_out"}
+    assert 0 <= m["modality_gap"] <= 2
+    scaling = m["temperature_scaling"]
+    assert ("error" in scaling) or scaling["temperature"] > 0
+    assert result["data"]["ood"]["samples"] == 20
+
+
+def test_robustness_records_a_failed_temperature_fit(model: CLIP, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fit(*args, **kwargs):
+        raise ValueError("no temperature fits: every sample of logits scores its label highest")
+
+    monkeypatch.setattr(robustness, "temperature_scaling", no_fit)
+    result = run_eval(config(task="robustness", dataset="shapes/colour", split="val[0:20]",
+                             val_split="val[20:40]"), model)  # fmt: skip
+    assert result["metrics"]["temperature_scaling"] == {
+        "error": "no temperature fits: every sample of logits scores its label highest"
+    }
+    assert "reliability_scaled" not in result["details"]
+
+
+def test_wrong_kind_of_set_is_named(model: CLIP) -> None:
+    with pytest.raises(ValueError, match="task 'linear-probe' needs a classification set; shapes/retrieval is a retrieval set"):
+        run_eval(config(task="linear-probe", dataset="shapes/retrieval"), model)
+    with pytest.raises(FileNotFoundError, match="neither an existing path nor a known name"):
+        run_eval(config(task="zeroshot", dataset="no/such/set"), model)
+    with pytest.raises(ValueError, match="split 'train' has no held-out pairs"):
+        run_eval(config(task="zeroshot", dataset="shapes/heldout", split="train"), model)
