@@ -27,15 +27,7 @@ from clipforge.adapt import (
     tip_logits,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Several jobs share this machine's cores; torch's thread pool then spins and these tiny
-    # problems get 10-50x slower. One thread keeps the test time steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gaussians(

@@ -27,14 +27,7 @@ from clipforge.zeroshot import build_classifier
 CLASSNAMES = ["cat", "red circle", "t-shirt", "Mr."]  # multi-token, hyphen, trailing period
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Several jobs share this machine's cores; torch's thread pool then spins and these tiny
-    # problems get 10-50x slower. One thread keeps the test time steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +95,9 @@ def test_shapes_and_initialisation(model, tokenizer):
     head = specific.class_embeddings(model)
     assert head.shape == (len(CLASSNAMES), dim)
     torch.testing.assert_close(head.norm(dim=-1), torch.ones(len(CLASSNAMES)))
+    middle = PromptLearner(model, tokenizer, ["cat"], n_ctx=3, position="middle")
+    assert middle.ctx_slots.tolist() == [[1, 3, 4]]  # [SOT] v1 cat v2 v3 . [EOT]
+    assert middle.token_ids[0, 2] == tokenizer.encode("cat")[0] and middle.eot_index.tolist() == [6]
     assert [name for name, _ in shared.named_parameters()] == ["ctx"]
     assert list(shared.state_dict()) == ["ctx"]
 

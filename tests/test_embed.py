@@ -40,14 +40,7 @@ from clipforge.transforms import image_transform, load_image
 ATOL = 2e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Other jobs share this machine's two cores; torch's thread pool then spins and the tiny
-    # model gets 10x slower. One thread keeps the test time steady.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

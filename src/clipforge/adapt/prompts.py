@@ -1,11 +1,9 @@
 """Text features from token *embeddings*: the path prompt learning needs through the text tower.
 
 ``CLIP.encode_text`` takes token ids. Prompt learning replaces some token embeddings with
-learned vectors, so it must enter the tower one step later. :func:`encode_prompt_embeddings`
-repeats ``encode_text`` after its embedding lookup with the model's own submodules (positional
-embedding, causal transformer, pooling at the end-of-text position, final norm, projection),
-including its cut after the longest row's end-of-text token, so ids embedded here give the same
-features as ``encode_text`` on those ids.
+learned vectors, so it enters the tower one step later, through
+``CLIP.encode_text_embeddings`` (the part of ``encode_text`` after its embedding lookup): ids
+embedded here give exactly the features ``encode_text`` gives on those ids.
 """
 
 from __future__ import annotations
@@ -34,11 +32,7 @@ def encode_prompt_embeddings(
         )
     if eot_index.shape != (batch,) or int(eot_index.max()) >= length:
         raise ValueError(f"eot_index {tuple(eot_index.shape)} must be (B,) positions < {length}")
-    used = int(eot_index.max()) + 1
-    x = embeddings[:, :used] + model.positional_embedding[:used]  # (B, L', W)
-    x = model.transformer(x, causal=True)
-    x = x[torch.arange(batch, device=x.device), eot_index]  # (B, W)
-    return model.ln_final(x) @ model.text_projection  # (B, D)
+    return model.encode_text_embeddings(embeddings, eot_index)
 
 
 def build_prompt_ids(

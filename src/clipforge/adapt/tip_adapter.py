@@ -211,9 +211,7 @@ def train_cache_keys(
 
     history = [measure(0)]
     for epoch in range(1, epochs + 1):
-        order = torch.randperm(x.shape[0], generator=generator)
-        for start in range(0, x.shape[0], batch_size):
-            batch = order[start : start + batch_size]
+        for batch in torch.randperm(x.shape[0], generator=generator).split(batch_size):
             loss = F.cross_entropy(logits_of(x[batch]), labels[batch])
             optimizer.zero_grad()
             loss.backward()

@@ -81,8 +81,16 @@ class CLIP(nn.Module):
             )
         eot = tokens.argmax(dim=-1)  # (B,)
         length = int(eot.max()) + 1 if tokens.numel() else 0
-        tokens = tokens[:, :length]  # (B, L') with L' <= L
-        x = self.token_embedding(tokens) + self.positional_embedding[:length]  # (B, L', W)
+        return self.encode_text_embeddings(self.token_embedding(tokens[:, :length]), eot)
+
+    def encode_text_embeddings(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """Unnormalised text embeddings from token *embeddings* (B, L, W) pooled at ``eot`` (B,).
+
+        The second half of :meth:`encode_text`, for callers that replace some token embeddings
+        with learned vectors (prompt learning). Columns after the largest ``eot`` are cut first.
+        """
+        length = int(eot.max()) + 1 if eot.numel() else 0
+        x = embeddings[:, :length] + self.positional_embedding[:length]  # (B, L', W)
         x = self.transformer(x, causal=True)
         x = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, W)
         return self.ln_final(x) @ self.text_projection  # (B, D)
