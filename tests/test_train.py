@@ -231,3 +231,31 @@ def test_training_on_webdataset_shards_resumes_exactly(tmp_path: Path) -> None:
     fit(cfg("part"), resume="latest")
     resumed = _losses(tmp_path / "part")
     assert [resumed[s] for s in range(5, 9)] == [reference[s] for s in range(5, 9)]
+
+
+def test_tensorboard_events_hold_the_logged_scalars(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(config(tmp_path, **{"run.tensorboard": "true"}), synthetic_batches())
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "lr", "logit_scale"} <= tags
+    logged = _losses(tmp_path / "run")
+    scalars = {event.step: event.value for event in events.Scalars("loss")}
+    assert scalars.keys() == logged.keys()
+    for step, value in logged.items():
+        assert scalars[step] == pytest.approx(value, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(tmp_path: Path) -> None:
+    (tmp_path / "eager").mkdir()
+    (tmp_path / "compiled").mkdir()
+    train(config(tmp_path / "eager"), synthetic_batches())
+    train(config(tmp_path / "compiled", **{"model.compile": "true"}), synthetic_batches())
+    eager, compiled = _losses(tmp_path / "eager" / "run"), _losses(tmp_path / "compiled" / "run")
+    assert eager.keys() == compiled.keys()
+    for step in eager:
+        assert compiled[step] == pytest.approx(eager[step], rel=1e-3, abs=1e-4), f"step {step}"

@@ -240,6 +240,10 @@ def _partitioning(collection: CollectionPlan, partition_size: int, shards: int) 
     return {**per, "partitions": len(collection.partitions)}
 
 
+def _absolute_if_file(spec: str | os.PathLike) -> str:
+    return str(Path(spec).resolve()) if Path(spec).exists() else str(spec)
+
+
 def collection_info(
     collection: CollectionPlan,
     net: CLIP,
@@ -249,12 +253,14 @@ def collection_info(
     partitioning: dict[str, int],
     precision: str,
 ) -> dict[str, Any]:
-    """The content of ``embed_info.json`` for this run."""
-    if pretrained is not None and Path(pretrained).exists():
-        pretrained = str(Path(pretrained).resolve())
+    """The content of ``embed_info.json`` for this run.
+
+    Paths (a config JSON as ``model``, a weights file) are stored absolute, so the server finds
+    them whatever directory it starts in.
+    """
     return {
-        "model": str(model),
-        "pretrained": None if pretrained is None else str(pretrained),
+        "model": _absolute_if_file(model),
+        "pretrained": None if pretrained is None else _absolute_if_file(pretrained),
         "weights_blake2b": weights_digest(net),
         "dim": net.config.embed_dim,
         "image_size": net.image_size,
