@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_tokenizer.py
 	$(PY) bench/bench_inference.py
 	$(PY) -u bench/bench_train.py
+	$(PY) -u bench/bench_vs_openclip_train.py --warmup 2 --steps 10 --rounds 2
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
