@@ -15,21 +15,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from ..data.shapes import ShapesClassification, ShapesWorld, canonical_caption, word_order_probe
+from ..data.shapes import (
+    ZEROSHOT_TEMPLATES,
+    ShapesClassification,
+    ShapesWorld,
+    canonical_caption,
+    word_order_probe,
+)
 from ..models import CLIP
 from ..tokenizer import Tokenizer
 from ..zeroshot import build_classifier, encode_texts
-
-TEMPLATES = {
-    "shape": ("a {}.", "a picture of a {}.", "a small {}.", "a large {}.", "a {} on a background."),
-    "colour": (
-        "a {} shape.",
-        "a {} object.",
-        "something {}.",
-        "a small {} shape.",
-        "a large {} shape.",
-    ),
-}
 
 
 @dataclass
@@ -96,7 +91,7 @@ def evaluate_shapes(
     result = ShapesEval()
     for task in ("shape", "colour"):
         view = ShapesClassification(world, task=task, split="val", size=sizes.classification)
-        weights = build_classifier(model, tokenizer, view.classnames, TEMPLATES[task])
+        weights = build_classifier(model, tokenizer, view.classnames, ZEROSHOT_TEMPLATES[task])
         labels, predictions = _classify(model, view, weights)
         result.metrics[f"zeroshot_{task}_acc"] = float((labels == predictions).mean())
         result.confusion[task] = confusion_matrix(labels, predictions, len(view.classnames))

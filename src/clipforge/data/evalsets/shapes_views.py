@@ -19,23 +19,18 @@ import numpy as np
 from PIL import Image
 
 from clipforge.data.evalsets.base import EvalSet, ImageTransform
-from clipforge.data.shapes import ShapesClassification, ShapesWorld, canonical_caption
+from clipforge.data.shapes import (
+    ZEROSHOT_TEMPLATES,
+    ShapesClassification,
+    ShapesWorld,
+    canonical_caption,
+)
 from clipforge.data.shapes.drawing import MIN_IMAGE_SIZE
 from clipforge.data.shapes.probe import SWAPS, word_order_probe
 from clipforge.data.shapes.world import check_count
 
 # Zero-shot templates of the shape and colour tasks; the held-out-pair task is scored with
 # one prompt per class (``class_prompts``) because its names need "a"/"an" chosen per colour.
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "shape": ("a {}.", "a picture of a {}.", "a small {}.", "a large {}.", "a {} on a background."),
-    "colour": (
-        "a {} shape.",
-        "a {} object.",
-        "something {}.",
-        "a small {} shape.",
-        "a large {} shape.",
-    ),
-}
 CAPTION_KINDS: tuple[str, ...] = ("canonical", "templated")
 
 
@@ -62,9 +57,13 @@ class ShapesClassificationSet(EvalSet):
         self.name = f"shapes/{task}"
         self.transform = transform
         self.classnames = list(self.view.classnames)
-        self.templates: list[str] | None = list(TEMPLATES[task]) if task in TEMPLATES else None
+        self.templates: list[str] | None = (
+            list(ZEROSHOT_TEMPLATES[task]) if task in ZEROSHOT_TEMPLATES else None
+        )
         self.class_prompts: list[list[str]] | None = (
-            None if task in TEMPLATES else [[caption] for caption in self.view.class_captions]
+            None
+            if task in ZEROSHOT_TEMPLATES
+            else [[caption] for caption in self.view.class_captions]
         )
         self.labels = np.asarray([self.view.label(i) for i in range(size)], dtype=np.int64)
 

@@ -27,6 +27,7 @@ from clipforge.data.shapes.vocab import (
     SIZES,
     SPLITS,
     TRAIN_PAIRS,
+    ZEROSHOT_TEMPLATES,
 )
 from clipforge.data.shapes.world import ShapesWorld
 from clipforge.data.shapes.writers import WriteSummary, write_shapes
@@ -40,6 +41,7 @@ __all__ = [
     "SIZES",
     "SPLITS",
     "TRAIN_PAIRS",
+    "ZEROSHOT_TEMPLATES",
     "Background",
     "ProbePair",
     "Scene",

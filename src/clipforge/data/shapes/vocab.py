@@ -116,3 +116,17 @@ def relation(position: str, other: str) -> str | None:
     if y == oy:
         return "left of" if x < ox else "right of"
     return "above" if y < oy else "below"
+
+
+# Prompt templates for zero-shot classification of single-object scenes, by task. A few
+# phrasings per task form CLIP's prompt ensemble; "{}" takes the class name.
+ZEROSHOT_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "shape": ("a {}.", "a picture of a {}.", "a small {}.", "a large {}.", "a {} on a background."),
+    "colour": (
+        "a {} shape.",
+        "a {} object.",
+        "something {}.",
+        "a small {} shape.",
+        "a large {} shape.",
+    ),
+}
