@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 import clipforge.data
-from clipforge import create_model, save_model
+from clipforge import adapt, create_model, save_model
 from clipforge.api import get_tokenizer
 from clipforge.data import evalsets
 from clipforge.data.evalsets import EvalOptions, ShapesClassificationSet
 from clipforge.data.shapes import write_shapes
+from clipforge.data.shapes.vocab import HELDOUT_PAIRS
 from clipforge.evaluate import (
     EvalConfig,
     SampleRange,
@@ -30,8 +31,8 @@ from clipforge.evaluate import (
     run_eval,
 )
 from clipforge.evaluate.splits import check_disjoint
-from clipforge.evaluate.tasks import robustness
-from clipforge.evaluate.tasks.fewshot import LabelSpace
+from clipforge.evaluate.tasks import fewshot, linear_probe, robustness
+from clipforge.evaluate.tasks.common import LabelSpace
 from clipforge.models import CLIP
 from clipforge.transforms import image_transform
 from clipforge.zeroshot import template_head
@@ -76,7 +77,10 @@ def count_image_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     [
         ({"task": "segmentation"}, "unknown task 'segmentation'"),
         ({"task": "fewshot", "methods": ("tip", "lora")}, "unknown method 'lora'"),
-        ({"task": "zeroshot", "methods": ("tip",)}, "methods=tip does not apply to task 'zeroshot' (only to fewshot)"),
+        (
+            {"task": "zeroshot", "methods": ("tip",)},
+            "methods=tip does not apply to task 'zeroshot' (only to fewshot)",
+        ),
         ({"task": "linear-probe", "methods": ("linear",)}, "does not apply to task 'linear-probe'"),
         ({"task": "fewshot", "shots": (0, 2)}, "positive integers, got 0"),
         ({"task": "fewshot", "shots": (True,)}, "positive integers, got True"),
@@ -87,6 +91,10 @@ def count_image_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         ({"task": "fewshot", "ood_dataset": "x"}, "only to robustness"),
         ({"task": "zeroshot", "cupl": "c.json", "waffle": True}, "not cupl and waffle"),
         ({"task": "zeroshot", "precision": "fp8"}, "unknown precision 'fp8'"),
+        (
+            {"task": "zeroshot", "waffle": True, "language": "de"},
+            "nothing to translate with waffle",
+        ),
         ({"task": "zeroshot", "batch_size": 0}, "batch_size=0 must be >= 1"),
         ({"task": "zeroshot", "model": None}, "give a model"),
     ],
@@ -125,10 +133,14 @@ def test_parse_split() -> None:
 
 
 def test_check_disjoint() -> None:
-    check_disjoint({"test": (SplitSpec("heldout"), 800), "train": (SplitSpec("heldout", 800), 2000)})
+    check_disjoint(
+        {"test": (SplitSpec("heldout"), 800), "train": (SplitSpec("heldout", 800), 2000)}
+    )
     check_disjoint({"test": (None, 100), "train": (SplitSpec("train"), 100)})
     with pytest.raises(ValueError, match=r"val split 'heldout\[700:900\]' shares samples 700-799"):
-        check_disjoint({"test": (SplitSpec("heldout"), 800), "val": (SplitSpec("heldout", 700, 900), 200)})
+        check_disjoint(
+            {"test": (SplitSpec("heldout"), 800), "val": (SplitSpec("heldout", 700, 900), 200)}
+        )
     with pytest.raises(ValueError, match="shares samples 0-9 of split 'val'"):
         check_disjoint({"test": (SplitSpec("val"), 10), "val": (SplitSpec("val"), 10)})
 
@@ -147,8 +159,14 @@ def test_sample_range_slices_a_set() -> None:
 
 
 def test_overlapping_roles_fail_before_encoding(model: CLIP, count_image_calls: list[int]) -> None:
-    cfg = config(task="fewshot", dataset="shapes/heldout", split="heldout[0:40]",
-                 train_split="heldout[30:90]", val_split="heldout[90:120]", methods=("tip",))  # fmt: skip
+    cfg = config(
+        task="fewshot",
+        dataset="shapes/heldout",
+        split="heldout[0:40]",
+        train_split="heldout[30:90]",
+        val_split="heldout[90:120]",
+        methods=("tip",),
+    )
     with pytest.raises(ValueError, match="train split 'heldout\\[30:90\\]' shares samples 30-39"):
         run_eval(cfg, model)
     assert count_image_calls[0] == 0
@@ -165,21 +183,38 @@ def _features(model: CLIP, dataset) -> torch.Tensor:
 
 def test_zeroshot_matches_the_formula(model: CLIP, tmp_path: Path) -> None:
     result = run_eval(
-        config(task="zeroshot", dataset="shapes/shape", split="val[0:48]", out=str(tmp_path / "r.json")),
+        config(
+            task="zeroshot", dataset="shapes/shape", split="val[0:48]", out=str(tmp_path / "r.json")
+        ),
         model,
     )
-    dataset = ShapesClassificationSet("shape", size=48, image_size=32, transform=image_transform(32))
+    dataset = ShapesClassificationSet(
+        "shape", size=48, image_size=32, transform=image_transform(32)
+    )
     head = template_head(model, get_tokenizer(model), dataset.classnames, dataset.templates)
     logits = F.normalize(_features(model, dataset), dim=-1) @ head.weights.T  # (N, C)
     labels = torch.from_numpy(dataset.labels)
-    assert result["metrics"]["acc1"] == pytest.approx(float((logits.argmax(1) == labels).double().mean()))
+    assert result["metrics"]["acc1"] == pytest.approx(
+        float((logits.argmax(1) == labels).double().mean())
+    )
     top5 = logits.topk(5, dim=1).indices
-    assert result["metrics"]["acc5"] == pytest.approx(float((top5 == labels[:, None]).any(1).double().mean()))
+    assert result["metrics"]["acc5"] == pytest.approx(
+        float((top5 == labels[:, None]).any(1).double().mean())
+    )
     assert result["details"]["head"]["source"] == "shapes/shape templates"
     assert result["data"]["test"]["samples"] == 48
     on_disk = read_result(tmp_path / "r.json")
     assert on_disk["metrics"] == result["metrics"] and on_disk["task"] == "zeroshot"
-    for key in ("task", "dataset", "model", "metrics", "config", "clipforge_version", "created", "time"):
+    for key in (
+        "task",
+        "dataset",
+        "model",
+        "metrics",
+        "config",
+        "clipforge_version",
+        "created",
+        "time",
+    ):
         assert key in on_disk
 
 
@@ -203,8 +238,10 @@ def test_zeroshot_head_options(model: CLIP, tmp_path: Path) -> None:
 
 
 def test_word_order_caption_selection(model: CLIP) -> None:
-    result = run_eval(config(task="zeroshot", dataset="shapes/word-order",
-                             dataset_options=EvalOptions(size=24)), model)  # fmt: skip
+    result = run_eval(
+        config(task="zeroshot", dataset="shapes/word-order", dataset_options=EvalOptions(size=24)),
+        model,
+    )
     metrics = result["metrics"]
     assert set(metrics) == {"accuracy", "accuracy_colour", "accuracy_shape", "accuracy_relation"}
     assert metrics["accuracy"] == pytest.approx(
@@ -213,7 +250,9 @@ def test_word_order_caption_selection(model: CLIP) -> None:
 
 
 def test_retrieval_metrics_match_the_ranks(model: CLIP) -> None:
-    result = run_eval(config(task="retrieval", dataset="shapes/retrieval", split="val[0:30]"), model)
+    result = run_eval(
+        config(task="retrieval", dataset="shapes/retrieval", split="val[0:30]"), model
+    )
     m = result["metrics"]
     for direction in ("image", "text"):
         recalls = [m[f"{direction}_retrieval_recall@{k}"] for k in (1, 5, 10)]
@@ -225,14 +264,18 @@ def test_retrieval_metrics_match_the_ranks(model: CLIP) -> None:
     with torch.no_grad():
         text_features = F.normalize(model.encode_text(get_tokenizer(model)(texts)), dim=-1)
     best_image = (text_features @ images.T).argmax(1)
-    assert m["image_retrieval_recall@1"] == pytest.approx(float((best_image == owner).double().mean()))
+    assert m["image_retrieval_recall@1"] == pytest.approx(
+        float((best_image == owner).double().mean())
+    )
     assert result["details"] == {"images": 30, "captions": len(texts), "ks": [1, 5, 10]}
 
 
 def test_skipped_images_are_counted(model: CLIP, tmp_path: Path) -> None:
     write_shapes(tmp_path / "set", 20, format="csv", image_size=32)
     (tmp_path / "set" / "images" / "000000003.jpg").unlink()
-    result = run_eval(config(task="retrieval", dataset=str(tmp_path / "set" / "captions.csv")), model)
+    result = run_eval(
+        config(task="retrieval", dataset=str(tmp_path / "set" / "captions.csv")), model
+    )
     data = result["data"]["test"]
     assert (data["samples"], data["seen"], data["skipped"]) == (19, 20, 1)
     assert data["skip_counts"] == {"missing_file": 1}
@@ -246,8 +289,14 @@ def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]
     weights = tmp_path / "model.safetensors"
     torch.manual_seed(1)
     save_model(create_model(TINY), weights)
-    cfg = config(task="zeroshot", dataset="shapes/colour", split="val[0:40]", model=None,
-                 pretrained=str(weights), cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    cfg = config(
+        task="zeroshot",
+        dataset="shapes/colour",
+        split="val[0:40]",
+        model=None,
+        pretrained=str(weights),
+        cache_dir=str(tmp_path / "cache"),
+    )
     first = run_eval(cfg)
     assert count_image_calls[0] == 40 and not first["data"]["test"]["cached"]
     second = run_eval(cfg)
@@ -260,11 +309,15 @@ def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]
     third = run_eval(cfg)
     assert count_image_calls[0] == 80 and not third["data"]["test"]["cached"]
     assert third["model"]["identity"] != first["model"]["identity"]
-    run_eval(EvalConfig(**{**cfg.to_dict(), "split": "val[0:20]", "dataset_options": EvalOptions()}))
+    run_eval(
+        EvalConfig(**{**cfg.to_dict(), "split": "val[0:20]", "dataset_options": EvalOptions()})
+    )
     assert count_image_calls[0] == 100  # another split is another key
 
 
-def test_in_memory_models_are_told_apart_by_weights(tmp_path: Path, count_image_calls: list[int]) -> None:
+def test_in_memory_models_are_told_apart_by_weights(
+    tmp_path: Path, count_image_calls: list[int]
+) -> None:
     cfg = config(task="zeroshot", dataset="shapes/shape", split="val[0:8]", cache_dir=str(tmp_path))
     torch.manual_seed(3)
     first = create_model(TINY)
@@ -276,7 +329,9 @@ def test_in_memory_models_are_told_apart_by_weights(tmp_path: Path, count_image_
     assert count_image_calls[0] == 16
 
 
-def test_corrupt_cache_file_is_recomputed(model: CLIP, tmp_path: Path, count_image_calls: list[int]) -> None:
+def test_corrupt_cache_file_is_recomputed(
+    model: CLIP, tmp_path: Path, count_image_calls: list[int]
+) -> None:
     cfg = config(task="zeroshot", dataset="shapes/shape", split="val[0:8]", cache_dir=str(tmp_path))
     first = run_eval(cfg, model)
     (cached,) = tmp_path.glob("*.safetensors")
@@ -288,15 +343,51 @@ def test_corrupt_cache_file_is_recomputed(model: CLIP, tmp_path: Path, count_ima
 # --- linear probe, few-shot, robustness ------------------------------------------------------
 
 
-def test_linear_probe_records_lambda(model: CLIP) -> None:
-    result = run_eval(config(task="linear-probe", dataset="shapes/shape", split="val[0:40]",
-                             train_split="train[0:80]", val_split="val[40:80]"), model)  # fmt: skip
+@pytest.fixture
+def probe_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """``fit_linear_probe`` in the tasks, recording its inputs and fitting one fixed lambda:
+    the lambda search itself is :mod:`clipforge.adapt`'s, tested there, and takes minutes on
+    the ill-conditioned features of a random model."""
+    calls: list[dict] = []
+
+    def fixed_lambda(train_x, train_y, val_x, val_y, *, num_classes):
+        calls.append(
+            {
+                "train": tuple(train_x.shape),
+                "val": tuple(val_x.shape),
+                "num_classes": num_classes,
+                "val_labels": val_y.clone(),
+            }
+        )
+        return adapt.fit_linear_probe(
+            train_x, train_y, val_x, val_y, num_classes=num_classes, lam=1.0, max_iter=50
+        )
+
+    monkeypatch.setattr(linear_probe, "fit_linear_probe", fixed_lambda)
+    monkeypatch.setattr(fewshot, "fit_linear_probe", fixed_lambda)
+    return calls
+
+
+def test_linear_probe_task(model: CLIP, probe_calls: list[dict]) -> None:
+    result = run_eval(
+        config(
+            task="linear-probe",
+            dataset="shapes/shape",
+            split="val[0:40]",
+            train_split="train[0:80]",
+            val_split="val[40:80]",
+        ),
+        model,
+    )
+    assert probe_calls[0]["train"] == (80, 16) and probe_calls[0]["val"] == (40, 16)
+    assert probe_calls[0]["num_classes"] == 8
     assert 0 <= result["metrics"]["acc1"] <= 1
-    hparams = result["details"]["hparams"]
-    assert hparams["lambda"] > 0 and len(hparams["sweep"]) >= 7
+    assert result["details"]["hparams"]["lambda"] == 1.0
     assert {role: d["samples"] for role, d in result["data"].items()} == {
-        "test": 40, "train": 80, "val": 40,
-    }  # fmt: skip
+        "test": 40,
+        "train": 80,
+        "val": 40,
+    }
 
 
 def test_label_space_compacts_and_expands() -> None:
@@ -308,38 +399,70 @@ def test_label_space_compacts_and_expands() -> None:
     assert full.tolist() == [[float("-inf"), 1.0, 2.0, float("-inf"), 3.0]]
 
 
-def test_fewshot_on_heldout_pairs(model: CLIP) -> None:
-    result = run_eval(
-        config(task="fewshot", dataset="shapes/heldout", split="heldout[0:48]",
-               train_split="heldout[48:400]", val_split="heldout[400:448]",
-               methods=("tip", "gda", "linear"), shots=(1, 2)),
-        model,
-    )  # fmt: skip
+HELDOUT_FEWSHOT = {
+    "task": "fewshot",
+    "dataset": "shapes/heldout",
+    "split": "heldout[0:48]",
+    "train_split": "heldout[48:400]",
+    "val_split": "heldout[400:448]",
+}
+
+
+def test_fewshot_on_heldout_pairs(model: CLIP, probe_calls: list[dict]) -> None:
+    methods = ("tip", "tip-f", "gda", "linear")
+    result = run_eval(config(methods=methods, shots=(1, 2), **HELDOUT_FEWSHOT), model)
     metrics, details = result["metrics"], result["details"]
+    held_out = len(HELDOUT_PAIRS)  # 80 pairs, of which these occur in the held-out split
     assert set(metrics) == {"zeroshot", "zeroshot_shot_classes", "fewshot"}
-    assert details["classes_without_shots"]["count"] == 64  # 80 pairs, 16 held out
+    assert details["classes_without_shots"]["count"] == 80 - held_out
     assert metrics["fewshot"]["gda"]["1"] is None
     assert "two shots" in details["hparams"]["gda"]["1"]["skipped"]
-    for method in ("tip", "linear"):
+    for method in ("tip", "tip-f", "linear"):
         for k in ("1", "2"):
             assert 0 <= metrics["fewshot"][method][k]["acc1"] <= 1
-    assert details["hparams"]["tip"]["2"]["searched_on"] == "val"
-    assert details["hparams"]["tip"]["2"]["cache_size"] == 32  # 2 shots x 16 classes
-    assert "lambda" in details["hparams"]["linear"]["2"]
+    assert 0 <= metrics["fewshot"]["gda"]["2"]["acc1"] <= 1
+    hparams = details["hparams"]
+    assert hparams["tip"]["2"]["searched_on"] == "val"
+    assert hparams["tip"]["2"]["cache_size"] == 2 * held_out
+    assert (
+        hparams["tip-f"]["2"]["method"] == "tip-f" and len(hparams["tip-f"]["2"]["history"]) == 21
+    )
+    # The probe fits in the label space of the classes with shots, on val samples of those.
+    assert [call["train"][0] for call in probe_calls] == [held_out, 2 * held_out]
+    assert probe_calls[0]["num_classes"] == held_out
+    assert int(probe_calls[0]["val_labels"].max()) < held_out
     # Restricting the zero-shot head to the classes that occur can only help its accuracy.
     assert metrics["zeroshot_shot_classes"]["acc1"] >= metrics["zeroshot"]["acc1"]
 
 
+def test_fewshot_coop(model: CLIP) -> None:
+    """CoOp learns prompts for the classes with shots only."""
+    result = run_eval(config(methods=("coop",), shots=(1,), **HELDOUT_FEWSHOT), model)
+    hparams = result["details"]["hparams"]["coop"]["1"]
+    assert hparams["method"] == "coop" and len(hparams["history"]) == 50
+    assert 0 <= result["metrics"]["fewshot"]["coop"]["1"]["acc1"] <= 1
+    assert 0 <= hparams["val_accuracy"] <= 1
+
+
 def test_robustness_metrics(model: CLIP, tmp_path: Path) -> None:
     write_shapes(tmp_path / "ood", 20, format="csv", image_size=32)  # multi-object scenes
-    result = run_eval(config(task="robustness", dataset="shapes/colour", split="val[0:60]",
-                             val_split="val[60:120]",
-                             ood_dataset=str(tmp_path / "ood" / "captions.csv")), model)  # fmt: skip
+    result = run_eval(
+        config(
+            task="robustness",
+            dataset="shapes/colour",
+            split="val[0:60]",
+            val_split="val[60:120]",
+            ood_dataset=str(tmp_path / "ood" / "captions.csv"),
+        ),
+        model,
+    )
     m, details = result["metrics"], result["details"]
     bins = details["reliability"]
     assert len(bins["count"]) == 15 and sum(bins["count"]) == 60
     filled = [i for i, c in enumerate(bins["count"]) if c]
-    ece = sum(bins["count"][i] / 60 * abs(bins["accuracy"][i] - bins["confidence"][i]) for i in filled)
+    ece = sum(
+        bins["count"][i] / 60 * abs(bins["accuracy"][i] - bins["confidence"][i]) for i in filled
+    )
     assert m["ece"] == pytest.approx(ece)
     assert set(m["ood"]) == {"auroc", "fpr@95tpr", "aupr_in", "aupr_out"}
     assert 0 <= m["modality_gap"] <= 2
@@ -348,13 +471,19 @@ def test_robustness_metrics(model: CLIP, tmp_path: Path) -> None:
     assert result["data"]["ood"]["samples"] == 20
 
 
-def test_robustness_records_a_failed_temperature_fit(model: CLIP, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_robustness_records_a_failed_temperature_fit(
+    model: CLIP, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_fit(*args, **kwargs):
         raise ValueError("no temperature fits: every sample of logits scores its label highest")
 
     monkeypatch.setattr(robustness, "temperature_scaling", no_fit)
-    result = run_eval(config(task="robustness", dataset="shapes/colour", split="val[0:20]",
-                             val_split="val[20:40]"), model)  # fmt: skip
+    result = run_eval(
+        config(
+            task="robustness", dataset="shapes/colour", split="val[0:20]", val_split="val[20:40]"
+        ),
+        model,
+    )
     assert result["metrics"]["temperature_scaling"] == {
         "error": "no temperature fits: every sample of logits scores its label highest"
     }
@@ -362,7 +491,10 @@ def test_robustness_records_a_failed_temperature_fit(model: CLIP, monkeypatch: p
 
 
 def test_wrong_kind_of_set_is_named(model: CLIP) -> None:
-    with pytest.raises(ValueError, match="task 'linear-probe' needs a classification set; shapes/retrieval is a retrieval set"):
+    with pytest.raises(
+        ValueError,
+        match="task 'linear-probe' needs a classification set; shapes/retrieval is a retrieval set",
+    ):
         run_eval(config(task="linear-probe", dataset="shapes/retrieval"), model)
     with pytest.raises(FileNotFoundError, match="neither an existing path nor a known name"):
         run_eval(config(task="zeroshot", dataset="no/such/set"), model)

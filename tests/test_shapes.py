@@ -37,7 +37,7 @@ from clipforge.data.shapes import (
     word_order_probe,
     write_shapes,
 )
-from clipforge.data.shapes.captions import COLOUR_WORDS, SHAPE_WORDS
+from clipforge.data.shapes.captions import COLOUR_P, COLOUR_WORDS, SHAPE_WORDS
 from clipforge.data.shapes.vocab import COLOUR_RGB, relation
 
 
@@ -157,17 +157,22 @@ def test_scene_validation_names_the_field() -> None:
 # Captions
 
 
-def test_captions_name_every_object_colour_and_shape(world: ShapesWorld) -> None:
+def test_captions_name_every_shape_and_most_colours(world: ShapesWorld) -> None:
+    objects = with_colour = 0
     for index in range(500):
         scene = world.scene("train", index)
         text = world.caption("train", index, scene)
         canonical = canonical_caption(scene)
         for obj in scene.objects:
             shape_words = tuple(w for pair in SHAPE_WORDS[obj.shape] for w in pair)
-            assert _mentions(text, COLOUR_WORDS[obj.colour]), (text, obj)
             assert _mentions(text, shape_words), (text, obj)
+            objects += 1
+            with_colour += _mentions(text, COLOUR_WORDS[obj.colour])
             assert _mentions(canonical, (obj.colour,)) and obj.shape in canonical
             assert obj.size in canonical
+    # Colour is left out of about a quarter of the phrases (captions.COLOUR_P); another object of
+    # the same colour can still name it, so the share of objects is a little above COLOUR_P.
+    assert COLOUR_P <= with_colour / objects <= COLOUR_P + 0.12, with_colour / objects
     captions = {world.caption("train", i) for i in range(500)}
     assert len(captions) > 400  # templates and synonyms vary the text
 

@@ -54,14 +54,24 @@ def _flat(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def eval_command(
-    task: Annotated[str, typer.Option(help="zeroshot, retrieval, linear-probe, fewshot or robustness.")],
+    task: Annotated[
+        str, typer.Option(help="zeroshot, retrieval, linear-probe, fewshot or robustness.")
+    ],
     dataset: Annotated[str, typer.Option(help="Registry name (shapes/heldout) or path.")],
-    model: Annotated[str | None, typer.Option(help="Model name, config JSON or checkpoint.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name, config JSON or checkpoint.")
+    ] = None,
     pretrained: Annotated[str | None, typer.Option(help="Weights file to load into MODEL.")] = None,
     split: Annotated[str | None, typer.Option(help="Test split, NAME or NAME[START:STOP].")] = None,
-    train_split: Annotated[str | None, typer.Option(help="Train split (linear-probe, fewshot).")] = None,
-    val_split: Annotated[str | None, typer.Option(help="Val split (linear-probe, fewshot, robustness).")] = None,
-    method: Annotated[str | None, typer.Option(help="Few-shot methods: tip,tip-f,gda,coop,linear (default: all).")] = None,
+    train_split: Annotated[
+        str | None, typer.Option(help="Train split (linear-probe, fewshot).")
+    ] = None,
+    val_split: Annotated[
+        str | None, typer.Option(help="Val split (linear-probe, fewshot, robustness).")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="Few-shot methods: tip,tip-f,gda,coop,linear (default: all).")
+    ] = None,
     shots: Annotated[str | None, typer.Option(help="Few-shot counts, e.g. 1,2,4,8,16.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the k-shot draw and of training.")] = 0,
     templates: Annotated[str | None, typer.Option(help="Template file or packaged name.")] = None,
@@ -73,13 +83,21 @@ def eval_command(
     ood_dataset: Annotated[str | None, typer.Option(help="OOD set for robustness (MCM).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 256,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA if any).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA if any).")
+    ] = None,
     precision: Annotated[str, typer.Option(help="fp32, bf16, fp16, amp or amp_bf16.")] = "fp32",
-    out: Annotated[Path | None, typer.Option(help="Result JSON (default results/TASK-DATASET-MODEL.json).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default: the user cache).")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Encode without reading or writing the cache.")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Result JSON (default results/TASK-DATASET-MODEL.json).")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Feature cache folder (default: the user cache).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Encode without reading or writing the cache.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-) -> None:  # fmt: skip
+) -> None:
     """Evaluate a model on one task and write its result as JSON."""
     from .evaluate import EvalConfig, default_cache_dir, run_eval
 
@@ -88,14 +106,31 @@ def eval_command(
     cache = None if no_cache else (cache_dir or default_cache_dir())
     target = out or default_out(task, dataset, model, pretrained)
     config = EvalConfig(
-        task=task, dataset=dataset, model=model, pretrained=pretrained, split=split,
-        train_split=train_split, val_split=val_split, methods=_names(method),
-        shots=None if shots is None else _ints(shots, "--shots"), seed=seed,
-        templates=templates, classnames=classnames, descriptors=descriptors, cupl=cupl,
-        waffle=waffle, language=language, ood_dataset=ood_dataset, batch_size=batch_size,
-        workers=workers, device=device, precision=precision,
-        cache_dir=None if cache is None else str(cache), progress=progress, out=str(target),
-    )  # fmt: skip
+        task=task,
+        dataset=dataset,
+        model=model,
+        pretrained=pretrained,
+        split=split,
+        train_split=train_split,
+        val_split=val_split,
+        methods=_names(method),
+        shots=None if shots is None else _ints(shots, "--shots"),
+        seed=seed,
+        templates=templates,
+        classnames=classnames,
+        descriptors=descriptors,
+        cupl=cupl,
+        waffle=waffle,
+        language=language,
+        ood_dataset=ood_dataset,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        precision=precision,
+        cache_dir=None if cache is None else str(cache),
+        progress=progress,
+        out=str(target),
+    )
     result = run_eval(config)
     table = Table("metric", "value", title=f"{task} on {dataset}")
     for name, value in _flat(result["metrics"]):

@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path
+from ..models import list_models
 from ..search.embed import weights_digest
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,14 @@ def model_identity(
     the file's :func:`path_fingerprint`; otherwise (a randomly initialised or in-memory model)
     a digest of the weights themselves.
     """
-    for source in (pretrained, name):
+    label = None if name is None else str(name)
+    sources = [pretrained]
+    if name is not None and label not in list_models() and Path(label).suffix != ".json":
+        sources.append(name)  # a checkpoint given as the model; a config file names no weights
+    for source in sources:
         if source is not None and (fingerprint := path_fingerprint(source)) is not None:
-            if Path(source).suffix != ".json":  # a config file names an architecture only
-                return {"name": None if name is None else str(name), "weights_file": fingerprint}
-    return {"name": None if name is None else str(name), "weights_blake2b": weights_digest(model)}
+            return {"name": label, "weights_file": fingerprint}
+    return {"name": label, "weights_blake2b": weights_digest(model)}
 
 
 def keys_digest(keys: list[str]) -> str:

@@ -104,6 +104,15 @@ class EvalConfig:
         given = [name for name in _PROMPT_SOURCES if getattr(self, name)]
         if len(given) > 1:
             raise ValueError(f"choose one prompt source, not {' and '.join(given)}")
+        if (
+            self.language != "en"
+            and self.classnames is None
+            and given in (["descriptors"], ["cupl"], ["waffle"])
+        ):
+            raise ValueError(
+                f"language={self.language!r} has nothing to translate with {given[0]}: it picks "
+                "template and class-name files; give classnames in that language"
+            )
         _check_int(self.seed, "seed", minimum=None)
         _check_int(self.batch_size, "batch_size", minimum=1)
         _check_int(self.workers, "workers", minimum=0)

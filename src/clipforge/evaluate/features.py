@@ -112,9 +112,16 @@ class Encoder:
         hit = self.cache.get(key)
         if hit is not None:
             tensors, info = hit
-            logger.info("%s: %d image features read from the cache", dataset.name, len(tensors["indices"]))
+            logger.info(
+                "%s: %d image features read from the cache", dataset.name, len(tensors["indices"])
+            )
             return EncodedSet(
-                tensors["features"], tensors["indices"], tensors.get("labels"), info["skips"], 0.0, True
+                tensors["features"],
+                tensors["indices"],
+                tensors.get("labels"),
+                info["skips"],
+                0.0,
+                True,
             )
         encoded = self._encode(dataset)
         tensors = {"features": encoded.features, "indices": encoded.indices}
@@ -147,8 +154,11 @@ class Encoder:
         encoded = torch.cat(features)
         logger.info(
             "%s: encoded %d images in %.1f s (%.0f images/s)",
-            dataset.name, len(encoded), seconds, len(encoded) / max(seconds, 1e-9),
-        )  # fmt: skip
+            dataset.name,
+            len(encoded),
+            seconds,
+            len(encoded) / max(seconds, 1e-9),
+        )
         stats: SkipStats = loader.stats
         return EncodedSet(
             encoded,

@@ -18,6 +18,7 @@ from .features import EncodedSet, Encoder
 from .splits import SplitSpec, check_disjoint, default_split, open_split, parse_split
 
 _CONFIG_SPLIT = {"test": "split", "train": "train_split", "val": "val_split"}
+ROLES = tuple(_CONFIG_SPLIT)
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,11 @@ class Result:
     @property
     def label(self) -> str:
         model = self.doc["model"]
-        name = model.get("name") or "model"
-        if model.get("pretrained"):
-            name = f"{name} ({Path(model['pretrained']).name})"
-        return f"{name} on {self.doc['dataset']}"
+        weights = Path(model["pretrained"]).name if model.get("pretrained") else None
+        name = model.get("name")
+        if name and weights:
+            name = f"{name} ({weights})"
+        return f"{name or weights or 'model'} on {self.doc['dataset']}"
 
     def metric(self, *keys: str, optional: bool = False) -> Any:
         """``metrics[k1][k2]...``; a missing key is an error naming the file (or None when
@@ -55,7 +56,7 @@ class Result:
         return node
 
 
-Block = tuple  # ("h2", text) | ("p", text) | ("table", header, rows) | ("img", caption, file)
+Block = tuple  # ("h2" | "h3", text) | ("table", header, rows) | ("img", caption, file)
 
 
 def write_report(results: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
@@ -97,10 +98,16 @@ def num(value: float | None, digits: int = 3) -> str:
 
 def _overview(results: list[Result]) -> Block:
     rows = [
-        [r.path.name, r.doc["task"], r.doc["dataset"], r.label, r.doc["created"],
-         num(r.doc.get("time"), 1)]
+        [
+            r.path.name,
+            r.doc["task"],
+            r.doc["dataset"],
+            r.label,
+            r.doc["created"],
+            num(r.doc.get("time"), 1),
+        ]
         for r in results
-    ]  # fmt: skip
+    ]
     return ("table", ["file", "task", "dataset", "model", "created", "time (s)"], rows)
 
 
@@ -112,8 +119,15 @@ def _zeroshot(results: list[Result], out: Path) -> list[Block]:
         elif r.metric("mean_average_precision", optional=True) is not None:
             rows.append([r.label, "", "", "", pct(r.metric("mean_average_precision"))])
         else:
-            rows.append([r.label, pct(r.metric("acc1")), pct(r.metric("acc5")),
-                         pct(r.metric("mean_per_class_recall")), ""])  # fmt: skip
+            rows.append(
+                [
+                    r.label,
+                    pct(r.metric("acc1")),
+                    pct(r.metric("acc5")),
+                    pct(r.metric("mean_per_class_recall")),
+                    "",
+                ]
+            )
     header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "mAP %"]
     return [("h2", "Zero-shot classification"), ("table", header, rows)]
 
@@ -131,8 +145,10 @@ def _retrieval(results: list[Result], out: Path) -> list[Block]:
             [r.label]
             + [pct(values[f"image_retrieval_recall@{k}"]) for k in RETRIEVAL_KS]
             + [pct(values[f"text_retrieval_recall@{k}"]) for k in RETRIEVAL_KS]
-            + [num(r.metric("image_retrieval_median_rank"), 1),
-               num(r.metric("text_retrieval_median_rank"), 1)]  # fmt: skip
+            + [
+                num(r.metric("image_retrieval_median_rank"), 1),
+                num(r.metric("text_retrieval_median_rank"), 1),
+            ]
         )
     header = ["model and data"] + [f"caption→image R@{k} %" for k in RETRIEVAL_KS]
     header += [f"image→caption R@{k} %" for k in RETRIEVAL_KS]
@@ -149,8 +165,15 @@ def _linear_probe(results: list[Result], out: Path) -> list[Block]:
     rows = []
     for r in results:
         lam = r.doc.get("details", {}).get("hparams", {}).get("lambda")
-        rows.append([r.label, pct(r.metric("acc1")), pct(r.metric("acc5")),
-                     pct(r.metric("mean_per_class_recall")), "–" if lam is None else f"{lam:.3g}"])  # fmt: skip
+        rows.append(
+            [
+                r.label,
+                pct(r.metric("acc1")),
+                pct(r.metric("acc5")),
+                pct(r.metric("mean_per_class_recall")),
+                "–" if lam is None else f"{lam:.3g}",
+            ]
+        )
     header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "lambda"]
     return [("h2", "Linear probe"), ("table", header, rows)]
 
@@ -162,10 +185,12 @@ def _fewshot(results: list[Result], out: Path) -> list[Block]:
         if not isinstance(methods, dict) or not methods:
             raise ValueError(f"result file {str(r.path)!r}: metrics['fewshot'] holds no method")
         curves = {
-            method: {int(k): None if m is None else r.metric("fewshot", method, k, "acc1")
-                     for k, m in r.metric("fewshot", method).items()}
+            method: {
+                int(k): None if m is None else r.metric("fewshot", method, k, "acc1")
+                for k, m in r.metric("fewshot", method).items()
+            }
             for method in methods
-        }  # fmt: skip
+        }
         baselines = {"zero-shot": r.metric("zeroshot", "acc1")}
         restricted = r.metric("zeroshot_shot_classes", "acc1", optional=True)
         if restricted is not None:
@@ -177,7 +202,7 @@ def _fewshot(results: list[Result], out: Path) -> list[Block]:
         plot_shots(curves, baselines, r.label, out / file)
         blocks += [
             ("h3", r.label),
-            ("table", ["top-1 accuracy %", *(f"{k} shots" for k in shots)], rows),
+            ("table", ["top-1 accuracy %", *(f"k = {k}" for k in shots)], rows),
             ("img", f"Accuracy against shots: {r.label}", file),
         ]
     return blocks
@@ -190,11 +215,20 @@ def _robustness(results: list[Result], out: Path) -> list[Block]:
     for index, r in enumerate(results):
         scaling = r.metric("temperature_scaling")
         ood = r.metric("ood", optional=True) or {}
-        rows.append([
-            r.label, pct(r.metric("acc1")), pct(r.metric("ece")), pct(scaling.get("ece_after")),
-            num(r.metric("nll")), num(scaling.get("nll_after")), num(scaling.get("temperature")),
-            pct(ood.get("auroc")), pct(ood.get("fpr@95tpr")), num(r.metric("modality_gap")),
-        ])  # fmt: skip
+        rows.append(
+            [
+                r.label,
+                pct(r.metric("acc1")),
+                pct(r.metric("ece")),
+                pct(scaling.get("ece_after")),
+                num(r.metric("nll")),
+                num(scaling.get("nll_after")),
+                num(scaling.get("temperature")),
+                pct(ood.get("auroc")),
+                pct(ood.get("fpr@95tpr")),
+                num(r.metric("modality_gap")),
+            ]
+        )
         details = r.doc.get("details", {})
         if "reliability" not in details:
             raise ValueError(f"result file {str(r.path)!r} lacks details['reliability']")
@@ -204,8 +238,18 @@ def _robustness(results: list[Result], out: Path) -> list[Block]:
         file = f"reliability_{index}.png"
         plot_reliability(diagrams, r.label, out / file)
         images.append(("img", f"Reliability diagram: {r.label}", file))
-    header = ["model and data", "acc@1 %", "ECE %", "ECE after T %", "NLL", "NLL after T",
-              "T", "OOD AUROC %", "FPR@95 %", "modality gap"]  # fmt: skip
+    header = [
+        "model and data",
+        "acc@1 %",
+        "ECE %",
+        "ECE after T %",
+        "NLL",
+        "NLL after T",
+        "T",
+        "OOD AUROC %",
+        "FPR@95 %",
+        "modality gap",
+    ]
     return blocks + [("table", header, rows)] + images
 
 
@@ -227,8 +271,9 @@ def _markdown(title: str, blocks: Sequence[Block]) -> str:
         elif kind == "table":
             _, header, rows = block
             lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
-                      for row in rows]  # fmt: skip
+            lines += [
+                "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
+            ]
         elif kind == "img":
             lines += ["", f"![{block[1]}]({block[2]})"]
     return "\n".join(lines) + "\n"
@@ -250,10 +295,16 @@ def _html(title: str, blocks: Sequence[Block]) -> str:
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif kind == "img":
             caption = html.escape(block[1])
-            parts.append(f"<figure><img src='{html.escape(block[2])}' alt='{caption}'>"
-                         f"<figcaption>{caption}</figcaption></figure>")  # fmt: skip
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse;margin:1em 0}th,td{padding:4px 10px;"
-             "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")  # fmt: skip
+            parts.append(
+                f"<figure><img src='{html.escape(block[2])}' alt='{caption}'>"
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:1em 0}th,td{padding:4px 10px;"
+        "border-bottom:1px solid #ddd;text-align:left}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )

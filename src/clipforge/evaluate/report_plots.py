@@ -61,11 +61,24 @@ def plot_reliability(
         filled = np.asarray(bins["count"]) > 0
         accuracy = np.array([np.nan if v is None else v for v in bins["accuracy"]], dtype=float)
         confidence = np.array([np.nan if v is None else v for v in bins["confidence"]], dtype=float)
-        ax.bar(lower[filled], accuracy[filled], width[filled], align="edge",
-               edgecolor="black", label="accuracy")  # fmt: skip
-        ax.bar(lower[filled], confidence[filled] - accuracy[filled], width[filled],
-               bottom=accuracy[filled], align="edge", color="tab:red", alpha=0.3,
-               label="gap to confidence")  # fmt: skip
+        ax.bar(
+            lower[filled],
+            accuracy[filled],
+            width[filled],
+            align="edge",
+            edgecolor="black",
+            label="accuracy",
+        )
+        ax.bar(
+            lower[filled],
+            confidence[filled] - accuracy[filled],
+            width[filled],
+            bottom=accuracy[filled],
+            align="edge",
+            color="tab:red",
+            alpha=0.3,
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
         ax.set(title=label, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=8, loc="upper left")

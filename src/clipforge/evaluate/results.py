@@ -99,7 +99,9 @@ def read_result(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"result file {str(path)!r} is not valid JSON ({err})") from None
     if not isinstance(document, dict):
-        raise ValueError(f"result file {str(path)!r} holds a {type(document).__name__}, not an object")
+        raise ValueError(
+            f"result file {str(path)!r} holds a {type(document).__name__}, not an object"
+        )
     for key, kind in REQUIRED.items():
         if key not in document:
             raise ValueError(f"result file {str(path)!r} lacks the key {key!r}")

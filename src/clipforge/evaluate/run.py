@@ -7,12 +7,14 @@ import time
 from typing import Any
 
 from ..api import get_tokenizer
+from ..data.evalsets import detect_layout
 from ..models import CLIP, create_model
 from ..search.embed import resolve_device
 from ..transforms import image_transform
 from .cache import FeatureCache, model_identity
 from .config import EvalConfig
 from .features import Encoder
+from .inputs import ROLES, role_split
 from .results import build_result, write_result
 from .tasks import TASK_RUNNERS
 
@@ -44,6 +46,15 @@ def build_encoder(config: EvalConfig, model: CLIP | None = None) -> Encoder:
     )
 
 
+def check_inputs(config: EvalConfig) -> None:
+    """Fail on a missing or unknown set, or a malformed split, before a model is loaded."""
+    for spec in (config.dataset, config.ood_dataset):
+        if spec is not None:
+            detect_layout(spec)
+    for role in ROLES:
+        role_split(config, role)
+
+
 def run_eval(config: EvalConfig, model: CLIP | None = None) -> dict[str, Any]:
     """Run ``config.task`` and return its result document; write it to ``config.out`` if set.
 
@@ -52,6 +63,7 @@ def run_eval(config: EvalConfig, model: CLIP | None = None) -> dict[str, Any]:
     digest of its weights.
     """
     start = time.perf_counter()
+    check_inputs(config)
     encoder = build_encoder(config, model)
     output = TASK_RUNNERS[config.task](config, encoder)
     model_info = {

@@ -1,4 +1,5 @@
-"""What every task returns, and the classification metrics they share."""
+"""What every task returns, the classification metrics they share, and the label space of
+the classes a train split holds."""
 
 from __future__ import annotations
 
@@ -29,3 +30,46 @@ def label_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float
     if labels.ndim == 2:
         return {"mean_average_precision": mean_average_precision(logits, labels.round().long())}
     return classification_metrics(logits, labels, ks=(1, 5))
+
+
+class LabelSpace:
+    """The classes with training samples, and maps between full and compact class ids.
+
+    Heads are fitted in the compact space: a class without samples has no mean (GDA), no
+    shots, and an unpenalised bias that a logistic regression would drive to -inf without
+    converging. Expanded back, such a class scores ``-inf``: it is never predicted.
+    """
+
+    def __init__(self, train_labels: torch.Tensor, classnames: list[str]) -> None:
+        if train_labels.ndim != 1:
+            raise ValueError("fitting on labels needs a single-label train split")
+        self.num_classes = len(classnames)
+        self.classes = torch.unique(train_labels)  # (K,) sorted full ids with samples
+        self.names = [classnames[int(c)] for c in self.classes]
+        self._compact = torch.full((self.num_classes,), -1, dtype=torch.long)
+        self._compact[self.classes] = torch.arange(len(self.classes))
+        self.missing = [name for name in classnames if name not in set(self.names)]
+
+    def compact(self, labels: torch.Tensor) -> torch.Tensor:
+        """Full ids (N,) to compact ids; -1 for a class without samples."""
+        return self._compact[labels]
+
+    def expand(self, logits: torch.Tensor) -> torch.Tensor:
+        """Compact logits (N, K) to full (N, C), ``-inf`` for classes without samples."""
+        full = logits.new_full((logits.shape[0], self.num_classes), float("-inf"))
+        full[:, self.classes] = logits
+        return full
+
+    def describe_missing(self) -> dict[str, Any]:
+        """For the result's details: how many classes had no training sample, and some names."""
+        return {"count": len(self.missing), "examples": self.missing[:10]}
+
+    def val_subset(
+        self, features: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Val features and compact labels of the samples whose class has training samples."""
+        compact = self.compact(labels)
+        keep = compact >= 0
+        if not keep.any():
+            raise ValueError("no val sample belongs to a class with training samples")
+        return features[keep], compact[keep]

@@ -35,37 +35,15 @@ from ...adapt import (
     sample_few_shot,
 )
 from ..config import EvalConfig
-from ..features import EncodedSet, Encoder
+from ..features import Encoder
 from ..heads import zero_shot_head
 from ..inputs import encode_role, open_roles
-from .common import LABEL_TASKS, TaskOutput, label_metrics
+from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
 
 logger = logging.getLogger(__name__)
 
 # One shot per class gives GDA a zero scatter matrix: no covariance to shrink, no classifier.
 GDA_ONE_SHOT = "GDA needs at least two shots per class to estimate a covariance"
-
-
-class LabelSpace:
-    """The classes with training samples, and maps between full and compact class ids."""
-
-    def __init__(self, train_labels: torch.Tensor, classnames: list[str]) -> None:
-        self.num_classes = len(classnames)
-        self.classes = torch.unique(train_labels)  # (K,) sorted full ids with samples
-        self.names = [classnames[int(c)] for c in self.classes]
-        self._compact = torch.full((self.num_classes,), -1, dtype=torch.long)
-        self._compact[self.classes] = torch.arange(len(self.classes))
-        self.missing = [name for name in classnames if name not in set(self.names)]
-
-    def compact(self, labels: torch.Tensor) -> torch.Tensor:
-        """Full ids (N,) to compact ids; -1 for a class without samples."""
-        return self._compact[labels]
-
-    def expand(self, logits: torch.Tensor) -> torch.Tensor:
-        """Compact logits (N, K) to full (N, C), ``-inf`` for classes without samples."""
-        full = logits.new_full((logits.shape[0], self.num_classes), float("-inf"))
-        full[:, self.classes] = logits
-        return full
 
 
 def run_fewshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
@@ -82,19 +60,19 @@ def run_fewshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
     if space.missing:
         logger.warning(
             "%d of %d classes have no training samples and get no shots (e.g. %s)",
-            len(space.missing), space.num_classes, space.missing[:3],
-        )  # fmt: skip
+            len(space.missing),
+            space.num_classes,
+            space.missing[:3],
+        )
         restricted = space.expand(zs_logits[:, space.classes])
         metrics["zeroshot_shot_classes"] = label_metrics(restricted, test.labels)
-        details["classes_without_shots"] = {
-            "count": len(space.missing),
-            "examples": space.missing[:10],
-        }
-    val_features, val_labels = _val_in_space(encoded["val"], space, details)
+        details["classes_without_shots"] = space.describe_missing()
+    val = space.val_subset(encoded["val"].features, encoded["val"].labels)
+    details["val_samples_used"] = len(val[1])
     fits = _method_fits(config, encoder, head.weights[space.classes], space.names)
+    train_compact = space.compact(train.labels)
     results: dict[str, dict[str, Any]] = {method: {} for method in config.method_list}
     hparams: dict[str, dict[str, Any]] = {method: {} for method in config.method_list}
-    train_compact = space.compact(train.labels)
     for k in config.shot_list:
         shots = torch.from_numpy(
             sample_few_shot(train_compact, k, config.seed, num_classes=len(space.classes))
@@ -104,9 +82,7 @@ def run_fewshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
                 results[method][str(k)] = None
                 hparams[method][str(k)] = {"skipped": GDA_ONE_SHOT}
                 continue
-            fitted = fits[method](
-                train.features[shots], train_compact[shots], val_features, val_labels
-            )
+            fitted = fits[method](train.features[shots], train_compact[shots], *val)
             logits = space.expand(fitted.logits(test.features).float())
             results[method][str(k)] = label_metrics(logits, test.labels)
             hparams[method][str(k)] = fitted.hparams
@@ -114,18 +90,6 @@ def run_fewshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
     metrics["fewshot"] = results
     details.update(hparams=hparams, shots=list(config.shot_list), seed=config.seed)
     return TaskOutput(metrics, details, {role: e.summary() for role, e in encoded.items()})
-
-
-def _val_in_space(
-    val: EncodedSet, space: LabelSpace, details: dict[str, Any]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Val features and compact labels of the samples whose class has shots."""
-    compact = space.compact(val.labels)
-    keep = compact >= 0
-    if not keep.any():
-        raise ValueError("no val sample belongs to a class with training samples")
-    details["val_samples_used"] = int(keep.sum())
-    return val.features[keep], compact[keep]
 
 
 Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], FewShotHead]
@@ -145,7 +109,13 @@ def _method_fits(
         "gda": lambda x, y, vx, vy: fit_gda(x, y, vx, vy, zero_shot_weights=zs_weights),
         "linear": lambda x, y, vx, vy: fit_linear_probe(x, y, vx, vy, num_classes=num_classes),
         "coop": lambda x, y, vx, vy: fit_coop(
-            x, y, vx, vy, model=encoder.model, tokenizer=encoder.tokenizer,
-            classnames=classnames, seed=seed,
-        ),  # fmt: skip
+            x,
+            y,
+            vx,
+            vy,
+            model=encoder.model,
+            tokenizer=encoder.tokenizer,
+            classnames=classnames,
+            seed=seed,
+        ),
     }

@@ -1,27 +1,40 @@
 """Linear probe: logistic regression on frozen features of the train split, its
-regularisation chosen on the val split (then refitted on train + val), scored on test."""
+regularisation chosen on the val split (then refitted on train + val), scored on test.
+
+The probe is fitted over the classes that occur in the train split (see
+:class:`~.common.LabelSpace`); a class without training samples scores ``-inf`` on test and
+is listed in ``details["classes_without_training_samples"]``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ...adapt import fit_linear_probe
 from ..config import EvalConfig
 from ..features import Encoder
 from ..inputs import encode_role, open_roles
-from .common import LABEL_TASKS, TaskOutput, label_metrics
+from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
 
 
 def run_linear_probe(config: EvalConfig, encoder: Encoder) -> TaskOutput:
     """Test metrics of the probe; ``details["hparams"]`` holds the chosen lambda and sweep."""
     roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
     encoded = {role: encode_role(encoder, item) for role, item in roles.items()}
-    num_classes = len(roles["test"].dataset.classnames)
+    train, test = encoded["train"], encoded["test"]
+    space = LabelSpace(train.labels, list(roles["test"].dataset.classnames))
+    val_features, val_labels = space.val_subset(encoded["val"].features, encoded["val"].labels)
     probe = fit_linear_probe(
-        encoded["train"].features,
-        encoded["train"].labels,
-        encoded["val"].features,
-        encoded["val"].labels,
-        num_classes=num_classes,
+        train.features,
+        space.compact(train.labels),
+        val_features,
+        val_labels,
+        num_classes=len(space.classes),
     )
-    metrics = label_metrics(probe.logits(encoded["test"].features), encoded["test"].labels)
-    details = {"num_classes": num_classes, "hparams": probe.hparams}
+    logits = space.expand(probe.logits(test.features))
+    details: dict[str, Any] = {"num_classes": space.num_classes, "hparams": probe.hparams}
+    details["val_samples_used"] = len(val_labels)
+    if space.missing:
+        details["classes_without_training_samples"] = space.describe_missing()
+    metrics = label_metrics(logits, test.labels)
     return TaskOutput(metrics, details, {role: e.summary() for role, e in encoded.items()})

@@ -90,4 +90,3 @@ def _bins(bins: ReliabilityBins) -> dict[str, list[float | None]]:
         "accuracy": listed(bins.accuracy),
         "count": [int(c) for c in bins.count],
     }
-
