@@ -43,6 +43,7 @@ _REQUIRED_KEYS = ("index_file", "kind", "dim", "ntotal", "search_params")
 class SearchIndex:
     """A loaded index: ``search`` returns global ids with inner-product scores.
 
+    ``index`` is the FAISS index itself, ``info`` the contents of ``index_info.json``.
     Searching is safe from several threads at once (FAISS CPU indices only read during search;
     the tuned parameters are set once, when loading).
     """
@@ -80,6 +81,7 @@ class SearchIndex:
         lims, scores, ids = self.index.range_search(
             x, float(np.nextafter(np.float32(min_score), -2))
         )
+        lims = lims.astype(np.int64)  # FAISS returns uint64
         keep = scores >= min_score
         query_of = np.repeat(np.arange(len(x)), np.diff(lims))  # (lims[-1],)
         counts = np.bincount(query_of[keep], minlength=len(x))  # (n,)
@@ -129,23 +131,34 @@ def build_index(
         raise ValueError(f"n_queries must be >= 1, got {n_queries}")
     start = time.perf_counter()
     source = VectorSource.from_collection(emb_dir, modality)
-    plan = plan_index(source.ntotal, source.dim, kind=kind, memory_budget_gb=memory_budget_gb,
-                      latency_budget_ms=latency_budget_ms, train_size=train_size, nlist=nlist,
-                      pq_m=pq_m, sharded=sharded)  # fmt: skip
-    log.info("building %s (%s) over %d %s vectors of dimension %d: %s", plan.kind, plan.factory,
-             source.ntotal, modality, source.dim, plan.reason)  # fmt: skip
+    plan = plan_index(
+        source.ntotal,
+        source.dim,
+        kind=kind,
+        memory_budget_gb=memory_budget_gb,
+        latency_budget_ms=latency_budget_ms,
+        train_size=train_size,
+        nlist=nlist,
+        pq_m=pq_m,
+        sharded=sharded,
+    )
+    log.info(
+        "building %s (%s) over %d %s vectors of dimension %d: %s",
+        plan.kind,
+        plan.factory,
+        source.ntotal,
+        modality,
+        source.dim,
+        plan.reason,
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index, timings = build_faiss_index(
         plan, source, seed=seed, shard_dir=out / f".{modality}.shards"
     )
-    tuning, k = None, min(RECALL_K, source.ntotal - 1)
-    if k >= 1:
-        evaluated = time.perf_counter()
-        held = held_out_queries(source, n_queries, k, seed)
-        tuning = tune(index, plan.kind, held, source, recall_target=recall_target,
-                      latency_budget_ms=latency_budget_ms, nlist=plan.nlist)  # fmt: skip
-        timings["evaluate_s"] = time.perf_counter() - evaluated
+    evaluated = time.perf_counter()
+    tuning, k = _evaluate(index, plan, source, n_queries, seed, recall_target, latency_budget_ms)
+    timings["evaluate_s"] = time.perf_counter() - evaluated
     index_file = f"{modality}.index"
     with atomic_path(out / index_file) as tmp:
         faiss.write_index(index, str(tmp))
@@ -154,24 +167,23 @@ def build_index(
         "index_file": index_file,
         "requested_kind": kind,
         **_plan_info(plan, seed),
-        "dim": source.dim,
-        "ntotal": source.ntotal,
-        "total_rows": source.total_rows,
-        "skipped_zero_rows": source.skipped_rows,
-        "partitions": [p.number for p in source.partitions],
-        "partition_rows": [p.rows for p in source.partitions],
+        **_source_info(source, emb_dir),
         **_tuning_info(tuning, k, recall_target, latency_budget_ms),
         "memory_budget_gb": memory_budget_gb,
         "index_bytes": (out / index_file).stat().st_size,
         "build_seconds": time.perf_counter() - start,
         "timings": timings,
-        "embeddings": str(Path(emb_dir).resolve()),
         "clipforge_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(out / INFO_FILE, info)
-    log.info("wrote %s: recall@%d %s, %s ms/query", out / index_file, k, info["recall_at_10"],
-             info["latency_ms_mean"])  # fmt: skip
+    log.info(
+        "wrote %s: recall@%d %s, %s ms/query",
+        out / index_file,
+        k,
+        info["recall_at_10"],
+        info["latency_ms_mean"],
+    )
     return info
 
 
@@ -206,6 +218,45 @@ def load_index(index_dir: str | os.PathLike) -> SearchIndex:
         )
     set_search_params(index, info["search_params"])
     return SearchIndex(index, info)
+
+
+def _evaluate(
+    index: faiss.Index,
+    plan: IndexPlan,
+    source: VectorSource,
+    n_queries: int,
+    seed: int,
+    recall_target: float,
+    latency_budget_ms: float,
+) -> tuple[Tuning | None, int]:
+    """Tune ``index`` on held-out rows; ``(None, 0)`` when there is no other row to find."""
+    k = min(RECALL_K, source.ntotal - 1)
+    if k < 1:
+        return None, 0
+    held = held_out_queries(source, n_queries, k, seed)
+    tuning = tune(
+        index,
+        plan.kind,
+        held,
+        source,
+        recall_target=recall_target,
+        latency_budget_ms=latency_budget_ms,
+        nlist=plan.nlist,
+    )
+    return tuning, k
+
+
+def _source_info(source: VectorSource, emb_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the ids mean: global row ids over these partitions of this collection."""
+    return {
+        "dim": source.dim,
+        "ntotal": source.ntotal,
+        "total_rows": source.total_rows,
+        "skipped_zero_rows": source.skipped_rows,
+        "partitions": [p.number for p in source.partitions],
+        "partition_rows": [p.rows for p in source.partitions],
+        "embeddings": str(Path(emb_dir).resolve()),
+    }
 
 
 def _plan_info(plan: IndexPlan, seed: int) -> dict[str, Any]:

@@ -19,7 +19,14 @@ import faiss
 import numpy as np
 
 from clipforge.atomic import atomic_path
-from clipforge.search.index_choice import HNSW_EF_CONSTRUCTION, IndexPlan
+from clipforge.search.index_choice import (
+    HNSW_EF_CONSTRUCTION,
+    OPQ_FIRST_NITER_PQ,
+    OPQ_NITER,
+    PQ_NBITS,
+    PQ_TRAIN_POINTS,
+    IndexPlan,
+)
 from clipforge.search.vectors import VectorSource
 
 log = logging.getLogger(__name__)
@@ -34,9 +41,15 @@ def train_index(plan: IndexPlan, source: VectorSource, *, seed: int) -> faiss.In
     """An empty index made from ``plan.factory``, trained on a seeded sample when it needs one."""
     index = faiss.index_factory(source.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
     if plan.kind == "hnsw":
-        faiss.downcast_index(
-            faiss.downcast_index(index).index
-        ).hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        hnsw = faiss.downcast_index(faiss.downcast_index(index).index).hnsw
+        hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    if plan.kind == "ivf-pq":
+        opq = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+        opq.niter = OPQ_NITER
+        opq.niter_pq_0 = OPQ_FIRST_NITER_PQ
+        opq.max_train_points = PQ_TRAIN_POINTS
+        pq = faiss.downcast_index(faiss.extract_index_ivf(index)).pq
+        pq.cp.max_points_per_centroid = PQ_TRAIN_POINTS // 2**PQ_NBITS
     if plan.train_size:
         faiss.extract_index_ivf(index).cp.seed = seed
         sample = source.take(source.sample_ids(plan.train_size, np.random.default_rng(seed)))
@@ -71,7 +84,8 @@ def merge_shards(paths: list[Path]) -> faiss.Index:
     merged = faiss.read_index(str(paths[0]))
     lists = faiss.extract_index_ivf(merged)
     for path in paths[1:]:
-        lists.merge_from(faiss.extract_index_ivf(faiss.read_index(str(path))), 0)
+        shard = faiss.read_index(str(path))  # kept in a name: it owns the lists merged from
+        lists.merge_from(faiss.extract_index_ivf(shard), 0)
     merged.ntotal = lists.ntotal  # a wrapper (OPQ pre-transform) keeps its own count
     return merged
 

@@ -10,14 +10,20 @@ scores this is the usual ``|found & exact| / k``; with exact duplicates, common 
 collections, returning one copy instead of another is not counted as a miss.
 
 Tuning raises the knob geometrically (x2) until recall reaches the target, then bisects down to
-the smallest value that still reaches it (recall grows with nprobe/efSearch). Latency is the
-time of single-query searches (what a server answering one request sees), in milliseconds.
+the smallest value that still reaches it (recall grows with nprobe/efSearch). It gives up early
+when two doublings in a row gained less than ``PLATEAU_GAIN``: then the codes, not the search,
+limit recall (IVF-PQ), and larger values only cost time. Latency is the
+time of single-query searches on one thread, in milliseconds: what a server answering one
+request per core sees. (FAISS's OpenMP threads speed up batches, not single queries, and on a
+busy machine their barriers turn a 0.1 ms search into a wait for a descheduled thread.)
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import faiss
@@ -33,6 +39,7 @@ LATENCY_QUERIES = 200
 WARMUP_QUERIES = 5
 KNOBS = {"ivf-flat": ("nprobe", 1), "ivf-pq": ("nprobe", 1), "hnsw": ("efSearch", 16)}
 EF_SEARCH_MAX = 4096
+PLATEAU_GAIN = 1e-3
 
 
 @dataclass(frozen=True)
@@ -107,9 +114,8 @@ def recall_at_k(found_ids: np.ndarray, held: HeldOut, source: VectorSource) -> f
     found = found_ids >= 0
     true_scores = np.full(found_ids.shape, -np.inf, dtype=np.float32)
     rows = np.nonzero(found)[0]
-    true_scores[found] = np.einsum(
-        "ij,ij->i", source.take(found_ids[found]), held.queries[rows]
-    )  # (hits,)
+    vectors = source.take(found_ids[found])  # (found, D)
+    true_scores[found] = np.einsum("ij,ij->i", vectors, held.queries[rows])
     kth = held.exact_scores[:, -1:]  # (q, 1)
     hits = (true_scores >= kth - TIE_TOLERANCE).sum(axis=1)
     return float(np.minimum(hits, held.k).mean() / held.k)
@@ -122,21 +128,32 @@ def search_held_out(index: faiss.Index, held: HeldOut) -> np.ndarray:
 
 
 def measure_latency(index: faiss.Index, queries: np.ndarray, k: int) -> dict[str, float]:
-    """Mean, p50 and p99 (ms) of one-query searches over the first ``LATENCY_QUERIES`` rows."""
+    """Mean, p50 and p99 (ms) of one-thread single-query searches of the first queries."""
     queries = queries[:LATENCY_QUERIES]
-    for q in queries[:WARMUP_QUERIES]:
-        index.search(q[None], k)
     times = np.empty(len(queries))
-    for i, q in enumerate(queries):
-        start = time.perf_counter()
-        index.search(q[None], k)
-        times[i] = time.perf_counter() - start
+    with _one_thread():
+        for q in queries[:WARMUP_QUERIES]:
+            index.search(q[None], k)
+        for i, q in enumerate(queries):
+            start = time.perf_counter()
+            index.search(q[None], k)
+            times[i] = time.perf_counter() - start
     ms = 1000 * times
     return {
         "mean": float(ms.mean()),
         "p50": float(np.median(ms)),
         "p99": float(np.percentile(ms, 99)),
     }
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
@@ -174,8 +191,14 @@ def tune(
             recall_at_k(search_held_out(index, held), held, source),
             measure_latency(index, held.queries, held.k),
         )
-        log.info("%s=%s: recall@%d %.4f, %.3g ms/query", param, value, held.k, point.recall,
-                 point.latency_ms["mean"])  # fmt: skip
+        log.info(
+            "%s=%s: recall@%d %.4f, %.3g ms/query",
+            param,
+            value,
+            held.k,
+            point.recall,
+            point.latency_ms["mean"],
+        )
         return point
 
     param, start = KNOBS.get(kind, (None, None))
@@ -183,8 +206,8 @@ def tune(
         points = [measure(None)]
     else:
         top = nlist if param == "nprobe" else EF_SEARCH_MAX
-        points = _sweep(measure, min(start, top), top, recall_target, latency_budget_ms)
-    tuning = _choose(param, points, recall_target, latency_budget_ms)
+        points = sweep(measure, min(start, top), top, recall_target, latency_budget_ms)
+    tuning = choose(param, points, recall_target, latency_budget_ms)
     if param is not None:
         set_search_params(index, tuning.search_params)
     if tuning.warning:
@@ -192,17 +215,21 @@ def tune(
     return tuning
 
 
-def _sweep(measure, start: int, top: int, target: float, budget: float) -> list[Point]:
-    """Double from ``start`` until recall >= target (or too slow, or ``top``), then bisect."""
+def sweep(
+    measure: Callable[[int], Point], start: int, top: int, target: float, budget: float
+) -> list[Point]:
+    """Double from ``start`` until recall >= target (or a plateau, too slow, ``top``); bisect."""
     points: dict[int, Point] = {}
-    below, reached, value = None, None, start
+    below, reached, value, recalls = None, None, start, []
     while True:
         points[value] = measure(value)
         if points[value].recall >= target:
             reached = value
             break
         below = value
-        if points[value].latency_ms["mean"] > budget or value >= top:
+        recalls.append(points[value].recall)
+        plateau = len(recalls) >= 3 and recalls[-1] - recalls[-3] < PLATEAU_GAIN
+        if plateau or points[value].latency_ms["mean"] > budget or value >= top:
             break
         value = min(2 * value, top)
     while below is not None and reached is not None and reached - below > 1:
@@ -212,7 +239,9 @@ def _sweep(measure, start: int, top: int, target: float, budget: float) -> list[
     return [points[v] for v in sorted(points)]
 
 
-def _choose(param: str | None, points: list[Point], target: float, budget: float) -> Tuning:
+def choose(param: str | None, points: list[Point], target: float, budget: float) -> Tuning:
+    """The smallest value meeting both targets, else the best fast one (see ``tune``)."""
+
     def fast(p: Point) -> bool:
         return p.latency_ms["mean"] <= budget
 

@@ -194,13 +194,12 @@ def _common_dim(arrays: dict[int, np.ndarray], path_of, root, declared: object) 
 
 def _nonzero_rows(arr: np.ndarray) -> np.ndarray:
     """Bool mask (n,) of rows that are not all zero, computed a chunk at a time."""
-    return np.concatenate(
-        [np.any(arr[s : s + CHUNK_ROWS] != 0, axis=1) for s in range(0, len(arr), CHUNK_ROWS)]
-    )
+    parts = [np.any(arr[s : s + CHUNK_ROWS] != 0, axis=1) for s in range(0, len(arr), CHUNK_ROWS)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 def _checked(x: np.ndarray, p: Partition, rows: np.ndarray) -> np.ndarray:
-    """``x`` (m, D) itself, after checking each row (numbered ``rows`` in ``p``) is a unit vector."""
+    """``x`` (m, D) itself, once its rows (numbered ``rows`` in ``p``) are checked to be unit."""
     norms = np.linalg.norm(x, axis=1)
     bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN norms fail too
     if len(bad):

@@ -35,16 +35,17 @@ COLOUR_RGB: dict[str, tuple[int, int, int]] = {
 COLOURS: tuple[str, ...] = tuple(COLOUR_RGB)
 
 SIZES: tuple[str, ...] = ("small", "large")
-# Half-width of an object's box as a fraction of the image side.
-SIZE_RADIUS: dict[str, float] = {"small": 0.085, "large": 0.125}
+# Half-width of an object's box as a fraction of the image side: at 64 px a small shape is about
+# 13 px across, large enough for a small convolutional tower to tell a hexagon from a circle.
+SIZE_RADIUS: dict[str, float] = {"small": 0.105, "large": 0.14}
 
 # Object centres as fractions of the image side, (x, y) with y pointing down. The spacing keeps
 # two large objects in neighbouring slots apart even after jitter.
 POSITION_XY: dict[str, tuple[float, float]] = {
-    "left": (0.18, 0.5),
-    "right": (0.82, 0.5),
-    "top": (0.5, 0.18),
-    "bottom": (0.5, 0.82),
+    "left": (0.165, 0.5),
+    "right": (0.835, 0.5),
+    "top": (0.5, 0.165),
+    "bottom": (0.5, 0.835),
     "center": (0.5, 0.5),
 }
 POSITIONS: tuple[str, ...] = tuple(POSITION_XY)
