@@ -142,7 +142,8 @@ def test_objects_are_drawn_in_their_colour_and_background_stays_far(world: Shape
 def test_render_is_anti_aliased() -> None:
     image = np.asarray(render(_plain(_obj("circle", "white", "center", "large")), 64))
     levels = set(image[..., 0].ravel().tolist())
-    assert len(levels - {128, 250}) >= 8  # edge pixels blend object and background
+    # Edge pixels blend object and background (a hard-edged drawing would give no other level).
+    assert len(levels - {128, 250}) >= 6
 
 
 def test_scene_validation_names_the_field() -> None:
