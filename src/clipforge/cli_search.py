@@ -109,10 +109,13 @@ def index(
         recall_target=recall_target, latency_budget_ms=latency_budget_ms,
         train_size=train_size, seed=seed, modality=modality.value,
     )  # fmt: skip
-    console.print(
-        f"{info['kind']} index of {info['ntotal']} vectors: recall@10 {info['recall_at_10']}, "
-        f"{info['latency_ms_mean']} ms/query mean; written to {out}"
+    recall, latency = info.get("recall_at_10"), info.get("latency_ms_mean")
+    measured = (
+        f"recall@10 {recall:.3f}, {latency:.3f} ms/query mean"
+        if recall is not None and latency is not None
+        else "too small to measure recall"
     )
+    console.print(f"{info['kind']} index of {info['ntotal']} vectors: {measured}; written to {out}")
 
 
 def serve(

@@ -1,0 +1,47 @@
+"""The search commands end to end through the CLI: embed a folder, index it, then query it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import clipforge
+from clipforge.cli import app
+from clipforge.data.shapes import write_shapes
+from clipforge.search.index import load_index
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+runner = CliRunner()
+
+
+def test_embed_then_index_a_folder(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    clipforge.save_model(clipforge.create_model("tiny"), weights)
+    write_shapes(tmp_path / "data", 24, format="csv", split="val")
+    emb, idx = tmp_path / "emb", tmp_path / "idx"
+
+    embedded = runner.invoke(app, ["embed", str(tmp_path / "data" / "images"), "--out", str(emb),
+                                   "--model", "tiny", "--pretrained", str(weights),
+                                   "--workers", "0", "--batch-size", "8"])  # fmt: skip
+    assert embedded.exit_code == 0, embedded.output
+    assert "embedded 24 images" in embedded.output
+
+    indexed = runner.invoke(app, ["index", str(emb), "--out", str(idx), "--kind", "flat"])
+    assert indexed.exit_code == 0, indexed.output
+    info = json.loads((idx / "index_info.json").read_text())
+    assert info["ntotal"] == 24 and info["kind"] == "flat"
+    assert info["recall_at_10"] == pytest.approx(1.0)
+
+    index = load_index(idx)
+    query = torch.nn.functional.normalize(torch.randn(1, index.dim), dim=-1).numpy()
+    scores, ids = index.search(query, 5)
+    assert ids.shape == (1, 5) and (ids >= 0).all() and (scores[0, :-1] >= scores[0, 1:]).all()
+
+
+def test_serve_needs_exactly_one_source() -> None:
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code != 0
+    assert "CONFIG" in str(result.exception)
