@@ -1,0 +1,217 @@
+"""Near-duplicate groups: connected components of the graph joining pairs with cosine >= threshold.
+
+Edges come from a range search (every neighbour at or above the threshold; the default) or, with
+``k``, from a k-NN search (the ``k`` nearest, kept when at or above the threshold: bounded work
+when groups are huge, but a group of more than ``k + 1`` near-copies may then split in two).
+Without an index an exact flat index is built over the vectors (in memory, ``n * D * 4`` bytes);
+with one (say the collection's IVF-PQ index) the pairs it proposes are re-scored exactly from
+the stored vectors, so an approximate index may miss a pair but never invents one. Components
+are found with union-find, so a chain a~b~c is one group even when a and c are further apart.
+
+Singletons are omitted: the result lists the groups of two or more ids, each sorted ascending,
+ordered by their smallest id. Downstream (``curate``) keeps the smallest id of each group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from clipforge.atomic import atomic_path, write_json_atomic
+from clipforge.search import layout
+from clipforge.search.index import SearchIndex, load_index
+from clipforge.search.vectors import VectorSource
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 1024  # query rows per search; bounds the memory of one batch's range results
+OUTPUT_SUFFIXES = (".parquet", ".json")
+
+
+def near_duplicate_groups(
+    embeddings: str | os.PathLike | np.ndarray | VectorSource,
+    threshold: float,
+    *,
+    k: int | None = None,
+    index: SearchIndex | None = None,
+    modality: str = "image",
+) -> list[list[int]]:
+    """Groups of ids (global row ids, or row numbers of an array) with cosine >= ``threshold``.
+
+    ``embeddings`` is a collection directory (its ``modality`` vectors), an (n, D) array of unit
+    vectors, or a :class:`VectorSource`. ``k=None`` finds edges by range search, an int by k-NN
+    search; ``index`` (built over the same vectors) replaces the exact in-memory flat index.
+    """
+    if not -1 <= threshold <= 1:
+        raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"k must be a positive integer or None (range search), got {k!r}")
+    source = _source(embeddings, modality)
+    searcher = index if index is not None else _exact_index(source)
+    if (searcher.dim, searcher.ntotal) != (source.dim, source.ntotal):
+        raise ValueError(
+            f"the index holds {searcher.ntotal} vectors of dimension {searcher.dim} but the "
+            f"embeddings have {source.ntotal} of dimension {source.dim}; build it over them"
+        )
+    forest = _UnionFind()
+    for _, ids, x in source.chunks(BATCH_ROWS):
+        rows, others = _candidate_pairs(searcher, ids, x, threshold, k)
+        if index is not None:  # approximate scores: confirm each pair from the stored vectors
+            exact = np.einsum("ij,ij->i", x[rows], source.take(others))  # (pairs,)
+            rows, others = rows[exact >= threshold], others[exact >= threshold]
+        forest.union_all(ids[rows].tolist(), others.tolist())
+    groups = forest.groups()
+    log.info(
+        "%d near-duplicate groups (%d ids) at cosine >= %s",
+        len(groups),
+        sum(map(len, groups)),
+        threshold,
+    )
+    return groups
+
+
+def dedup_collection(
+    emb_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    threshold: float,
+    *,
+    k: int | None = None,
+    index_dir: str | os.PathLike | None = None,
+    modality: str = "image",
+) -> dict[str, Any]:
+    """Find a collection's near-duplicate groups and write them to ``out_path``; return a summary.
+
+    ``out_path`` ends in ``.parquet`` (one row per member: group, id, key, keep) or ``.json``
+    (the summary plus ``groups``: ``[{"ids": [...], "keys": [...]}]``). ``keep`` marks the
+    smallest id of each group, the copy to keep. ``index_dir`` uses a built index (see
+    :func:`near_duplicate_groups`); ``key`` comes from the collection's metadata.
+    """
+    out = Path(out_path)
+    if out.suffix not in OUTPUT_SUFFIXES:
+        raise ValueError(f"{out}: output must end in one of {OUTPUT_SUFFIXES}")
+    source = VectorSource.from_collection(emb_dir, modality)
+    index = load_index(index_dir) if index_dir is not None else None
+    if index is not None and index.info.get("modality", "image") != modality:
+        raise ValueError(
+            f"{index_dir} indexes {index.info.get('modality')} vectors, not {modality}"
+        )
+    groups = near_duplicate_groups(source, threshold, k=k, index=index)
+    keys = _keys(emb_dir, source, [i for g in groups for i in g])
+    summary = {
+        "embeddings": str(Path(emb_dir).resolve()),
+        "modality": modality,
+        "threshold": threshold,
+        "k": k,
+        "index": str(Path(index_dir).resolve()) if index_dir is not None else None,
+        "vectors": source.ntotal,
+        "groups": len(groups),
+        "duplicates": sum(len(g) - 1 for g in groups),  # ids that keep-first would remove
+    }
+    if out.suffix == ".json":
+        listed = [{"ids": g, "keys": [keys[i] for i in g]} for g in groups]
+        write_json_atomic(out, {**summary, "groups": listed, "group_count": len(groups)})
+    else:
+        _write_parquet(out, groups, keys)
+    return summary
+
+
+class _UnionFind:
+    """Disjoint sets over the ids that appear in an edge; the smallest id is each set's root."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, a: int) -> int:
+        parent = self.parent
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]  # path halving
+            a = parent[a]
+        return a
+
+    def union_all(self, left: list[int], right: list[int]) -> None:
+        for a, b in zip(left, right, strict=True):
+            ra, rb = self.find(a), self.find(b)
+            if ra != rb:
+                self.parent[max(ra, rb)] = min(ra, rb)
+
+    def groups(self) -> list[list[int]]:
+        members: dict[int, list[int]] = defaultdict(list)
+        for node in self.parent:
+            members[self.find(node)].append(node)
+        return sorted(sorted(g) for g in members.values())
+
+
+def _source(embeddings, modality: str) -> VectorSource:
+    if isinstance(embeddings, VectorSource):
+        return embeddings
+    if isinstance(embeddings, np.ndarray):
+        return VectorSource.from_array(embeddings)
+    return VectorSource.from_collection(embeddings, modality)
+
+
+def _exact_index(source: VectorSource) -> SearchIndex:
+    """An exact inner-product index over every vector of ``source``, ids as in the source."""
+    flat = faiss.IndexIDMap(faiss.IndexFlatIP(source.dim))
+    for _, ids, x in source.chunks():
+        flat.add_with_ids(x, ids)
+    return SearchIndex(flat, {"kind": "flat"})
+
+
+def _candidate_pairs(
+    searcher: SearchIndex, ids: np.ndarray, x: np.ndarray, threshold: float, k: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows of x, neighbour ids)`` of the pairs scoring >= threshold, self pairs excluded."""
+    if k is None:
+        lims, _, others = searcher.range_search(x, threshold)
+        rows = np.repeat(np.arange(len(x)), np.diff(lims))
+    else:
+        scores, neighbours = searcher.search(x, min(k + 1, searcher.ntotal))  # +1: the query itself
+        rows = np.repeat(np.arange(len(x)), neighbours.shape[1])
+        keep = scores.ravel() >= threshold
+        rows, others = rows[keep], neighbours.ravel()[keep]
+    pair = (others >= 0) & (others != ids[rows])
+    return rows[pair], others[pair]
+
+
+def _keys(emb_dir, source: VectorSource, ids: list[int]) -> dict[int, str]:
+    """The metadata ``key`` of each of ``ids`` (read one partition's key column at a time)."""
+    import pyarrow.parquet as pq
+
+    keys: dict[int, str] = {}
+    wanted = np.sort(np.asarray(ids, dtype=np.int64))
+    for p in source.partitions:
+        mine = wanted[(wanted >= p.offset) & (wanted < p.offset + p.rows)]
+        if not len(mine):
+            continue
+        path = layout.metadata_path(emb_dir, p.number)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing, although its partition is marked complete")
+        column = pq.read_table(path, columns=["key"]).column("key")
+        if len(column) != p.rows:
+            raise ValueError(f"{path} has {len(column)} rows but {p.where} has {p.rows}")
+        keys.update(zip(mine.tolist(), column.take(mine - p.offset).to_pylist(), strict=True))
+    return keys
+
+
+def _write_parquet(out: Path, groups: list[list[int]], keys: dict[int, str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = [i for g in groups for i in g]
+    table = pa.table(
+        {
+            "group": pa.array([n for n, g in enumerate(groups) for _ in g], pa.int64()),
+            "id": pa.array(ids, pa.int64()),
+            "key": pa.array([keys[i] for i in ids], pa.string()),
+            "keep": pa.array([j == 0 for g in groups for j in range(len(g))], pa.bool_()),
+        }
+    )
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
