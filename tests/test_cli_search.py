@@ -35,6 +35,13 @@ def test_embed_then_index_a_folder(tmp_path: Path) -> None:
     assert info["ntotal"] == 24 and info["kind"] == "flat"
     assert info["recall_at_10"] == pytest.approx(1.0)
 
+    groups_file = tmp_path / "groups.json"
+    deduped = runner.invoke(app, ["dedup", str(emb), "--out", str(groups_file),
+                                  "--threshold", "0.9999"])  # fmt: skip
+    assert deduped.exit_code == 0, deduped.output
+    report = json.loads(groups_file.read_text())
+    assert report["vectors"] == 24 and report["group_count"] == len(report["groups"])
+
     index = load_index(idx)
     query = torch.nn.functional.normalize(torch.randn(1, index.dim), dim=-1).numpy()
     scores, ids = index.search(query, 5)

@@ -118,6 +118,29 @@ def index(
     console.print(f"{info['kind']} index of {info['ntotal']} vectors: {measured}; written to {out}")
 
 
+def dedup(
+    embeddings: Annotated[Path, typer.Argument(help="An embedded collection (from embed).")],
+    out: Annotated[Path, typer.Option(help="Groups as .parquet (one row per member) or .json.")],
+    threshold: Annotated[float, typer.Option(help="Cosine similarity joining two items.")] = 0.95,
+    k: Annotated[
+        int | None, typer.Option(help="Use the k nearest neighbours instead of a range search.")
+    ] = None,
+    index_dir: Annotated[
+        Path | None, typer.Option("--index", help="Propose pairs with this built index.")
+    ] = None,
+    modality: Annotated[Modality, typer.Option(help="Image or caption vectors.")] = Modality.image,
+) -> None:
+    """Find near-duplicate groups: connected components of pairs above a cosine threshold."""
+    from .search.dedup import dedup_collection
+
+    summary = dedup_collection(embeddings, out, threshold, k=k, index_dir=index_dir,
+                               modality=modality.value)  # fmt: skip
+    console.print(
+        f"{summary['groups']} near-duplicate groups among {summary['vectors']} vectors "
+        f"({summary['duplicates']} removable copies); written to {out}"
+    )
+
+
 def serve(
     config: Annotated[
         Path | None, typer.Argument(help="Server config (YAML/JSON) naming several indices.")
@@ -149,4 +172,5 @@ def register(app: typer.Typer) -> None:
     """Add the search commands to the ``clipforge`` app."""
     app.command()(embed)
     app.command()(index)
+    app.command()(dedup)
     app.command()(serve)
