@@ -10,48 +10,19 @@ The evaluation sets (:mod:`clipforge.data.evalsets`: ``open_evalset``, ``EvalLoa
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
-
-_EVALSET_NAMES = frozenset(
-    {
-        "LAYOUTS",
-        "SHAPES_NAMES",
-        "TASKS",
-        "CaptionBatch",
-        "ClassificationSet",
-        "EvalLoader",
-        "EvalOptions",
-        "EvalSet",
-        "LabelBatch",
-        "MemberRef",
-        "RetrievalSet",
-        "ShapesClassificationSet",
-        "ShapesRetrievalSet",
-        "ShapesWordOrderSet",
-        "Skipped",
-        "UnreadableSample",
-        "benchmark_wds",
-        "detect_layout",
-        "flickr_text_retrieval",
-        "image_folder_classification",
-        "json_retrieval",
-        "normalize_templates",
-        "open_caption_selection",
-        "open_classification",
-        "open_evalset",
-        "open_retrieval",
-        "table_classification",
-        "table_retrieval",
-    }
-)
-
-__all__ = sorted(_EVALSET_NAMES)
 
 
 def __getattr__(name: str) -> Any:
-    """Import :mod:`clipforge.data.evalsets` only when one of its names is first used."""
-    if name in _EVALSET_NAMES:
-        from clipforge.data import evalsets
+    """Import :mod:`clipforge.data.evalsets` only when one of its names (or ``__all__``) is
+    first used; its ``__all__`` is the one list of what is re-exported."""
+    if name.startswith("__") and name != "__all__":
+        raise AttributeError(f"module 'clipforge.data' has no attribute {name!r}")
+    evalsets = importlib.import_module("clipforge.data.evalsets")  # not `from . import`: recursion
 
+    if name == "__all__":
+        return evalsets.__all__
+    if name in evalsets.__all__:
         return getattr(evalsets, name)
     raise AttributeError(f"module 'clipforge.data' has no attribute {name!r}")
