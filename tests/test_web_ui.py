@@ -162,6 +162,8 @@ def test_upload_a_file_to_search_by_image(page, tmp_path: Path, server_url: str)
 
 
 def test_empty_query_says_what_to_do(page) -> None:
+    # The page un-hides the selector when /indices answers; hide it only after that has happened.
+    page.wait_for_selector("#index-select option >> nth=1", state="attached")
     page.evaluate("document.getElementById('index-field').hidden = true")
     assert not page.is_visible("#index-field")  # as with one index: the stylesheet honours hidden
     page.click("#search-button")
