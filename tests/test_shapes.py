@@ -178,6 +178,23 @@ def test_captions_name_every_shape_and_most_colours(world: ShapesWorld) -> None:
     assert len(captions) > 400  # templates and synonyms vary the text
 
 
+def test_caption_variants_are_further_captions_of_the_same_scene(world: ShapesWorld) -> None:
+    differ = 0
+    for index in range(40):
+        scene = world.scene("train", index)
+        assert world.caption("train", index, scene, variant=0) == world.caption("train", index)
+        variants = [world.caption("train", index, scene, variant=v) for v in range(1, 4)]
+        assert variants == [world.caption("train", index, variant=v) for v in range(1, 4)]
+        for text in variants:
+            for obj in scene.objects:
+                shape_words = tuple(w for pair in SHAPE_WORDS[obj.shape] for w in pair)
+                assert _mentions(text, shape_words), (text, obj)
+        differ += len(set(variants) | {world.caption("train", index)}) > 1
+    assert differ >= 30  # mostly other wordings, drawn from streams of their own
+    with pytest.raises(ValueError, match="variant"):
+        world.caption("train", 0, variant=-1)
+
+
 def test_counting_captions() -> None:
     scene = _plain(_obj("square", "blue", "left"), _obj("square", "blue", "right"))
     assert canonical_caption(scene) == "two small blue squares on the left and on the right"

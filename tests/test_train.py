@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import clipforge
+from clipforge.data.shapes import ShapesWorld
 from clipforge.losses import create_loss
 from clipforge.train import (
     StepContext,
@@ -26,6 +28,7 @@ from clipforge.train import (
     train_step,
 )
 from clipforge.train.config import OptimSection
+from clipforge.train.data import render_shapes
 
 TINY = {
     "embed_dim": 32,
@@ -74,6 +77,8 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(tmp_path / "missing.yaml")
     with pytest.raises(TrainConfigError, match="data.batch_size='many'"):
         TrainConfig().with_overrides(["data.batch_size=many"])
+    with pytest.raises(TrainConfigError, match="captions_per_sample=0 must be > 0"):
+        TrainConfig().with_overrides(["data.captions_per_sample=0"])
 
 
 def test_schedule_is_warmup_then_cosine() -> None:
@@ -113,6 +118,40 @@ def test_accumulation_equals_full_batch_gradient() -> None:
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_several_captions_per_image_are_paired_one_per_epoch() -> None:
+    """With (N, K, L) tokens every batch row keeps its own image's captions, the caption drawn
+    for a sample changes between epochs, and a step's batch is a pure function of the step."""
+    n, k, batch_size = 16, 3, 8
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4).contiguous()
+    tokens = torch.zeros(n, k, 6, dtype=torch.long)
+    tokens[:, :, 1] = torch.arange(n).view(n, 1) * 10 + torch.arange(k)  # image * 10 + variant
+    batches = TensorBatches(images, tokens, batch_size=batch_size, seed=3)
+    seen: dict[int, set[int]] = {i: set() for i in range(n)}
+    stream = batches(0)
+    for step in range(24):  # 12 epochs
+        pixels, ids = next(stream)
+        assert ids.shape == (batch_size, 6)
+        owners = batches.indices(step)
+        assert torch.equal(ids[:, 1] // 10, owners)
+        assert torch.equal(pixels, next(batches(step))[0])
+        torch.testing.assert_close(ids, next(batches(step))[1])
+        for owner, marker in zip(owners.tolist(), ids[:, 1].tolist(), strict=True):
+            seen[owner].add(marker % 10)
+    assert all(len(variants) >= 2 for variants in seen.values()), seen
+    with pytest.raises(ValueError, match="tokens must be"):
+        TensorBatches(images, tokens.view(n, k, 2, 3), batch_size=batch_size)
+
+
+def test_shapes_runs_render_the_requested_captions_per_image() -> None:
+    images, captions = render_shapes(6, seed=0, image_size=64, workers=1, captions_per_sample=2)
+    world = ShapesWorld(seed=0, image_size=64)
+    assert images.shape == (6, 3, 64, 64) and [len(c) for c in captions] == [2] * 6
+    for index, (first, second) in enumerate(captions):
+        image, text = world.sample("train", index)
+        assert first == text and second == world.caption("train", index, variant=1)
+        assert torch.equal(images[index], torch.from_numpy(np.array(image)).permute(2, 0, 1))
 
 
 def _losses(run_dir: Path) -> dict[int, float]:

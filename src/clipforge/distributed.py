@@ -57,6 +57,20 @@ def default_backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on. ``None`` or ``"auto"`` picks ``cuda:LOCAL_RANK`` when CUDA is
+    available and the CPU otherwise; anything else must name a device this machine has."""
+    if device is None or device == "auto":
+        return _device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device ({err})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine")
+    return resolved
+
+
 def _device(local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 

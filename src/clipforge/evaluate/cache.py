@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 
 from ..atomic import atomic_path
 from ..models import list_models
-from ..search.embed import weights_digest
+from ..models.digest import weights_digest
 
 logger = logging.getLogger(__name__)
 

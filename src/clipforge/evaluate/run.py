@@ -8,8 +8,8 @@ from typing import Any
 
 from ..api import get_tokenizer
 from ..data.evalsets import detect_layout
+from ..distributed import resolve_device
 from ..models import CLIP, create_model
-from ..search.embed import resolve_device
 from ..transforms import image_transform
 from .cache import FeatureCache, model_identity
 from .config import EvalConfig

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
 import os
 import time
@@ -42,8 +41,9 @@ from torch.utils.data import DataLoader
 
 from clipforge.api import get_tokenizer
 from clipforge.atomic import atomic_path, write_json_atomic
-from clipforge.distributed import world_info
+from clipforge.distributed import resolve_device, world_info
 from clipforge.models import CLIP, create_model
+from clipforge.models.digest import weights_digest
 from clipforge.search.embed_inputs import CollectionPlan, Partition, TableColumns, plan_collection
 from clipforge.search.embed_reader import Chunk, PartitionReader
 from clipforge.search.layout import (
@@ -205,32 +205,6 @@ def _env_int(name: str) -> int:
             f"environment variable {name}={value!r} is not an integer (WORLD_SIZE is set, so "
             "this looks like a torchrun launch, which sets RANK and WORLD_SIZE)"
         ) from None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device to embed on; ``None`` picks ``cuda:LOCAL_RANK`` when CUDA is available."""
-    if device is None:
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device={device!r} is not a torch device ({err})") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine")
-    return resolved
-
-
-def weights_digest(net: torch.nn.Module) -> str:
-    """A hash of every parameter and buffer (name, dtype, shape, bytes): tells two models
-    apart even when they share a name, e.g. two random initialisations."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(net.state_dict().items()):
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _partitioning(collection: CollectionPlan, partition_size: int, shards: int) -> dict[str, int]:

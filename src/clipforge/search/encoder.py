@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clipforge.api import create_model_and_transforms, get_tokenizer
+from clipforge.models.digest import weights_digest
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ class QueryEncoder:
     @functools.cached_property
     def weights_digest(self) -> str:
         """The hash ``embed_collection`` records in ``embed_info.json`` (weights_blake2b)."""
-        from clipforge.search.embed import weights_digest
-
         return weights_digest(self.model)
 
     def encode_text(self, text: str) -> tuple[np.ndarray, bool]:

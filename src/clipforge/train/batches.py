@@ -23,7 +23,8 @@ class StepBatches(Protocol):
 
 
 class TensorBatches:
-    """Batches from uint8 images (N, 3, H, W) and token ids (N, L) held in memory.
+    """Batches from uint8 images (N, 3, H, W) and token ids held in memory: (N, L), or
+    (N, K, L) for K captions per image, of which each epoch pairs one, at random, with the image.
 
     Each epoch is a permutation seeded by ``(seed, epoch)``; step ``k`` takes the ``k``-th block
     of ``batch_size * world_size`` indices of it, and rank ``r`` the ``r``-th slice of that block.
@@ -46,6 +47,8 @@ class TensorBatches:
             )
         if tokens.shape[0] != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {tokens.shape[0]} token rows")
+        if tokens.ndim not in (2, 3):
+            raise ValueError(f"tokens must be (N, L) or (N, K, L), got {tuple(tokens.shape)}")
         self.images, self.tokens = images, tokens
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world_size = rank, world_size
@@ -59,19 +62,28 @@ class TensorBatches:
         self.std = torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1)
 
     def indices(self, step: int) -> torch.Tensor:
+        """The sample indices of ``step`` for this rank."""
+        return self._draw(step)[0]
+
+    def _draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sample indices of ``step`` for this rank and, with K captions, the caption of each."""
         epoch, offset = divmod(step, self.steps_per_epoch)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(self.images.shape[0], generator=generator)
         block = self.batch_size * self.world_size
         start = offset * block + self.rank * self.batch_size
-        return order[start : start + self.batch_size]
+        idx = order[start : start + self.batch_size]
+        if self.tokens.ndim == 2:
+            return idx, None
+        choice = torch.randint(self.tokens.shape[1], (self.images.shape[0],), generator=generator)
+        return idx, choice[idx]
 
     def __call__(self, start_step: int) -> Iterator[Batch]:
         step = start_step
         while True:
-            idx = self.indices(step)
+            idx, choice = self._draw(step)
             pixels = (self.images[idx].float() / 255 - self.mean) / self.std  # (B, 3, H, W)
-            yield pixels, self.tokens[idx]
+            yield pixels, self.tokens[idx] if choice is None else self.tokens[idx, choice]
             step += 1
 
 

@@ -43,6 +43,7 @@ class DataSection:
     caption_key: str = "caption"
     resampled: bool = False
     num_samples: int = 20000  # samples per epoch (shapes world size, or resampled epoch length)
+    captions_per_sample: int = 1  # shapes: captions drawn per image; each epoch pairs one
     batch_size: int = 256
     workers: int = 0
     max_skip_rate: float = 0.1
@@ -54,7 +55,11 @@ class DataSection:
         if self.kind != "shapes" and not self.train:
             raise TrainConfigError(f"data.train must name the {self.kind} training data")
         check_positive(
-            TrainConfigError, "data", batch_size=self.batch_size, num_samples=self.num_samples
+            TrainConfigError,
+            "data",
+            batch_size=self.batch_size,
+            num_samples=self.num_samples,
+            captions_per_sample=self.captions_per_sample,
         )
         if self.workers < 0:
             raise TrainConfigError(f"data.workers={self.workers} must be >= 0")

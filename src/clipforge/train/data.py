@@ -26,25 +26,35 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 
-def _render_range(args: tuple[int, int, str, int, int]) -> tuple[np.ndarray, list[str]]:
-    seed, image_size, split, start, stop = args
+def _render_range(args: tuple[int, int, str, int, int, int]) -> tuple[np.ndarray, list[list[str]]]:
+    seed, image_size, split, captions_per_sample, start, stop = args
     world = ShapesWorld(seed=seed, image_size=image_size)
     images = np.empty((stop - start, image_size, image_size, 3), dtype=np.uint8)
     captions = []
     for row, index in enumerate(range(start, stop)):
-        image, text = world.sample(split, index)
-        images[row] = np.asarray(image)
-        captions.append(text)
+        scene = world.scene(split, index)
+        images[row] = np.asarray(world.render(scene))
+        captions.append(
+            [world.caption(split, index, scene, variant) for variant in range(captions_per_sample)]
+        )
     return images, captions
 
 
 def render_shapes(
-    n: int, *, seed: int, image_size: int, split: str = "train", workers: int = 2
-) -> tuple[torch.Tensor, list[str]]:
-    """Samples ``0..n-1`` of a shapes-world split as uint8 images (n, 3, S, S) and captions."""
+    n: int,
+    *,
+    seed: int,
+    image_size: int,
+    split: str = "train",
+    workers: int = 2,
+    captions_per_sample: int = 1,
+) -> tuple[torch.Tensor, list[list[str]]]:
+    """Samples ``0..n-1`` of a shapes-world split as uint8 images (n, 3, S, S), and for each
+    the captions of variants ``0..captions_per_sample-1`` (variant 0 is ``world.sample``'s)."""
     start = time.perf_counter()
     chunk = max(1, -(-n // (4 * max(1, workers))))
-    jobs = [(seed, image_size, split, i, min(n, i + chunk)) for i in range(0, n, chunk)]
+    jobs = [(seed, image_size, split, captions_per_sample, i, min(n, i + chunk))
+            for i in range(0, n, chunk)]  # fmt: skip
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_render_range, jobs))
@@ -63,11 +73,18 @@ def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> 
     tokenizer = Tokenizer(context_length=context_length)
     if data.kind == "shapes":
         images, captions = render_shapes(
-            data.num_samples, seed=run.seed, image_size=image_size, workers=max(1, data.workers)
+            data.num_samples,
+            seed=run.seed,
+            image_size=image_size,
+            workers=max(1, data.workers),
+            captions_per_sample=data.captions_per_sample,
         )
+        tokens = tokenizer([text for texts in captions for text in texts])
+        if data.captions_per_sample > 1:
+            tokens = tokens.view(len(captions), data.captions_per_sample, -1)  # (N, K, L)
         return TensorBatches(
             images,
-            tokenizer(captions),
+            tokens,
             batch_size=data.batch_size,
             seed=run.seed,
             rank=rank,

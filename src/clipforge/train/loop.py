@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import nn
 
-from ..distributed import init_distributed
+from ..distributed import init_distributed, resolve_device
 from ..losses import SIGLIP_INIT_LOGIT_BIAS, SIGLIP_INIT_LOGIT_SCALE, create_loss
 from ..models import CLIP, create_model
 from .batches import StepBatches
@@ -41,16 +41,8 @@ class RunResult:
     samples_per_second: float = 0.0
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("run.device='cuda' but CUDA is not available")
-    return torch.device(name)
-
-
 def _device(cfg: TrainConfig, dist) -> torch.device:
-    return pick_device(cfg.run.device) if dist.world_size == 1 else dist.device
+    return resolve_device(cfg.run.device) if dist.world_size == 1 else dist.device
 
 
 def fit(cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None) -> RunResult:

@@ -46,12 +46,14 @@ class ShapesWorld:
         """Scene ``index`` of ``split`` ("train", "val" or "heldout"): 1-3 objects."""
         return sample_scene(self._rng(split, _SCENE, index), split)
 
-    def caption(self, split: str, index: int, scene: Scene | None = None) -> str:
+    def caption(self, split: str, index: int, scene: Scene | None = None, variant: int = 0) -> str:
         """The (randomly templated but fixed) caption of sample ``index`` of ``split``; pass
-        ``scene`` when it is at hand, to skip drawing it again."""
+        ``scene`` when it is at hand, to skip drawing it again. ``variant`` 1, 2, ... give
+        further captions of the same scene, each from a stream of its own."""
         if scene is None:
             scene = self.scene(split, index)
-        return caption(scene, self._rng(split, _CAPTION, index))
+        stream = _CAPTION if check_count("variant", variant) == 0 else f"{_CAPTION}{variant}"
+        return caption(scene, self._rng(split, stream, index))
 
     def sample(self, split: str, index: int) -> tuple[Image.Image, str]:
         """Sample ``index`` of ``split`` as ``(RGB image, caption)``."""
