@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar
+
+from PIL import Image
+
+from clipforge.transforms import ImageDecodeError, load_image
 
 
 class DataError(ValueError):
@@ -29,6 +34,38 @@ class SkipReason(str, Enum):
     NO_CAPTION = "no_caption"  # no .txt / json field / caption cell, or only whitespace
     BAD_MEMBER = "bad_member"  # a tar member cannot be read (link, archive truncated in it)
     BAD_SHARD = "bad_shard"  # a shard cannot be opened or is not a tar archive
+
+
+class SampleSkipped(Exception):
+    """One sample cannot be used; ``reason`` is what the skip counts file it under."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def open_sample_image(source: bytes | Path | None, name: str | None = None) -> Image.Image:
+    """Decode a sample's image from its bytes or file; :class:`SampleSkipped` says why not
+    when it is absent, missing, empty, truncated or not an image. ``name`` labels bytes in
+    the error."""
+    if source is None:
+        raise SampleSkipped(SkipReason.NO_IMAGE, "no image member or path")
+    if isinstance(source, Path):
+        try:
+            size = source.stat().st_size if source.is_file() else None
+        except OSError:  # removed or unreadable since it was listed
+            size = None
+        if size is None:
+            raise SampleSkipped(SkipReason.MISSING_FILE, f"image file {str(source)!r} not found")
+    else:
+        size = len(source)
+    if size == 0:
+        raise SampleSkipped(SkipReason.EMPTY_IMAGE, "image is 0 bytes")
+    try:
+        return load_image(source, name=name)
+    except (ImageDecodeError, OSError, ValueError) as err:
+        raise SampleSkipped(SkipReason.BAD_IMAGE, str(err)) from None
 
 
 @dataclass

@@ -16,15 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from clipforge.data.skips import SkipReason, SkipStats
+from clipforge.data.skips import SampleSkipped, SkipReason, SkipStats, open_sample_image
 from clipforge.data.sources import RawSample, SampleSource, choose_caption, stable_seed
-from clipforge.transforms import ImageDecodeError, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +79,6 @@ class ResumePoint:
 
     batches: int
     positions: tuple[int, ...]
-
-
-class _Skip(Exception):
-    def __init__(self, reason: SkipReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 class ImageTextStream(IterableDataset[Batch]):
@@ -181,7 +172,7 @@ class ImageTextStream(IterableDataset[Batch]):
             totals.seen += 1
             try:
                 pending.append(self._decode(sample))
-            except _Skip as skip:
+            except SampleSkipped as skip:
                 delta.add(skip.reason, sample.sample_id)
                 self._record_skip(skip, sample.sample_id, totals, stream)
             if len(pending) == self.batch_size:
@@ -195,7 +186,9 @@ class ImageTextStream(IterableDataset[Batch]):
             # The last partial batch, or (no samples left) a record carrying the last skips.
             yield self._collate(pending, delta, stream, position)
 
-    def _record_skip(self, skip: _Skip, sample_id: str, totals: SkipStats, stream: int) -> None:
+    def _record_skip(
+        self, skip: SampleSkipped, sample_id: str, totals: SkipStats, stream: int
+    ) -> None:
         """Count a skip in the slot's totals, log it (rate-limited: the first few per reason,
         then the 2**k-th), and fail once the slot alone passes the skip-rate limit, so that a
         worker reading only broken data stops the run without waiting for a batch."""
@@ -212,22 +205,12 @@ class ImageTextStream(IterableDataset[Batch]):
         )
 
     def _decode(self, sample: RawSample) -> tuple[str, torch.Tensor, str]:
-        """``(sample_id, pixels (3, H, W), caption)``, or :class:`_Skip` with the reason."""
+        """``(sample_id, pixels (3, H, W), caption)``, or :class:`SampleSkipped` with the reason."""
         if sample.fault is not None:
-            raise _Skip(*sample.fault)
-        if sample.image is None:
-            raise _Skip(SkipReason.NO_IMAGE, "no image member or path")
-        if not sample.captions:
-            raise _Skip(SkipReason.NO_CAPTION, "no caption, or only empty ones")
-        image = sample.image
-        if isinstance(image, Path) and not image.is_file():
-            raise _Skip(SkipReason.MISSING_FILE, f"image file {str(image)!r} not found")
-        if (len(image) if isinstance(image, bytes) else image.stat().st_size) == 0:
-            raise _Skip(SkipReason.EMPTY_IMAGE, "image is 0 bytes")
-        try:
-            img = load_image(image, name=sample.sample_id)
-        except ImageDecodeError as err:
-            raise _Skip(SkipReason.BAD_IMAGE, str(err)) from err
+            raise SampleSkipped(*sample.fault)
+        if sample.image is not None and not sample.captions:
+            raise SampleSkipped(SkipReason.NO_CAPTION, "no caption, or only empty ones")
+        img = open_sample_image(sample.image, name=sample.sample_id)
         seed_id = sample.seed_id
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(

@@ -83,8 +83,14 @@ def _make_sample(
     return RawSample(key=key, origin=shard, image=image, captions=captions, fault=fault)
 
 
-def read_shard(shard: str, *, caption_field: str | None = None) -> Iterator[RawSample]:
-    """Stream the samples of one tar shard in member order.
+MemberFault = tuple[SkipReason, str]
+
+
+def read_shard_members(
+    shard: str,
+) -> Iterator[tuple[str, dict[str, tuple[str, bytes]], MemberFault | None]]:
+    """``(key, {extension: (member name, bytes)}, fault)`` for each sample of a tar shard, in
+    member order.
 
     Broken input never raises: a member that cannot be read marks its sample with a
     ``bad_member`` fault; an archive that breaks off (truncated, corrupt) ends the shard, the
@@ -92,8 +98,8 @@ def read_shard(shard: str, *, caption_field: str | None = None) -> Iterator[RawS
     ``bad_shard`` sample keyed ``<shard>``. Directory entries are not samples and are ignored.
     """
     key: str | None = None
-    files: dict[str, bytes] = {}
-    fault: tuple[SkipReason, str] | None = None
+    files: dict[str, tuple[str, bytes]] = {}
+    fault: MemberFault | None = None
     try:
         # "r|*": sequential reading (no seeks, fast on network filesystems), any compression.
         with tarfile.open(shard, mode="r|*") as tar:
@@ -103,22 +109,30 @@ def read_shard(shard: str, *, caption_field: str | None = None) -> Iterator[RawS
                 member_key, extension = split_member_name(member.name)
                 if member_key != key:
                     if key is not None:
-                        yield _make_sample(shard, key, files, fault, caption_field)
+                        yield key, files, fault
                     key, files, fault = member_key, {}, None
                 try:
                     handle = tar.extractfile(member)
                     if handle is None:
                         raise tarfile.StreamError(f"member type {member.type!r} holds no data")
-                    files[extension] = handle.read()
+                    files[extension] = (member.name, handle.read())
                 except (tarfile.TarError, OSError, EOFError) as err:
                     fault = fault or (SkipReason.BAD_MEMBER, f"member {member.name!r}: {err}")
     except (tarfile.TarError, OSError, EOFError) as err:
         if key is None:
             detail = f"cannot read shard: {type(err).__name__}: {err}"
-            yield RawSample("<shard>", shard, None, (), (SkipReason.BAD_SHARD, detail))
+            yield "<shard>", {}, (SkipReason.BAD_SHARD, detail)
             return
         fault = fault or (SkipReason.BAD_MEMBER, f"archive breaks off: {err}")
     if key is not None:
+        yield key, files, fault
+
+
+def read_shard(shard: str, *, caption_field: str | None = None) -> Iterator[RawSample]:
+    """The samples of one tar shard in member order, faults as :func:`read_shard_members`
+    gives them."""
+    for key, members, fault in read_shard_members(shard):
+        files = {extension: data for extension, (_, data) in members.items()}
         yield _make_sample(shard, key, files, fault, caption_field)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,10 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from clipforge.data.skips import SkipReason
-from clipforge.data.wds import parse_captions, split_member_name
+from clipforge.data.skips import SampleSkipped, SkipReason, open_sample_image
+from clipforge.data.wds import parse_captions, read_shard_members
 from clipforge.search.embed_inputs import IMAGE_SUFFIXES, FileSample, Partition
-from clipforge.transforms import ImageDecodeError, load_image
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 TextTokenizer = Callable[[list[str]], torch.Tensor]
@@ -65,13 +63,6 @@ class Chunk:
         """Called by ``DataLoader(pin_memory=True)`` for faster host-to-GPU copies."""
         pixels = None if self.pixels is None else self.pixels.pin_memory()
         return replace(self, pixels=pixels)
-
-
-class _Skip(Exception):
-    def __init__(self, reason: SkipReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass
@@ -160,27 +151,11 @@ class PartitionReader(IterableDataset[Chunk]):
         return chunk
 
     def _image(self, source: bytes | Path | None, name: str | None) -> torch.Tensor | None:
-        """The preprocessed image ``(3, S, S)``, None in caption-only mode; :class:`_Skip`
+        """The preprocessed image ``(3, S, S)``, None in caption-only mode; :class:`SampleSkipped`
         with the reason when there is no usable image. ``name`` labels bytes in errors."""
         if not self.images:
             return None
-        if source is None:
-            raise _Skip(SkipReason.NO_IMAGE, "no image")
-        if isinstance(source, Path):
-            try:
-                size = source.stat().st_size if source.is_file() else None
-            except OSError:  # removed or unreadable since the listing
-                size = None
-            if size is None:
-                raise _Skip(SkipReason.MISSING_FILE, f"image file {str(source)!r} not found")
-        else:
-            size = len(source)
-        if size == 0:
-            raise _Skip(SkipReason.EMPTY_IMAGE, "image is empty (0 bytes)")
-        try:
-            return self.transform(load_image(source, name=name))
-        except (ImageDecodeError, OSError, ValueError) as err:
-            raise _Skip(SkipReason.BAD_IMAGE, str(err)) from None
+        return self.transform(open_sample_image(source, name=name))
 
     def _add_file_sample(self, builder: _Builder, sample: FileSample) -> None:
         caption = sample.caption
@@ -195,7 +170,7 @@ class PartitionReader(IterableDataset[Chunk]):
             return
         try:
             image = self._image(sample.path, None)
-        except _Skip as skip:
+        except SampleSkipped as skip:
             builder.skip(sample.key, skip.reason, skip.detail)
             return
         path = None if sample.path is None else str(sample.path)
@@ -208,7 +183,7 @@ class PartitionReader(IterableDataset[Chunk]):
         shard = partition.shards[unit]
         part = 0
         builder = self._builder(partition.index, unit, units, part)
-        for key, files, fault in read_shard_files(shard):
+        for key, files, fault in read_shard_members(shard):
             self._add_shard_sample(builder, shard, key, files, fault)
             if len(builder.chunk.rows) == self.batch_size:
                 yield self._finish(builder, last=False)
@@ -239,7 +214,7 @@ class PartitionReader(IterableDataset[Chunk]):
             return
         try:
             image = self._image(data, f"{shard}:{key}")
-        except _Skip as skip:
+        except SampleSkipped as skip:
             builder.skip(key, skip.reason, skip.detail)
             return
         text = None
@@ -252,42 +227,3 @@ class PartitionReader(IterableDataset[Chunk]):
                 builder.warn(key, "bad_json", f".json does not parse ({err})")
         row = {"key": key, "path": shard, "member": member, "caption": caption, "json": text}
         builder.add(row, image)
-
-
-def read_shard_files(
-    shard: str,
-) -> Iterator[tuple[str, dict[str, tuple[str, bytes]], tuple[SkipReason, str] | None]]:
-    """``(key, {extension: (member name, bytes)}, fault)`` for each sample of a tar shard.
-
-    Like :func:`clipforge.data.wds.read_shard` (same keys, same faults: ``bad_member`` for a
-    member that cannot be read or an archive that breaks off, one ``bad_shard`` sample keyed
-    ``<shard>`` when the shard cannot be opened), but keeping every member's name and bytes,
-    which the metadata needs (``member``, ``json``).
-    """
-    key: str | None = None
-    files: dict[str, tuple[str, bytes]] = {}
-    fault: tuple[SkipReason, str] | None = None
-    try:
-        with tarfile.open(shard, mode="r|*") as tar:
-            for member in tar:
-                if member.isdir():
-                    continue
-                member_key, extension = split_member_name(member.name)
-                if member_key != key:
-                    if key is not None:
-                        yield key, files, fault
-                    key, files, fault = member_key, {}, None
-                try:
-                    handle = tar.extractfile(member)
-                    if handle is None:
-                        raise tarfile.StreamError(f"member type {member.type!r} holds no data")
-                    files[extension] = (member.name, handle.read())
-                except (tarfile.TarError, OSError, EOFError) as err:
-                    fault = fault or (SkipReason.BAD_MEMBER, f"member {member.name!r}: {err}")
-    except (tarfile.TarError, OSError, EOFError) as err:
-        if key is None:
-            yield "<shard>", {}, (SkipReason.BAD_SHARD, f"cannot read shard: {err}")
-            return
-        fault = fault or (SkipReason.BAD_MEMBER, f"archive breaks off: {err}")
-    if key is not None:
-        yield key, files, fault

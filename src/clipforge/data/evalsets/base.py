@@ -28,8 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clipforge.data.skips import DataError, SkipReason
-from clipforge.transforms import ImageDecodeError, load_image
+from clipforge.data.skips import DataError, SampleSkipped, SkipReason, open_sample_image
 
 ImageTransform = Callable[[Image.Image], Any]
 
@@ -69,8 +68,7 @@ ImageRef = Path | MemberRef | None  # an image file, a tar member, or no image a
 def read_image(ref: ImageRef, sample_id: str) -> Image.Image:
     """Decode the image behind ``ref``; :class:`UnreadableSample` with the skip reason when it
     is absent, missing, empty, truncated or not an image."""
-    if ref is None:
-        raise UnreadableSample(sample_id, SkipReason.NO_IMAGE, "no image member or path")
+    source: bytes | Path | None = ref
     if isinstance(ref, MemberRef):
         try:
             data = ref.read()
@@ -79,19 +77,11 @@ def read_image(ref: ImageRef, sample_id: str) -> Image.Image:
         if len(data) != ref.size:
             detail = f"shard {ref.shard!r} ends after {len(data)} of the image's {ref.size} bytes"
             raise UnreadableSample(sample_id, SkipReason.BAD_MEMBER, detail)
-        source: bytes | Path = data
-    else:
-        if not ref.is_file():
-            raise UnreadableSample(
-                sample_id, SkipReason.MISSING_FILE, f"image file {str(ref)!r} not found"
-            )
-        source = ref
-    if (len(source) if isinstance(source, bytes) else source.stat().st_size) == 0:
-        raise UnreadableSample(sample_id, SkipReason.EMPTY_IMAGE, "image is 0 bytes")
+        source = data
     try:
-        return load_image(source, name=sample_id)
-    except ImageDecodeError as err:
-        raise UnreadableSample(sample_id, SkipReason.BAD_IMAGE, str(err)) from err
+        return open_sample_image(source, name=sample_id)
+    except SampleSkipped as err:
+        raise UnreadableSample(sample_id, err.reason, err.detail) from None
 
 
 class EvalSet(Dataset):
