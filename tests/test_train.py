@@ -29,6 +29,7 @@ from clipforge.train import (
 )
 from clipforge.train.config import OptimSection
 from clipforge.train.data import render_shapes
+from clipforge.train.loop import build_model
 
 TINY = {
     "embed_dim": 32,
@@ -77,8 +78,18 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         load_train_config(tmp_path / "missing.yaml")
     with pytest.raises(TrainConfigError, match="data.batch_size='many'"):
         TrainConfig().with_overrides(["data.batch_size=many"])
+    with pytest.raises(TrainConfigError, match="model.init_temperature=1.5 not in"):
+        TrainConfig().with_overrides(["model.init_temperature=1.5"])
     with pytest.raises(TrainConfigError, match="captions_per_sample=0 must be > 0"):
         TrainConfig().with_overrides(["data.captions_per_sample=0"])
+
+
+def test_init_temperature_sets_the_starting_logit_scale(tmp_path: Path) -> None:
+    cfg = config(tmp_path, **{"model.init_temperature": "0.04"})
+    model = build_model(cfg, torch.device("cpu"))
+    assert model.logit_scale.exp().item() == pytest.approx(25.0)
+    default = build_model(config(tmp_path), torch.device("cpu"))
+    assert default.logit_scale.exp().item() == pytest.approx(1 / 0.07)
 
 
 def test_schedule_is_warmup_then_cosine() -> None:

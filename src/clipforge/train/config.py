@@ -31,6 +31,11 @@ class ModelSection:
     lock_text: bool = False
     lock_text_unlocked_layers: int = 0
     compile: bool = False
+    init_temperature: float = 0.0  # from-scratch runs: the starting 1/logit_scale; 0: the model's
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.init_temperature < 1.0:
+            raise TrainConfigError(f"model.init_temperature={self.init_temperature} not in [0, 1)")
 
 
 @dataclass(frozen=True, kw_only=True)

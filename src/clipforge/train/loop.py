@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ def build_model(cfg: TrainConfig, device: torch.device) -> CLIP:
         model.lock_text_tower(unlocked_layers=m.lock_text_unlocked_layers)
     if model.config.vision_cfg.is_resnet:  # convolutions run ~30% faster channels-last
         model = model.to(memory_format=torch.channels_last)
+    if m.init_temperature and m.pretrained is None:
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(1 / m.init_temperature))
     if cfg.loss.name == "siglip" and model.logit_bias is None:
         # SigLIP learns a bias too; start where the paper does (t = 10, b = -10).
         model.logit_bias = nn.Parameter(torch.tensor(SIGLIP_INIT_LOGIT_BIAS, device=device))

@@ -30,7 +30,7 @@ DUPLICATE_P = 0.3  # chance a later object repeats the first one's pair, for cou
 # P(plain, noise, stripes, gradient), as running sums.
 BACKGROUND_CUMULATIVE = tuple(itertools.accumulate((0.4, 0.2, 0.2, 0.2)))
 MAX_ROTATION = 15.0  # degrees; larger turns would make a square read as a diamond
-MAX_OFFSET = 0.02  # fraction of the side; keeps neighbouring large objects apart
+MAX_OFFSET = 0.01  # fraction of the side; keeps neighbouring large objects apart
 MAX_SHADE = 12  # per-channel shift of an object's named colour
 # Least RGB distance between any background pixel and any object colour. A muted background
 # is then never mistaken for (or hides) an object, e.g. no purple star on a grey-purple field.
