@@ -24,7 +24,7 @@ import torch
 CASES = {
     "vit-b-32-bf16": ("ViT-B-32", 32, "amp_bf16"),
     "vit-b-32-fp32": ("ViT-B-32", 32, "fp32"),
-    "demo-fp32": ("shapes-rn", 256, "fp32"),
+    "demo-fp32": ("shapes-rn", 384, "fp32"),
 }
 CAPTIONS = [
     "a photo of a large red star on the left of a small blue square",
@@ -47,6 +47,8 @@ def matmul_flops(dtype: torch.dtype, seconds: float = 3.0, n: int = 2048) -> flo
 def run_case(name: str, seconds: float) -> dict:
     import clipforge
     from clipforge.losses import create_loss
+    from clipforge.train import create_optimizer
+    from clipforge.train.config import OptimSection
     from clipforge.train.step import StepContext, train_step
 
     model_name, batch, precision = CASES[name]
@@ -63,7 +65,7 @@ def run_case(name: str, seconds: float) -> dict:
         partial(torch.autocast, "cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext
     )
     ctx = StepContext(autocast=autocast)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = create_optimizer(model, OptimSection(lr=1e-4))
     loss = create_loss("clip")
 
     def step() -> None:

@@ -115,6 +115,45 @@ def test_weight_decay_skips_biases_norms_embeddings_and_temperature() -> None:
     assert optimizer.param_groups[1]["weight_decay"] == 0.0
 
 
+def _adamw_after_steps(optimizer_cfg: OptimSection, steps: int = 3):
+    torch.manual_seed(0)
+    model = clipforge.create_model(TINY)
+    optimizer = create_optimizer(model, optimizer_cfg)
+    for step in range(steps):
+        generator = torch.Generator().manual_seed(step)
+        for param in model.parameters():
+            param.grad = torch.randn(param.shape, generator=generator) * 1e-2
+        optimizer.step()
+    return optimizer, {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_adamw_runs_fused_on_cpu_and_updates_as_the_unfused_one() -> None:
+    cfg = OptimSection(lr=1e-2, weight_decay=0.1)
+    fused, fused_params = _adamw_after_steps(cfg)
+    plain, plain_params = _adamw_after_steps(OptimSection(lr=1e-2, weight_decay=0.1, fused=False))
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    torch.manual_seed(0)
+    start = dict(clipforge.create_model(TINY).named_parameters())
+    for name, value in plain_params.items():
+        assert not torch.equal(value, start[name]), f"{name} did not move"
+        torch.testing.assert_close(fused_params[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_adamw_falls_back_when_torch_has_no_fused_kernel(monkeypatch, caplog) -> None:
+    real = torch.optim.AdamW
+
+    def no_fused(params, *args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+        return real(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    with caplog.at_level("INFO", logger="clipforge.train.optim"):
+        optimizer = create_optimizer(clipforge.create_model(TINY), OptimSection())
+    assert not optimizer.defaults["fused"]
+    assert "fused AdamW unavailable" in caplog.text
+
+
 def test_accumulation_equals_full_batch_gradient() -> None:
     """Cached-feature accumulation keeps all negatives: same gradients as one big batch."""
     batch = next(synthetic_batches(batch_size=8)(0))

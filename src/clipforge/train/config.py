@@ -97,6 +97,7 @@ class OptimSection:
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0  # 0: off
     accum_steps: int = 1
+    fused: bool = True  # one fused AdamW kernel per parameter where torch has one
 
     def __post_init__(self) -> None:
         check_positive(

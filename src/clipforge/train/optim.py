@@ -3,16 +3,23 @@
 Weight decay is applied to matrices only: biases, norms, embeddings and the temperature/bias of
 the loss are excluded, as in CLIP and OpenCLIP (decaying them hurts and has no regularising use).
 The schedule is a pure function of the step, so resuming needs no scheduler state to be exact.
+
+The update runs fused (one kernel per parameter) where torch has it for the parameters' device
+and dtypes. On CPU torch otherwise falls back to a Python loop over parameters, which costs
+0.38 s per step for ViT-B-32 against 0.10 s fused (``bench/bench_optimizer.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch import nn
 
 from .config import OptimSection
+
+log = logging.getLogger(__name__)
 
 _NO_DECAY_NAMES = ("logit_scale", "logit_bias", "positional_embedding", "class_embedding")
 
@@ -33,7 +40,21 @@ def create_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    options = {"lr": cfg.lr, "betas": (cfg.beta1, cfg.beta2), "eps": cfg.eps}
+    if cfg.fused and _fused_supported(decay + no_decay):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **options)
+        except RuntimeError as error:  # a torch build without the fused kernel for this device
+            log.info("fused AdamW unavailable (%s); using the unfused update", error)
+    return torch.optim.AdamW(groups, **options)
+
+
+def _fused_supported(params: list[nn.Parameter]) -> bool:
+    """Torch's fused AdamW takes dense floating-point tensors on CPU or CUDA."""
+    return bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() and not p.is_sparse
+        for p in params
+    )
 
 
 def lr_at(step: int, cfg: OptimSection, total_steps: int) -> float:
