@@ -20,6 +20,8 @@ def test_quick_demo_writes_report(tmp_path: Path) -> None:
     assert set(metrics["eval"]) >= EXPECTED_METRICS
     assert all(0.0 <= metrics["eval"][k] <= 1.0 for k in EXPECTED_METRICS)
     assert metrics["training"]["steps"] == 140 and metrics["wall_time_s"] > 0
+    # Two processes of 64: the report counts the global batch.
+    assert metrics["training"]["processes"] == 2 and metrics["training"]["batch_size"] == 128
     # Colour is learnt within the quick run's few steps; far above the 10% of chance.
     assert metrics["eval"]["zeroshot_colour_acc"] > 0.5
     for name in ("report.md", "report.html", "curves.png", "confusion_shape.png",

@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import clipforge
-from clipforge.train import train
+from clipforge.train import fit, train
 from test_train import config, synthetic_batches  # the worker builds the same run
 
 ROOT = Path(__file__).parent.parent
@@ -18,9 +19,10 @@ ROOT = Path(__file__).parent.parent
 WORKER = """
 import sys
 from pathlib import Path
+import pytest
 import torch
 from clipforge.distributed import init_distributed
-from clipforge.train import train
+from clipforge.train import fit, train
 from tests.test_train import config, synthetic_batches
 
 dist = init_distributed()
@@ -67,3 +69,37 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
         torch.testing.assert_close(
             ddp_model.state_dict()[name], value, rtol=1e-3, atol=5e-5, msg=name
         )
+
+
+def _shapes_run(tmp_path: Path, name: str, **overrides: str):
+    # 65 samples: the two ranks render shares of 32 and 33, which the exchange must join.
+    sets = {"data.num_samples": 65, "run.steps": 4, "run.checkpoint_every": 4, **overrides}
+    (tmp_path / name).mkdir()
+    return config(tmp_path / name, **{k: str(v) for k, v in sets.items()})
+
+
+def test_fit_in_two_processes_matches_one_process_fit(tmp_path: Path) -> None:
+    """``run.processes=2`` spawns its own gloo group: the same losses and weights as one
+    process on the global batch, and rank 0's history and checkpoints in the run directory."""
+    two = fit(_shapes_run(tmp_path, "two", **{"run.processes": 2, "data.batch_size": 4}))
+    one = fit(_shapes_run(tmp_path, "one", **{"data.batch_size": 8}))
+
+    assert two.step == 4 and len(two.history) == 4 and two.samples_per_second > 0
+    torch.testing.assert_close(
+        torch.tensor([h["loss"] for h in two.history]),
+        torch.tensor([h["loss"] for h in one.history]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    for name, value in one.model.state_dict().items():  # atol: see the torchrun test above
+        torch.testing.assert_close(two.model.state_dict()[name], value, rtol=1e-3, atol=5e-5)
+    run_dir = tmp_path / "two" / "run"
+    assert (run_dir / "checkpoints" / "step_4.safetensors").is_file()
+    assert len((run_dir / "log.jsonl").read_text().splitlines()) == 4
+    assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []  # handoff gone
+
+
+def test_fit_in_processes_needs_a_picklable_eval_fn(tmp_path: Path) -> None:
+    cfg = _shapes_run(tmp_path, "run", **{"run.processes": 2, "data.batch_size": 4})
+    with pytest.raises(TypeError, match="eval_fn .* must be picklable"):
+        fit(cfg, eval_fn=lambda model: {})

@@ -7,6 +7,7 @@ calls any of this. Nothing here keeps state between calls: each function asks
 ``torch.distributed`` for the current group.
 
 Both collectives need the same tensor shape on every rank (use ``drop_last`` in the loader).
+:func:`all_gather_rows` exchanges data without gradient (ranks rendering shares of a data set).
 """
 
 from __future__ import annotations
@@ -165,6 +166,25 @@ def all_gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.dim() == 0:
         raise ValueError("all_gather_with_grad needs a tensor with a batch dimension, got a scalar")
     return _AllGather.apply(tensor)
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``tensor`` concatenated along dim 0 in rank order, on every rank; without
+    gradient (for data, e.g. each rank's share of a rendered data set). Ranks may hold
+    different numbers of rows; the other dimensions must agree. With NCCL the exchange goes
+    through this process's GPU and the result returns to ``tensor``'s device."""
+    world_size = world_info()[1]
+    if world_size == 1:
+        return tensor
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world_size)]
+    dist.all_gather(counts, torch.tensor([tensor.shape[0]], device=device))
+    rows = [int(count) for count in counts]
+    padded = tensor.new_zeros((max(rows), *tensor.shape[1:]), device=device)
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:n] for part, n in zip(parts, rows, strict=True)]).to(tensor.device)
 
 
 def _send_recv(tensor: torch.Tensor, send_to: int, recv_from: int) -> torch.Tensor:

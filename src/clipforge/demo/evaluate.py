@@ -6,8 +6,9 @@ Every view is rendered from the ``val``/``heldout`` splits, which share no sampl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -135,13 +136,14 @@ def _retrieval(model, world, tokenizer, n: int, result: ShapesEval, k: int = 5) 
             "retrieval_text_to_image_recall@1": float(top1.float().mean())}  # fmt: skip
 
 
-def shapes_eval_fn(seed: int, sizes: EvalSizes | None = None):
-    """A periodic-evaluation hook for the trainer: the shapes-world metrics of a model."""
+def shapes_eval_fn(seed: int, sizes: EvalSizes | None = None) -> Callable[[CLIP], dict[str, float]]:
+    """A periodic-evaluation hook for the trainer: the shapes-world metrics of a model.
+    It pickles (a partial of a module-level function), so ``run.processes`` workers can run it."""
     sizes = sizes or EvalSizes(classification=300, heldout=160, retrieval=300, probe=100)
+    return partial(_evaluate_periodically, seed=seed, sizes=sizes)
 
-    def evaluate(model: CLIP) -> dict[str, float]:
-        world = ShapesWorld(seed=seed, image_size=model.image_size)
-        tokenizer = Tokenizer(context_length=model.context_length)
-        return evaluate_shapes(model, world, tokenizer, sizes).metrics
 
-    return evaluate
+def _evaluate_periodically(model: CLIP, *, seed: int, sizes: EvalSizes) -> dict[str, float]:
+    world = ShapesWorld(seed=seed, image_size=model.image_size)
+    tokenizer = Tokenizer(context_length=model.context_length)
+    return evaluate_shapes(model, world, tokenizer, sizes).metrics

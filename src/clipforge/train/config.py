@@ -124,6 +124,7 @@ class RunSection:
     eval_every: int = 0  # 0: off; zero-shot evaluation on the validation view
     tensorboard: bool = False
     progress: bool = True
+    processes: int = 1  # local data-parallel processes started by fit itself (not torchrun)
 
     def __post_init__(self) -> None:
         check_positive(
@@ -132,6 +133,7 @@ class RunSection:
             steps=self.steps,
             log_every=self.log_every,
             keep_last=self.keep_last,
+            processes=self.processes,
         )
         if self.precision not in ("fp32", "amp_bf16", "amp_fp16"):
             raise TrainConfigError(

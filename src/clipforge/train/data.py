@@ -17,7 +17,7 @@ import torch
 from ..data.loader import build_image_text_loader
 from ..data.shapes import ShapesWorld
 from ..data.spec import DataSpec
-from ..distributed import world_info
+from ..distributed import all_gather_rows, world_info
 from ..tokenizer import Tokenizer
 from ..transforms import image_transform
 from .batches import LoaderBatches, StepBatches, TensorBatches
@@ -48,13 +48,15 @@ def render_shapes(
     split: str = "train",
     workers: int = 2,
     captions_per_sample: int = 1,
+    first: int = 0,
 ) -> tuple[torch.Tensor, list[list[str]]]:
-    """Samples ``0..n-1`` of a shapes-world split as uint8 images (n, 3, S, S), and for each
-    the captions of variants ``0..captions_per_sample-1`` (variant 0 is ``world.sample``'s)."""
+    """Samples ``first..first+n-1`` of a shapes-world split as uint8 images (n, 3, S, S), and
+    for each the captions of variants ``0..captions_per_sample-1`` (variant 0 is
+    ``world.sample``'s)."""
     start = time.perf_counter()
     chunk = max(1, -(-n // (4 * max(1, workers))))
-    jobs = [(seed, image_size, split, captions_per_sample, i, min(n, i + chunk))
-            for i in range(0, n, chunk)]  # fmt: skip
+    jobs = [(seed, image_size, split, captions_per_sample, i, min(first + n, i + chunk))
+            for i in range(first, first + n, chunk)]  # fmt: skip
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_render_range, jobs))
@@ -66,22 +68,52 @@ def render_shapes(
     return images.contiguous(), captions
 
 
-def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> StepBatches:
-    """One batch per step for this rank, as ``cfg.data`` describes."""
+def shapes_tensors(
+    cfg: TrainConfig, *, image_size: int, context_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shapes run's whole data set: uint8 images (N, 3, S, S) and token ids, (N, L) or
+    (N, K, L) with ``data.captions_per_sample`` = K > 1.
+
+    In a multi-process run each rank renders and tokenizes a contiguous share of the samples
+    and the shares are exchanged, so drawing takes 1/world_size of the time and every rank
+    ends with the same tensors a single process would make.
+    """
+    data = cfg.data
+    rank, world_size = world_info()
+    first, stop = (data.num_samples * r // world_size for r in (rank, rank + 1))
+    images, captions = render_shapes(
+        stop - first,
+        seed=cfg.run.seed,
+        image_size=image_size,
+        workers=max(1, data.workers // world_size),
+        captions_per_sample=data.captions_per_sample,
+        first=first,
+    )
+    tokens = Tokenizer(context_length=context_length)(
+        [text for texts in captions for text in texts]
+    )
+    if data.captions_per_sample > 1:
+        tokens = tokens.view(len(captions), data.captions_per_sample, -1)
+    if world_size > 1:
+        images, tokens = all_gather_rows(images), all_gather_rows(tokens)
+    return images, tokens
+
+
+def build_batches(
+    cfg: TrainConfig,
+    *,
+    image_size: int,
+    context_length: int,
+    shapes_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> StepBatches:
+    """One batch per step for this rank, as ``cfg.data`` describes. A shapes run renders its
+    data here unless ``shapes_data`` (from :func:`shapes_tensors`) is given."""
     data, run = cfg.data, cfg.run
     rank, world_size = world_info()
-    tokenizer = Tokenizer(context_length=context_length)
     if data.kind == "shapes":
-        images, captions = render_shapes(
-            data.num_samples,
-            seed=run.seed,
-            image_size=image_size,
-            workers=max(1, data.workers),
-            captions_per_sample=data.captions_per_sample,
+        images, tokens = shapes_data or shapes_tensors(
+            cfg, image_size=image_size, context_length=context_length
         )
-        tokens = tokenizer([text for texts in captions for text in texts])
-        if data.captions_per_sample > 1:
-            tokens = tokens.view(len(captions), data.captions_per_sample, -1)  # (N, K, L)
         return TensorBatches(
             images,
             tokens,
@@ -90,6 +122,7 @@ def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> 
             rank=rank,
             world_size=world_size,
         )
+    tokenizer = Tokenizer(context_length=context_length)
     spec = DataSpec(
         kind=data.kind,
         urls=data.train,

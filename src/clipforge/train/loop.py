@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,12 @@ from .step import StepContext, train_step
 
 log = logging.getLogger(__name__)
 EvalFn = Callable[[CLIP], dict[str, float]]
+# DDP's switch for broadcasting buffers each forward; newer torch renames it (and warns).
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 @dataclass
@@ -47,13 +55,44 @@ def _device(cfg: TrainConfig, dist) -> torch.device:
 
 
 def fit(cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None) -> RunResult:
-    """Train from a config alone: build the model, then the data sized for it, then run."""
+    """Train from a config alone: build the model, then the data sized for it, then run.
+
+    With ``run.processes`` > 1 this starts that many local data-parallel processes and returns
+    rank 0's result (:mod:`.processes`); under torchrun, torchrun's processes are the run's.
+    """
+    if cfg.run.processes > 1:
+        if "WORLD_SIZE" not in os.environ:
+            from .processes import fit_in_processes
+
+            return fit_in_processes(cfg, resume=resume, eval_fn=eval_fn)
+        log.warning(
+            "run.processes=%d is ignored: torchrun started WORLD_SIZE=%s processes",
+            cfg.run.processes,
+            os.environ["WORLD_SIZE"],
+        )
+    return fit_this_process(cfg, resume=resume, eval_fn=eval_fn)
+
+
+def fit_this_process(
+    cfg: TrainConfig,
+    *,
+    resume: str | None = None,
+    eval_fn: EvalFn | None = None,
+    shapes_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> RunResult:
+    """``fit`` in this process, as one rank of the group torchrun's environment describes
+    (or alone); ``shapes_data`` is a shapes run's data rendered already."""
     from .data import build_batches
 
     dist = init_distributed()
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
     model = build_model(cfg, _device(cfg, dist))
-    batches = build_batches(cfg, image_size=model.image_size, context_length=model.context_length)
+    batches = build_batches(
+        cfg,
+        image_size=model.image_size,
+        context_length=model.context_length,
+        shapes_data=shapes_data,
+    )
     return train(cfg, batches, resume=resume, eval_fn=eval_fn, model=model)
 
 
@@ -138,7 +177,9 @@ def train(
     wrapped: nn.Module = model
     if dist.world_size > 1:
         ids = [device.index] if device.type == "cuda" else None
-        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # BatchNorm running statistics stay per rank (rank 0's are saved): they never enter a
+        # training step, and broadcasting them each forward cost 6% of a shapes-rn step.
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids, **_NO_BUFFER_SYNC)
     if cfg.model.compile:
         wrapped = torch.compile(wrapped)
 
