@@ -125,3 +125,15 @@ def test_the_periodic_shapes_evaluation_can_travel_to_workers() -> None:
 
     restored = pickle.loads(pickle.dumps(shapes_eval_fn(seed=3)))
     assert restored.keywords["seed"] == 3
+
+
+def test_a_worker_error_reaches_the_caller_as_itself(tmp_path: Path) -> None:
+    """A data error in a worker is raised in the parent as the same DataError (which the CLI
+    prints as one line), not as torch's wrapper around a traceback."""
+    from clipforge.data.skips import DataError
+
+    cfg = _shapes_run(tmp_path, "run", **{"run.processes": 2, "data.kind": "wds",
+                                          "data.train": str(tmp_path / "missing-{0..1}.tar")})  # fmt: skip
+    with pytest.raises(DataError, match="2 of 2 shards not found"):
+        fit(cfg)
+    assert [p.name for p in (tmp_path / "run" / "run").iterdir() if p.name.startswith(".")] == []

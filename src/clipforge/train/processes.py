@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .loop import EvalFn, RunResult, build_model, fit_this_process
 
 log = logging.getLogger(__name__)
+_RESULT = "result.pt"  # rank 0's weights and history, for the parent
 
 
 def fit_in_processes(
@@ -46,20 +47,23 @@ def fit_in_processes(
     model = build_model(cfg, resolve_device(cfg.run.device))  # receives the trained weights
     run_dir = Path(cfg.run.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".processes-", dir=run_dir) as handoff:
-        result_file = Path(handoff) / "result.pt"
+    with tempfile.TemporaryDirectory(prefix=".processes-", dir=run_dir) as tmp:
+        handoff = Path(tmp)
         threads = max(1, torch.get_num_threads() // n)
         log.info("training in %d processes of %d thread(s) each", n, threads)
         setup = _WorkerSetup(n, _free_port(), threads, logging.getLogger().getEffectiveLevel())
-        with _thread_environment(threads):
-            mp.start_processes(
-                _worker,
-                args=(setup, cfg, resume, eval_fn, result_file),
-                nprocs=n,
-                join=True,
-                start_method="spawn",
-            )
-        out = torch.load(result_file, weights_only=True)
+        try:
+            with _thread_environment(threads):
+                mp.start_processes(
+                    _worker,
+                    args=(setup, cfg, resume, eval_fn, handoff),
+                    nprocs=n,
+                    join=True,
+                    start_method="spawn",
+                )
+        except mp.ProcessRaisedException as failure:
+            raise _worker_error(handoff, failure) from None
+        out = torch.load(handoff / _RESULT, weights_only=True)
     model.load_state_dict(out.pop("state"))
     return RunResult(model=model, run_dir=run_dir, **out)
 
@@ -88,7 +92,7 @@ def _worker(
     cfg: TrainConfig,
     resume: str | None,
     eval_fn: EvalFn | None,
-    result_file: Path,
+    handoff: Path,
 ) -> None:
     os.environ.update(setup.environment(rank))
     torch.set_num_threads(setup.threads)
@@ -96,10 +100,24 @@ def _worker(
     try:
         result = fit_this_process(cfg, resume=resume, eval_fn=eval_fn)
         if rank == 0:
-            torch.save(_handoff(result), result_file)
+            torch.save(_handoff(result), handoff / _RESULT)
+    except Exception as err:
+        with contextlib.suppress(Exception):  # an exception that does not pickle stays torch's
+            (handoff / f"error-{rank}.pkl").write_bytes(pickle.dumps(err))
+        raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _worker_error(handoff: Path, failure: mp.ProcessRaisedException) -> BaseException:
+    """The exception the failed worker raised, so that callers (and the CLI's one-line errors)
+    see a ``DataError`` as a ``DataError``; torch's report, with the worker's traceback, when
+    the worker could not save it."""
+    try:
+        return pickle.loads((handoff / f"error-{failure.error_index}.pkl").read_bytes())
+    except (OSError, pickle.UnpicklingError, AttributeError, EOFError, TypeError):
+        return failure
 
 
 def _handoff(result: RunResult) -> dict[str, Any]:
