@@ -99,21 +99,12 @@ def shapes_tensors(
     return images, tokens
 
 
-def build_batches(
-    cfg: TrainConfig,
-    *,
-    image_size: int,
-    context_length: int,
-    shapes_data: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> StepBatches:
-    """One batch per step for this rank, as ``cfg.data`` describes. A shapes run renders its
-    data here unless ``shapes_data`` (from :func:`shapes_tensors`) is given."""
+def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> StepBatches:
+    """One batch per step for this rank, as ``cfg.data`` describes."""
     data, run = cfg.data, cfg.run
     rank, world_size = world_info()
     if data.kind == "shapes":
-        images, tokens = shapes_data or shapes_tensors(
-            cfg, image_size=image_size, context_length=context_length
-        )
+        images, tokens = shapes_tensors(cfg, image_size=image_size, context_length=context_length)
         return TensorBatches(
             images,
             tokens,

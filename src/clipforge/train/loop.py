@@ -74,25 +74,16 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None =
 
 
 def fit_this_process(
-    cfg: TrainConfig,
-    *,
-    resume: str | None = None,
-    eval_fn: EvalFn | None = None,
-    shapes_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None
 ) -> RunResult:
     """``fit`` in this process, as one rank of the group torchrun's environment describes
-    (or alone); ``shapes_data`` is a shapes run's data rendered already."""
+    (or alone)."""
     from .data import build_batches
 
     dist = init_distributed()
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
     model = build_model(cfg, _device(cfg, dist))
-    batches = build_batches(
-        cfg,
-        image_size=model.image_size,
-        context_length=model.context_length,
-        shapes_data=shapes_data,
-    )
+    batches = build_batches(cfg, image_size=model.image_size, context_length=model.context_length)
     return train(cfg, batches, resume=resume, eval_fn=eval_fn, model=model)
 
 

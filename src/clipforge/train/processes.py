@@ -22,6 +22,7 @@ import pickle
 import socket
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,14 @@ def fit_in_processes(
     return RunResult(model=model, run_dir=run_dir, **out)
 
 
+@dataclass(frozen=True)
 class _WorkerSetup:
     """What every worker needs to join the group: picklable, fixed for the run."""
 
-    def __init__(self, world_size: int, port: int, threads: int, log_level: int) -> None:
-        self.world_size, self.port = world_size, port
-        self.threads, self.log_level = threads, log_level
+    world_size: int
+    port: int
+    threads: int
+    log_level: int
 
     def environment(self, rank: int) -> dict[str, str]:
         """The variables torchrun would set for ``rank``."""
