@@ -6,6 +6,11 @@ FLOP/s is reported as a fraction of a plain large matmul's FLOP/s in the same pr
 measured in the same run. Each case runs in a fresh process so its peak RSS is its own.
 
     python bench/bench_train.py [--seconds 20] [--cases vit-b-32-bf16,vit-b-32-fp32,demo-fp32]
+    python bench/bench_train.py --single-step --cases vit-b-32-bf16
+
+``--single-step`` times the one step whose FLOPs are counted, with no warm-up step and no timing
+loop: for cases whose steps take minutes, such as bf16 on a CPU that only emulates it, where
+four steps would take an hour and one step's setup cost is lost in the noise.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ def matmul_flops(
     return best
 
 
-def run_case(name: str, seconds: float) -> dict:
+def run_case(name: str, seconds: float, single_step: bool = False) -> dict:
     import clipforge
     from clipforge.losses import create_loss
     from clipforge.train import create_optimizer
@@ -78,17 +83,21 @@ def run_case(name: str, seconds: float) -> dict:
     def step() -> None:
         train_step(model, loss, [(pixels, tokens)], optimizer, ctx)
 
-    step()
     from torch.utils.flop_counter import FlopCounterMode
 
+    if not single_step:
+        step()
+    start = time.perf_counter()
     with FlopCounterMode(display=False) as counter:
         step()
+    elapsed = time.perf_counter() - start
     flops = counter.get_total_flops()
-    runs, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or runs < 2:
-        step()
-        runs += 1
-    elapsed = (time.perf_counter() - start) / runs
+    if not single_step:
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or runs < 2:
+            step()
+            runs += 1
+        elapsed = (time.perf_counter() - start) / runs
     peak = matmul_flops(torch.bfloat16 if bf16 else torch.float32)
     return {
         "case": name,
@@ -106,10 +115,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument(
+        "--single-step",
+        action="store_true",
+        help="time only the FLOP-counted step (for cases with minute-long steps)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_case(args.one, args.seconds)))
+        print(json.dumps(run_case(args.one, args.seconds, args.single_step)))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"cpu capability {torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
@@ -124,8 +138,10 @@ def main() -> None:
     )
     print("{:>15} {:>10} {:>11} {:>9} {:>15} {:>9} {:>9}".format(*header))
     for name in args.cases.split(","):
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--seconds", str(args.seconds)],
-                             capture_output=True, text=True, check=True)  # fmt: skip
+        command = [sys.executable, __file__, "--one", name, "--seconds", str(args.seconds)]
+        if args.single_step:
+            command.append("--single-step")
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['case']:>15} {r['samples_per_s']:>10.1f} {r['model_gflop_per_step']:>11.1f} "
               f"{r['achieved_gflops']:>9.1f} {r['matmul_gflops']:>15.1f} "
