@@ -121,14 +121,18 @@ def relation(position: str, other: str) -> str | None:
 
 
 # Prompt templates for zero-shot classification of single-object scenes, by task. A few
-# phrasings per task form CLIP's prompt ensemble; "{}" takes the class name.
+# phrasings per task form CLIP's prompt ensemble; "{}" takes the class name. Like the training
+# captions they end without a full stop: the stop is a token the text tower never sees in
+# training, and prompts that match the captions' style score higher (as CLIP's "a photo of a
+# {}." matched its web captions). On eight demo-sized models the stop-free prompts scored 0.0 to
+# 0.9 points higher on shape than the same prompts with a stop, and -0.4 to +1.9 on colour.
 ZEROSHOT_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "shape": ("a {}.", "a picture of a {}.", "a small {}.", "a large {}.", "a {} on a background."),
+    "shape": ("a {}", "a picture of a {}", "a small {}", "a large {}", "a {} on a background"),
     "colour": (
-        "a {} shape.",
-        "a {} object.",
-        "something {}.",
-        "a small {} shape.",
-        "a large {} shape.",
+        "a {} shape",
+        "a {} object",
+        "something {}",
+        "a small {} shape",
+        "a large {} shape",
     ),
 }
