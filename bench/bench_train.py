@@ -29,7 +29,7 @@ import torch
 CASES = {
     "vit-b-32-bf16": ("ViT-B-32", 32, "amp_bf16"),
     "vit-b-32-fp32": ("ViT-B-32", 32, "fp32"),
-    "demo-fp32": ("shapes-rn", 384, "fp32"),
+    "demo-fp32": ("shapes-rn", 256, "fp32"),
 }
 CAPTIONS = [
     "a photo of a large red star on the left of a small blue square",
