@@ -98,7 +98,9 @@ def run_case(name: str, seconds: float, single_step: bool = False) -> dict:
             step()
             runs += 1
         elapsed = (time.perf_counter() - start) / runs
-    peak = matmul_flops(torch.bfloat16 if bf16 else torch.float32)
+    # One window in --single-step mode: a bf16 2048² matmul alone can take a minute where bf16
+    # is emulated, and five windows would add minutes to a one-step measurement.
+    peak = matmul_flops(torch.bfloat16 if bf16 else torch.float32, windows=1 if single_step else 5)
     return {
         "case": name,
         "samples_per_s": batch / elapsed,
