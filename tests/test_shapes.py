@@ -38,7 +38,7 @@ from clipforge.data.shapes import (
     word_order_probe,
     write_shapes,
 )
-from clipforge.data.shapes.captions import COLOUR_P, COLOUR_WORDS, SHAPE_WORDS
+from clipforge.data.shapes.captions import COLOUR_P, COLOUR_WORDS, SHAPE_WORDS, SIZE_P, SIZE_WORDS
 from clipforge.data.shapes.drawing import UNIT_OUTLINES
 from clipforge.data.shapes.vocab import COLOUR_RGB, relation
 
@@ -181,9 +181,9 @@ def _outline_box(obj: SceneObject) -> tuple[float, float, float, float]:
 # Captions
 
 
-def test_captions_name_every_shape_and_most_colours(world: ShapesWorld) -> None:
-    objects = with_colour = 0
-    for index in range(500):
+def test_captions_name_every_shape_and_some_colours_and_sizes(world: ShapesWorld) -> None:
+    objects = with_colour = with_size = 0
+    for index in range(2000):  # enough objects for the shares below to be within ~1%
         scene = world.scene("train", index)
         text = world.caption("train", index, scene)
         canonical = canonical_caption(scene)
@@ -192,11 +192,14 @@ def test_captions_name_every_shape_and_most_colours(world: ShapesWorld) -> None:
             assert _mentions(text, shape_words), (text, obj)
             objects += 1
             with_colour += _mentions(text, COLOUR_WORDS[obj.colour])
+            with_size += _mentions(text, SIZE_WORDS[obj.size])
             assert _mentions(canonical, (obj.colour,)) and obj.shape in canonical
             assert obj.size in canonical
     # Colour is left out of about half of the phrases (captions.COLOUR_P); another object of
     # the same colour can still name it, so the share of objects is a little above COLOUR_P.
     assert COLOUR_P <= with_colour / objects <= COLOUR_P + 0.12, with_colour / objects
+    # Size likewise (captions.SIZE_P), except that a group of mixed sizes never names it.
+    assert SIZE_P - 0.05 <= with_size / objects <= SIZE_P + 0.12, with_size / objects
     captions = {world.caption("train", i) for i in range(500)}
     assert len(captions) > 400  # templates and synonyms vary the text
 

@@ -9,7 +9,11 @@ colours, colour and position alone tell the captions of a batch apart, the contr
 gives shape little gradient, and a small model learns shapes far more slowly. On the demo
 recipe, zero-shot shape accuracy at step 250 of 500 was 31% with colour in three phrases of
 four, 47% with colour in half and 51% with colour in 30%, where colour itself was no longer
-learnt (13%, chance 10%).
+learnt (13%, chance 10%). Size is named in under a third of the phrases for a like reason: small
+and large objects differ by about 3 px across, a cue as fine as a hexagon's corners against a
+circle's outline, and each caption that names it draws the image tower to it. Over four seeds of
+the demo, zero-shot shape accuracy was 88.6% on average with size in 60% of the phrases and 90.3%
+with 30% (89.0% over three seeds with 15%, where colour and held-out pairs held too).
 The canonical caption is a fixed function of the scene, used where a caption must be reproducible
 (retrieval ground truth, shard metadata).
 """
@@ -74,7 +78,7 @@ CONNECTIVES: tuple[str, ...] = ("and", "with", "and also", "as well as")
 PREFIX_P = 0.4
 COUNT_WORDS: dict[int, tuple[str, ...]] = {2: ("two", "a pair of"), 3: ("three",)}
 COLOUR_P = 0.5  # chance a phrase names the colour
-SIZE_P = 0.6  # chance a phrase names the size
+SIZE_P = 0.3  # chance a phrase names the size
 POSITION_P = 0.5  # chance a phrase names the position
 RELATION_P = 0.6  # chance a two-object scene is described by its relation when it has one
 BACKGROUND_P = 0.2
