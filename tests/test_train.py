@@ -221,14 +221,18 @@ def crash_after(batches, steps: int):
     return generate
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "amp_fp16"])
+def test_resume_continues_exactly(tmp_path: Path, precision: str) -> None:
+    """In fp16 the loss scaler is part of the state: a resumed run that restarted it would
+    count its growth interval again (and skip different steps on overflow)."""
+    sets = {"model.patch_dropout": 0.25, "run.precision": precision}
     (tmp_path / "a").mkdir()
-    full = config(tmp_path / "a", **{"model.patch_dropout": 0.25})
+    full = config(tmp_path / "a", **sets)
     train(full, synthetic_batches())
     reference = _losses(tmp_path / "a" / "run")
 
     (tmp_path / "b").mkdir()
-    interrupted = config(tmp_path / "b", **{"model.patch_dropout": 0.25})
+    interrupted = config(tmp_path / "b", **sets)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(interrupted, crash_after(synthetic_batches(), 4))  # checkpoint at step 3
     result = train(interrupted, synthetic_batches(), resume="latest")
@@ -239,8 +243,54 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     checkpoints = sorted(p.name for p in (tmp_path / "b" / "run" / "checkpoints").iterdir())
     assert checkpoints == ["latest", "step_3.safetensors", "step_3.state.pt",
                            "step_6.safetensors", "step_6.state.pt"]  # fmt: skip
+    final_states = [torch.load(tmp_path / name / "run" / "checkpoints" / "step_6.state.pt",
+                               weights_only=False) for name in ("a", "b")]  # fmt: skip
+    assert final_states[1]["scaler"] == final_states[0]["scaler"]  # None in fp32
     reloaded = clipforge.create_model(tmp_path / "b" / "run" / "checkpoints" / "step_6.safetensors")
     torch.testing.assert_close(reloaded.state_dict(), result.model.state_dict())
+
+
+@pytest.mark.parametrize("precision", ["amp_bf16", "amp_fp16"])
+def test_mixed_precision_trains_on_cpu_close_to_fp32(tmp_path: Path, precision: str) -> None:
+    """The CPU equivalents of the GPU precisions: autocast really runs (the first loss moves off
+    fp32's, but stays close), and fp16 gets a working loss scaler, not torch's warning that a
+    CUDA scaler is disabled."""
+    results = {}
+    for name in ("fp32", precision):
+        (tmp_path / name).mkdir()
+        results[name] = train(
+            config(tmp_path / name, **{"run.precision": name}), synthetic_batches()
+        )
+    first, reference = results[precision].history[0]["loss"], results["fp32"].history[0]["loss"]
+    assert first != reference and first == pytest.approx(reference, rel=2e-2)
+    assert all(math.isfinite(h["loss"]) for h in results[precision].history)
+    state = torch.load(tmp_path / precision / "run" / "checkpoints" / "step_6.state.pt",
+                       weights_only=False)  # fmt: skip
+    if precision == "amp_fp16":
+        assert state["scaler"]["scale"] > 0  # an enabled scaler's state, saved for resuming
+    else:
+        assert state["scaler"] is None
+
+
+def test_fp16_loss_scaling_skips_an_overflowing_step_and_lowers_the_scale() -> None:
+    batch = next(synthetic_batches(batch_size=8)(0))
+    torch.manual_seed(0)
+    model = clipforge.create_model(TINY)
+    optimizer = create_optimizer(model, OptimSection())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    ctx = StepContext(autocast=lambda: torch.autocast("cpu", dtype=torch.float16), scaler=scaler)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def overflowing(*args, **kwargs):
+        return create_loss("clip")(*args, **kwargs) * float("inf")
+
+    train_step(model, overflowing, [batch], optimizer, ctx)
+    assert scaler.get_scale() == 2.0**9
+    for name, value in model.named_parameters():
+        torch.testing.assert_close(value.detach(), before[name], msg=name)  # step skipped
+    train_step(model, create_loss("clip"), [batch], optimizer, ctx)
+    assert scaler.get_scale() == 2.0**9  # a finite step keeps the scale (it grows later)
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters())
 
 
 KILL_SCRIPT = """

@@ -116,7 +116,7 @@ class RunSection:
     out_dir: str = "runs/train"
     steps: int = 1000
     seed: int = 0
-    precision: str = "amp_bf16"  # fp32 | amp_bf16 | amp_fp16 (GPU, with loss scaling)
+    precision: str = "amp_bf16"  # fp32 | amp_bf16 | amp_fp16 (loss-scaled; for GPUs)
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 10
     checkpoint_every: int = 500

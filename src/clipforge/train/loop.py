@@ -161,7 +161,7 @@ def train(
 
     model = model if model is not None else build_model(cfg, device)
     optimizer = create_optimizer(model, cfg.optim)
-    scaler = torch.amp.GradScaler("cuda") if cfg.run.precision == "amp_fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if cfg.run.precision == "amp_fp16" else None
     step = 0
     if resume:
         step = load_checkpoint(resolve_resume(run_dir, resume), model, optimizer, scaler)
