@@ -13,7 +13,7 @@ learnt (13%, chance 10%). Size is named in under a third of the phrases for a li
 and large objects differ by about 3 px across, a cue as fine as a hexagon's corners against a
 circle's outline, and each caption that names it draws the image tower to it. Over four seeds of
 the demo, zero-shot shape accuracy was 88.6% on average with size in 60% of the phrases and 90.3%
-with 30% (89.0% over three seeds with 15%, where colour and held-out pairs held too).
+with 30%; 15% gave 89.0% over three seeds (docs/benchmarks.md, "The demo").
 The canonical caption is a fixed function of the scene, used where a caption must be reproducible
 (retrieval ground truth, shard metadata).
 """
