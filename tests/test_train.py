@@ -221,6 +221,12 @@ def crash_after(batches, steps: int):
     return generate
 
 
+def _saved_scaler(run_root: Path) -> dict | None:
+    """The loss scaler's state in the step-6 checkpoint of the run under ``run_root``."""
+    state = torch.load(run_root / "run" / "checkpoints" / "step_6.state.pt", weights_only=False)
+    return state["scaler"]
+
+
 @pytest.mark.parametrize("precision", ["fp32", "amp_fp16"])
 def test_resume_continues_exactly(tmp_path: Path, precision: str) -> None:
     """In fp16 the loss scaler is part of the state: a resumed run that restarted it would
@@ -243,9 +249,7 @@ def test_resume_continues_exactly(tmp_path: Path, precision: str) -> None:
     checkpoints = sorted(p.name for p in (tmp_path / "b" / "run" / "checkpoints").iterdir())
     assert checkpoints == ["latest", "step_3.safetensors", "step_3.state.pt",
                            "step_6.safetensors", "step_6.state.pt"]  # fmt: skip
-    final_states = [torch.load(tmp_path / name / "run" / "checkpoints" / "step_6.state.pt",
-                               weights_only=False) for name in ("a", "b")]  # fmt: skip
-    assert final_states[1]["scaler"] == final_states[0]["scaler"]  # None in fp32
+    assert _saved_scaler(tmp_path / "b") == _saved_scaler(tmp_path / "a")  # None in fp32
     reloaded = clipforge.create_model(tmp_path / "b" / "run" / "checkpoints" / "step_6.safetensors")
     torch.testing.assert_close(reloaded.state_dict(), result.model.state_dict())
 
@@ -264,12 +268,11 @@ def test_mixed_precision_trains_on_cpu_close_to_fp32(tmp_path: Path, precision: 
     first, reference = results[precision].history[0]["loss"], results["fp32"].history[0]["loss"]
     assert first != reference and first == pytest.approx(reference, rel=2e-2)
     assert all(math.isfinite(h["loss"]) for h in results[precision].history)
-    state = torch.load(tmp_path / precision / "run" / "checkpoints" / "step_6.state.pt",
-                       weights_only=False)  # fmt: skip
+    scaler = _saved_scaler(tmp_path / precision)
     if precision == "amp_fp16":
-        assert state["scaler"]["scale"] > 0  # an enabled scaler's state, saved for resuming
+        assert scaler["scale"] > 0  # an enabled scaler's state, saved for resuming
     else:
-        assert state["scaler"] is None
+        assert scaler is None
 
 
 def test_fp16_loss_scaling_skips_an_overflowing_step_and_lowers_the_scale() -> None:
