@@ -90,7 +90,7 @@ def count_image_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         ({"task": "retrieval", "templates": "t.txt"}, "templates='t.txt' does not apply"),
         ({"task": "fewshot", "ood_dataset": "x"}, "only to robustness"),
         ({"task": "zeroshot", "cupl": "c.json", "waffle": True}, "not cupl and waffle"),
-        ({"task": "zeroshot", "precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"task": "zeroshot", "precision": "fp8"}, "precision='fp8' is not a precision"),
         (
             {"task": "zeroshot", "waffle": True, "language": "de"},
             "nothing to translate with waffle",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.evalsets import EvalOptions
-from ..models.factory import PRECISIONS
+from ..precision import check_precision
 
 TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "linear-probe", "fewshot", "robustness")
 METHODS: tuple[str, ...] = ("tip", "tip-f", "gda", "coop", "linear")
@@ -116,10 +116,7 @@ class EvalConfig:
         _check_int(self.seed, "seed", minimum=None)
         _check_int(self.batch_size, "batch_size", minimum=1)
         _check_int(self.workers, "workers", minimum=0)
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}"
-            )
+        check_precision(self.precision)
         if not 0.0 <= self.max_skip_rate <= 1.0:
             raise ValueError(f"max_skip_rate={self.max_skip_rate!r} must lie in [0, 1]")
         if not isinstance(self.dataset_options, EvalOptions):

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..data.evalsets import EvalLoader, EvalSet, LabelBatch
 from ..data.skips import SkipStats
 from ..models import CLIP
+from ..precision import resolve_precision
 from ..transforms import InferenceTransform, PreprocessConfig
 from ..zeroshot.classifier import Tokenizer
 from .cache import FeatureCache, keys_digest
@@ -83,10 +84,7 @@ class Encoder:
     cache: FeatureCache = dataclasses.field(default_factory=lambda: FeatureCache(None))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision in ("amp", "amp_bf16"):
-            dtype = torch.bfloat16 if self.precision == "amp_bf16" else torch.float16
-            return torch.autocast(self.device.type, dtype=dtype)
-        return contextlib.nullcontext()
+        return resolve_precision(self.precision, self.device).autocast()
 
     @property
     def preprocess(self) -> PreprocessConfig:

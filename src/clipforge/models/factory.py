@@ -8,17 +8,10 @@ from typing import Any
 
 import torch
 
+from ..precision import resolve_precision
 from .checkpoint import HF_HUB_PREFIX, Checkpoint, checkpoint_config, load_weights, read_checkpoint
 from .clip import CLIP
 from .config import CLIPConfig, get_model_config, list_models, load_config_file
-
-PRECISIONS = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-    "amp": torch.float32,  # fp32 weights; run under torch.autocast
-    "amp_bf16": torch.float32,
-}
 
 ModelSpec = str | os.PathLike | CLIPConfig | dict[str, Any] | None
 
@@ -39,12 +32,11 @@ def create_model(
     or its dict form, a ``.json`` config file, or a checkpoint (file, directory or ``hf-hub:``)
     that records or implies its architecture. ``pretrained`` is a checkpoint whose weights are
     loaded into the named architecture. ``image_size``/``context_length`` change the model's
-    input sizes; loaded position embeddings are resized to fit. ``precision`` is one of
-    ``fp32``, ``bf16``, ``fp16`` (weights cast) or ``amp``/``amp_bf16`` (fp32 weights, to run
-    under ``torch.autocast``).
+    input sizes; loaded position embeddings are resized to fit. ``precision`` is a name of
+    :mod:`clipforge.precision`: ``bf16``/``fp16`` cast the weights, the ``amp_*`` names (and
+    ``auto``) keep them in fp32 for the caller to run under the precision's autocast.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose from {sorted(PRECISIONS)}")
+    weight_dtype = resolve_precision(precision, device).weight_dtype
     config, checkpoint = resolve_spec(name_or_config)
     if pretrained is not None:
         checkpoint = read_checkpoint(pretrained)
@@ -56,7 +48,7 @@ def create_model(
     model = CLIP(config)
     if checkpoint is not None:
         load_weights(model, checkpoint)
-    return model.to(device=device, dtype=PRECISIONS[precision])
+    return model.to(device=device, dtype=weight_dtype)
 
 
 def resolve_spec(spec: ModelSpec) -> tuple[CLIPConfig | None, Checkpoint | None]:
