@@ -24,6 +24,11 @@ class DataError(ValueError):
     """A data source is unusable: missing files, nothing to read, or too many broken samples."""
 
 
+class MissingDataError(DataError, FileNotFoundError):
+    """A named input (table, folder, shard) that does not exist: a :class:`DataError` for
+    callers that catch data errors, a :class:`FileNotFoundError` for those that catch paths."""
+
+
 class SkipReason(str, Enum):
     """Why a sample was skipped; the value is the key in :attr:`SkipStats.counts`."""
 

@@ -1,37 +1,86 @@
-"""Image-text pairs listed in a table (CSV, TSV or parquet) with images in a folder.
+"""Tables (CSV, TSV or parquet) of image paths and captions or labels: the one table reader.
 
-The table is read once into memory (paths and captions only: a few hundred bytes a row), which
-makes it a map-style dataset: row ``i`` is :class:`~clipforge.data.sources.RawSample` ``i``,
-and an epoch is a permutation of the rows split across ranks and workers, so resuming skips
-rows by index without opening a single image.
+Training reads a table as :class:`ImageTextTable`, evaluation picks its columns and split rows
+with :func:`pick_column` and :func:`read_table_rows`, embedding reads every column of every row
+for its metadata; all of them go through :func:`read_columns`, so a table reads (and fails) the
+same way everywhere. Training's table is read once into memory (paths and captions only: a few
+hundred bytes a row), which makes it a map-style dataset: row ``i`` is
+:class:`~clipforge.data.sources.RawSample` ``i``, and an epoch is a permutation of the rows split
+across ranks and workers, so resuming skips rows by index without opening a single image.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from clipforge.data.skips import DataError
+from clipforge.data.conventions import SPLIT_COLUMN, TABLE_SUFFIXES
+from clipforge.data.skips import DataError, MissingDataError
 from clipforge.data.sources import RawSample, epoch_order
 
-TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".parquet")
+
+def check_table(path: str | Path) -> Path:
+    """``path`` as a Path if it names an existing table file, else an error naming it."""
+    table = Path(path)
+    if table.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(f"table {str(table)!r}: suffix must be one of {TABLE_SUFFIXES}")
+    if not table.is_file():
+        raise MissingDataError(f"table {str(table)!r} not found")
+    return table
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def table_columns(path: Path) -> dict[str, bool]:
+    """Column name -> whether it holds text, in table order. CSV cells are all text; a
+    parquet column holds text when its type is a string or a list of strings (several
+    captions of one image)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa  # optional dependency, needed only for parquet tables
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"table {str(path)!r}: cannot read parquet ({err})") from err
+        return {field.name: _is_text(pa, field.type) for field in schema}
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle, delimiter=_delimiter(path)), [])
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"table {str(path)!r}: cannot read ({err})") from err
+    return dict.fromkeys(header, True)
+
+
+def _is_text(pa, kind) -> bool:  # noqa: ANN001 (pyarrow is imported lazily)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def table_header(path: Path) -> list[str]:
+    """The column names of a table, in order."""
+    return list(table_columns(path))
 
 
 def read_columns(path: Path, columns: Sequence[str]) -> dict[str, list[object]]:
     """The named columns of a table, as lists; DataError naming any column that is missing."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # optional dependency, needed only for parquet tables
+    _check_columns(path, columns, table_header(path))
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
 
-        available = list(pq.read_schema(path).names)
-        _check_columns(path, columns, available)
         return pq.read_table(path, columns=list(columns)).to_pydict()
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ",")
-        _check_columns(path, columns, list(reader.fieldnames or []))
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter=_delimiter(path)))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"table {str(path)!r}: cannot read ({err})") from err
     return {column: [row[column] for row in rows] for column in columns}
 
 
@@ -41,8 +90,88 @@ def _check_columns(path: Path, columns: Sequence[str], available: Sequence[str])
         raise DataError(f"table {str(path)!r}: no column {missing} (columns: {list(available)})")
 
 
-def _cell(value: object) -> str:
+def pick_column(
+    path: Path,
+    columns: dict[str, bool],
+    given: str | None,
+    candidates: Sequence[str],
+    what: str,
+    *,
+    required: bool = True,
+) -> str | None:
+    """The column holding ``what`` (image paths, captions): ``given``, which must exist and hold
+    text, else the one text column of ``candidates`` in ``columns`` (:func:`table_columns`).
+    None or several is an error naming the table, except that None is returned when the
+    column is not ``required``."""
+    if given is not None:
+        if given not in columns:
+            raise DataError(
+                f"table {str(path)!r}: no {what} column {given!r} (columns: {list(columns)})"
+            )
+        if not columns[given]:
+            raise DataError(f"table {str(path)!r}: {what} column {given!r} does not hold text")
+        return given
+    found = [name for name in candidates if columns.get(name)]
+    if len(found) == 1 or (not found and not required):
+        return found[0] if found else None
+    problem = "no" if not found else f"several ({found})"
+    raise DataError(
+        f"table {str(path)!r}: {problem} {what} column among {list(candidates)} "
+        f"(columns: {list(columns)}); name the {what} column explicitly"
+    )
+
+
+def cell_text(value: object) -> str:
+    """A cell as stripped text; an empty or null cell is ``""``."""
     return "" if value is None else str(value).strip()
+
+
+@dataclass(frozen=True)
+class TableRows:
+    """The requested columns of the selected rows; ``rows[i]`` is the row's 0-based position
+    in the table (data rows, header excluded), for error messages and keys."""
+
+    columns: dict[str, list[object]]
+    rows: list[int]
+    total: int  # rows in the whole table
+
+
+def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> TableRows:
+    """``columns`` of every row, or of the rows whose ``split`` column equals ``split``.
+
+    A table without a ``split`` column holds one split, so asking it for a split is an error
+    rather than a silent "all rows"; so is a split that selects no row.
+    """
+    if split is not None and SPLIT_COLUMN not in table_header(path):
+        raise DataError(
+            f"table {str(path)!r} has no {SPLIT_COLUMN!r} column to select split {split!r} "
+            "from; pass split=None to read all its rows"
+        )
+    wanted = list(dict.fromkeys([*columns, *([SPLIT_COLUMN] if split is not None else [])]))
+    cells = read_columns(path, wanted)
+    count = len(cells[wanted[0]])
+    rows = list(range(count))
+    if split is not None:
+        values = [cell_text(value) for value in cells[SPLIT_COLUMN]]
+        rows = [row for row in rows if values[row] == split]
+        if not rows and count:
+            raise DataError(
+                f"table {str(path)!r}: no row of split {split!r} (splits: {sorted(set(values))})"
+            )
+    if not rows:
+        raise DataError(f"table {str(path)!r} has no rows")
+    return TableRows({name: [cells[name][row] for row in rows] for name in columns}, rows, count)
+
+
+def path_cells(path: Path, column: str, table: TableRows) -> list[str]:
+    """The image path cells, stripped; an empty cell is an error naming its row."""
+    cells = [cell_text(value) for value in table.columns[column]]
+    for position, cell in enumerate(cells):
+        if not cell:
+            raise DataError(
+                f"table {str(path)!r}: row {table.rows[position] + 1} has an empty {column!r} cell"
+            )
+    return cells
 
 
 class ImageTextTable(Dataset[RawSample]):
@@ -62,20 +191,16 @@ class ImageTextTable(Dataset[RawSample]):
         image_column: str = "filepath",
         caption_columns: Sequence[str] = ("caption",),
     ) -> None:
-        self.path = Path(path)
-        if self.path.suffix not in TABLE_SUFFIXES:
-            raise DataError(f"table {str(self.path)!r}: suffix must be one of {TABLE_SUFFIXES}")
-        if not self.path.is_file():
-            raise DataError(f"table {str(self.path)!r} not found")
+        self.path = check_table(path)
         self.image_root = self.path.parent if image_root is None else Path(image_root)
         if not self.image_root.is_dir():
             raise DataError(
                 f"image root {str(self.image_root)!r} of table {str(self.path)!r} is not a folder"
             )
         columns = read_columns(self.path, [image_column, *caption_columns])
-        self._paths = [_cell(value) for value in columns[image_column]]
+        self._paths = [cell_text(value) for value in columns[image_column]]
         self._captions = [
-            tuple(text for text in (_cell(columns[c][row]) for c in caption_columns) if text)
+            tuple(text for text in (cell_text(columns[c][row]) for c in caption_columns) if text)
             for row in range(len(self._paths))
         ]
         if not self._paths:

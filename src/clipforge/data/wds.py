@@ -20,12 +20,11 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
+from clipforge.data.conventions import image_member
 from clipforge.data.skips import SkipReason
 from clipforge.data.sources import RawSample, epoch_order, stable_seed
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 
 T = TypeVar("T")
 
@@ -74,7 +73,7 @@ def _make_sample(
     fault: tuple[SkipReason, str] | None,
     caption_field: str | None,
 ) -> RawSample:
-    image = next((files[ext] for ext in IMAGE_EXTENSIONS if ext in files), None)
+    image = image_member(files)
     try:
         captions = parse_captions(files, caption_field)
     except ValueError as err:

@@ -20,7 +20,6 @@ into runs of ``shards_per_partition``. A run reads either file inputs or shards,
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -29,19 +28,24 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from clipforge.data.conventions import (
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    IMAGE_SUFFIXES,
+    KEY_COLUMN,
+    SHARD_SUFFIXES,
+    TABLE_SUFFIXES,
+    is_image_name,
+    visible_files,
+)
 from clipforge.data.spec import expand_urls
-from clipforge.data.tables import TABLE_SUFFIXES
+from clipforge.data.tables import cell_text, pick_column, read_columns, table_columns
 
 logger = logging.getLogger(__name__)
 
 INPUT_FORMATS: tuple[str, ...] = ("auto", "folder", "wds", "table")
-IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-SHARD_SUFFIXES: tuple[str, ...] = (".tar", ".tar.gz", ".tgz")
-# Tried in this order when the caller does not name the columns.
-IMAGE_COLUMNS: tuple[str, ...] = ("filepath", "image_path", "image", "path")
-CAPTION_COLUMNS: tuple[str, ...] = ("caption", "text", "txt")
 
 T = TypeVar("T")
 
@@ -217,37 +221,20 @@ def _resolve_input(
     raise ValueError(f"input_format={kind!r} must be one of {list(INPUT_FORMATS)}")
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
-
-
 def _resolve_folder(folder: Path) -> _Resolved:
     """Every image under ``folder``, sorted by relative path, with its sidecar caption file."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} does not exist or is not a folder")
     root = folder.resolve()
-    images: list[str] = []
-    texts: set[str] = set()
-    tars = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        relative_dir = Path(dirpath).relative_to(root)
-        for name in filenames:
-            if _is_hidden(name):
-                continue
-            stem, suffix = os.path.splitext(name)
-            relative = (relative_dir / name).as_posix()
-            if suffix.lower() in IMAGE_SUFFIXES:
-                images.append(relative)
-            elif suffix.lower() == ".txt":
-                texts.add((relative_dir / stem).as_posix())
-            tars += name.lower().endswith(SHARD_SUFFIXES)
+    files = visible_files(root)
+    images = [name for name in files if is_image_name(name)]
+    texts = {name[: -len(".txt")] for name in files if name.lower().endswith(".txt")}
     if not images:
+        tars = sum(name.lower().endswith(SHARD_SUFFIXES) for name in files)
         hint = f"; it holds {tars} tar shards: pass them as a pattern" if tars else ""
         raise ValueError(
             f"image folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}){hint}"
         )
-    images.sort()
     samples = []
     for relative in images:
         stem = os.path.splitext(relative)[0]
@@ -293,56 +280,6 @@ def _has_text_members(shards: list[str]) -> bool:
     return False
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]], dict[str, bool]]:
-    """``(column names, rows, is-string per column)`` of a table; CSV cells are all strings."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as err:
-            raise ValueError(f"table {str(path)!r}: cannot read parquet ({err})") from err
-        strings = {
-            f.name: pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-            for f in table.schema
-        }
-        return table.column_names, table.to_pylist(), strings
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle, delimiter=delimiter)
-            rows = list(reader)
-            names = list(reader.fieldnames or [])
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise ValueError(f"table {str(path)!r}: cannot read ({err})") from err
-    return names, rows, {name: True for name in names}
-
-
-def _pick_column(
-    path: Path,
-    names: list[str],
-    strings: dict[str, bool],
-    given: str | None,
-    candidates: tuple[str, ...],
-    role: str,
-) -> str | None:
-    """The column holding ``role`` (image paths or captions): ``given`` (which must exist and
-    hold strings) or the first string column among ``candidates``."""
-    if given is not None:
-        if given not in names:
-            raise ValueError(f"table {str(path)!r}: no {role} column {given!r} (columns: {names})")
-        if not strings[given]:
-            raise ValueError(f"table {str(path)!r}: {role} column {given!r} does not hold text")
-        return given
-    return next((c for c in candidates if c in names and strings[c]), None)
-
-
-def _cell(value: object) -> str | None:
-    text = "" if value is None else str(value).strip()
-    return text or None
-
-
 def _resolve_table(
     path: Path, image_root: str | os.PathLike | None, columns: TableColumns
 ) -> _Resolved:
@@ -354,15 +291,20 @@ def _resolve_table(
     root = table_path.parent if image_root is None else Path(image_root).resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"image root {str(root)!r} of table {str(path)!r} is not a folder")
-    names, rows, strings = _read_rows(table_path)
-    image_col = _pick_column(path, names, strings, columns.image, IMAGE_COLUMNS, "image")
-    caption_col = _pick_column(path, names, strings, columns.caption, CAPTION_COLUMNS, "caption")
+    kinds = table_columns(table_path)
+    names = list(kinds)
+    image_col = pick_column(path, kinds, columns.image, IMAGE_COLUMNS, "image", required=False)
+    caption_col = pick_column(
+        path, kinds, columns.caption, CAPTION_COLUMNS, "caption", required=False
+    )
     if image_col is None and caption_col is None:
         raise ValueError(
             f"table {str(path)!r} has no image column ({', '.join(IMAGE_COLUMNS)}) and no "
             f"caption column ({', '.join(CAPTION_COLUMNS)}); columns: {names}; name them "
             "with image_column= / caption_column="
         )
+    cells = read_columns(table_path, names)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*cells.values(), strict=True)]
     if not rows:
         raise ValueError(f"table {str(path)!r} has no rows")
     if image_col is None:
@@ -372,12 +314,13 @@ def _resolve_table(
         )  # fmt: skip
     samples = []
     for number, row in enumerate(rows):
-        cell = _cell(row[image_col]) if image_col is not None else None
+        cell = cell_text(row[image_col]) if image_col is not None else ""
+        caption = cell_text(row[caption_col]) if caption_col is not None else ""
         samples.append(
             FileSample(
-                key=_cell(row.get("key")) or str(number),
-                path=root / cell if cell is not None else None,
-                caption=_cell(row[caption_col]) if caption_col is not None else None,
+                key=cell_text(row.get(KEY_COLUMN)) or str(number),
+                path=root / cell if cell else None,
+                caption=caption or None,
                 json=json.dumps(row, ensure_ascii=False, default=str),
             )
         )

@@ -25,15 +25,13 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from clipforge.data.conventions import image_member
 from clipforge.data.skips import SampleSkipped, SkipReason, open_sample_image
 from clipforge.data.wds import parse_captions, read_shard_members
-from clipforge.search.embed_inputs import IMAGE_SUFFIXES, FileSample, Partition
+from clipforge.search.embed_inputs import FileSample, Partition
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 TextTokenizer = Callable[[list[str]], torch.Tensor]
-
-# Tar member extensions that hold the image, in order of preference.
-IMAGE_EXTENSIONS: tuple[str, ...] = tuple(suffix[1:] for suffix in IMAGE_SUFFIXES)
 
 
 @dataclass
@@ -202,7 +200,7 @@ class PartitionReader(IterableDataset[Chunk]):
         if fault is not None:
             builder.skip(key, *fault)
             return
-        member, data = next((files[ext] for ext in IMAGE_EXTENSIONS if ext in files), (None, None))
+        member, data = image_member(files) or (None, None)
         try:
             captions = parse_captions({ext: data for ext, (_, data) in files.items()}, None)
         except ValueError as err:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clipforge.data.conventions import image_member
 from clipforge.data.evalsets.base import (
     ClassificationSet,
     ImageTransform,
@@ -39,7 +40,7 @@ from clipforge.data.evalsets.base import (
 )
 from clipforge.data.evalsets.classification import CLASSNAMES_FILE, normalize_templates
 from clipforge.data.skips import DataError
-from clipforge.data.wds import IMAGE_EXTENSIONS, parse_captions, split_member_name
+from clipforge.data.wds import parse_captions, split_member_name
 
 NSHARDS_FILE = "nshards.txt"
 TYPE_FILE = "dataset_type.txt"
@@ -148,7 +149,7 @@ def is_benchmark_wds(path: Path) -> bool:
 
 
 def _image_ref(sample: ShardSample) -> MemberRef | None:
-    return next((sample.members[ext] for ext in IMAGE_EXTENSIONS if ext in sample.members), None)
+    return image_member(sample.members)
 
 
 def _member(sample: ShardSample, extension: str, what: str) -> bytes:

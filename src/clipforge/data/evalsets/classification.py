@@ -20,28 +20,24 @@ from pathlib import Path
 
 import numpy as np
 
-from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, read_lines
-from clipforge.data.evalsets.tabular import (
+from clipforge.data.conventions import (
     IMAGE_COLUMNS,
+    IMAGE_SUFFIXES,
+    is_hidden,
+    is_image_name,
+    visible_files,
+)
+from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, read_lines
+from clipforge.data.skips import DataError
+from clipforge.data.tables import (
     TableRows,
     check_table,
     path_cells,
     pick_column,
     read_table_rows,
-    table_header,
+    table_columns,
 )
-from clipforge.data.skips import DataError
 
-IMAGE_SUFFIXES: tuple[str, ...] = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".webp",
-    ".bmp",
-    ".gif",
-    ".tif",
-    ".tiff",
-)
 CLASSNAMES_FILE = "classnames.txt"
 _INTEGER = re.compile(r"[+-]?\d+")
 
@@ -89,20 +85,6 @@ def _check_unique(names: Sequence[str], source: str) -> None:
         raise DataError(f"class names of {source}: duplicated {duplicates}")
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, sorted by relative path; hidden entries and
-    other suffixes are ignored."""
-    found = []
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(here) / name
-            for name in files
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
-        ]
-    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
-
-
 def image_folder_classification(
     root: str | os.PathLike[str],
     *,
@@ -127,13 +109,13 @@ def image_folder_classification(
             f"image folder {str(base)!r} has no split folder {split!r} (folders: {present})"
         )
     class_dirs = sorted(
-        entry for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+        entry for entry in folder.iterdir() if entry.is_dir() and not is_hidden(entry.name)
     )
     if not class_dirs:
         raise DataError(f"image folder {str(folder)!r} has no class folders")
     keys, images, labels = [], [], []
     for label, class_dir in enumerate(class_dirs):
-        files = _image_files(class_dir)
+        files = [class_dir / name for name in visible_files(class_dir) if is_image_name(name)]
         if not files:
             raise DataError(
                 f"class folder {str(class_dir)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})"
@@ -280,7 +262,7 @@ def table_classification(
     root = table_path.parent if image_root is None else Path(image_root)
     if not root.is_dir():
         raise FileNotFoundError(f"image root {str(root)!r} of {source} is not a folder")
-    header = table_header(table_path)
+    header = table_columns(table_path)
     image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
     multilabel = multilabel or labels_npy is not None
     columns = [image_column] if labels_npy is not None else [image_column, label_column]

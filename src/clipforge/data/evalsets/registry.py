@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import cast
 
+from clipforge.data.conventions import CAPTION_COLUMNS, TABLE_SUFFIXES
 from clipforge.data.evalsets.base import (
     LABEL_TASKS,
     ClassificationSet,
@@ -46,9 +47,8 @@ from clipforge.data.evalsets.shapes_views import (
     ShapesRetrievalSet,
     ShapesWordOrderSet,
 )
-from clipforge.data.evalsets.tabular import CAPTION_COLUMNS, check_table, table_header
 from clipforge.data.skips import DataError
-from clipforge.data.tables import TABLE_SUFFIXES
+from clipforge.data.tables import check_table, table_header
 from clipforge.transforms import InferenceTransform, TrainTransform
 
 SHAPES_NAMES: dict[str, str] = {  # registry name -> task of the view
@@ -86,7 +86,8 @@ class EvalOptions:
     ``classnames``: file of class names, one per line (image folders, tables).
     ``multilabel`` / ``labels_npy``: multi-label tables (positive classes per cell, or an
     ``(N, C)`` 0/1 ``.npy``). ``size``, ``image_size``, ``seed``: shapes views (samples,
-    render size, world seed); ``image_size`` defaults to the transform's.
+    render size, world seed); ``image_size`` defaults to the transform's. ``captions``: the
+    caption kinds of ``shapes/retrieval`` (default: canonical and templated).
     """
 
     image_root: str | None = None
@@ -99,6 +100,7 @@ class EvalOptions:
     size: int | None = None
     image_size: int | None = None
     seed: int = 0
+    captions: tuple[str, ...] | None = None
 
     def check_used(self, layout: str, used: tuple[str, ...]) -> None:
         """Raise naming the fields set away from their defaults that ``layout`` does not use."""
@@ -153,7 +155,7 @@ def _render_size(options: EvalOptions, transform: ImageTransform | None) -> int:
 def _open_shapes(
     name: str, split: str | None, transform: ImageTransform | None, options: EvalOptions
 ) -> EvalSet:
-    options.check_used("shapes", ("size", "image_size", "seed"))
+    options.check_used("shapes", ("size", "image_size", "seed", "captions"))
     common = {
         "size": SHAPES_DEFAULT_SIZES[name] if options.size is None else options.size,
         "image_size": _render_size(options, transform),
@@ -161,7 +163,9 @@ def _open_shapes(
         "transform": transform,
     }
     if name == "shapes/retrieval":
-        return ShapesRetrievalSet(split="val" if split is None else split, **common)
+        kinds = {} if options.captions is None else {"captions": options.captions}
+        return ShapesRetrievalSet(split="val" if split is None else split, **common, **kinds)
+    options.check_used(name, ("size", "image_size", "seed"))
     if name == "shapes/word-order":
         if split is not None:
             raise ValueError(f"{name} has no splits (its scenes are drawn apart); got {split!r}")

@@ -22,17 +22,16 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from clipforge.data.conventions import CAPTION_COLUMNS, IMAGE_COLUMNS
 from clipforge.data.evalsets.base import ImageTransform, RetrievalSet
-from clipforge.data.evalsets.tabular import (
-    CAPTION_COLUMNS,
-    IMAGE_COLUMNS,
+from clipforge.data.skips import DataError
+from clipforge.data.tables import (
     check_table,
     path_cells,
     pick_column,
     read_table_rows,
-    table_header,
+    table_columns,
 )
-from clipforge.data.skips import DataError
 
 
 def _caption_list(cell: object) -> list[str]:
@@ -97,7 +96,7 @@ def table_retrieval(
     """
     table_path = check_table(path)
     root = _image_root(image_root, table_path)
-    header = table_header(table_path)
+    header = table_columns(table_path)
     image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
     caption_column = pick_column(table_path, header, caption_column, CAPTION_COLUMNS, "caption")
     table = read_table_rows(table_path, [image_column, caption_column], split)
