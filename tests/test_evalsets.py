@@ -29,7 +29,6 @@ from clipforge.data.evalsets import (
     RetrievalSet,
     ShapesClassificationSet,
     ShapesWordOrderSet,
-    UnreadableSample,
     benchmark_wds,
     detect_layout,
     image_folder_classification,
@@ -52,7 +51,7 @@ from clipforge.data.shapes import (
     word_order_probe,
     write_shapes,
 )
-from clipforge.data.skips import DataError
+from clipforge.data.skips import DataError, SampleSkipped
 from clipforge.transforms import image_transform
 
 SIZE = 16
@@ -522,7 +521,7 @@ def test_corrupt_images_are_skipped_counted_and_logged(
     root = write_benchmark(tmp_path / "broken", [members])
     data = benchmark_wds(root, transform=TRANSFORM)
     assert len(data) == 6
-    with pytest.raises(UnreadableSample, match="0.tar:bad1"):
+    with pytest.raises(SampleSkipped, match="0.tar:bad1"):
         data[1]
     loader = EvalLoader(data, batch_size=4, max_skip_rate=0.5)
     with caplog.at_level(logging.WARNING):

@@ -41,13 +41,20 @@ class SkipReason(str, Enum):
     BAD_SHARD = "bad_shard"  # a shard cannot be opened or is not a tar archive
 
 
-class SampleSkipped(Exception):
-    """One sample cannot be used; ``reason`` is what the skip counts file it under."""
+class SampleSkipped(ValueError):
+    """One sample cannot be used; ``reason`` is what the skip counts file it under.
 
-    def __init__(self, reason: SkipReason, detail: str) -> None:
-        super().__init__(detail)
+    Every reader (training streams, evaluation sets, embedding) raises this one type, so the
+    loaders that count skips catch the same thing; ``sample_id`` names the sample where the
+    raiser knows it.
+    """
+
+    def __init__(self, reason: SkipReason, detail: str, sample_id: str | None = None) -> None:
+        where = "" if sample_id is None else f"sample {sample_id!r}: {reason.value}: "
+        super().__init__(where + detail)
         self.reason = reason
         self.detail = detail
+        self.sample_id = sample_id
 
 
 def open_sample_image(source: bytes | Path | None, name: str | None = None) -> Image.Image:

@@ -17,7 +17,6 @@ from clipforge.data.evalsets.base import (
     EvalSet,
     MemberRef,
     RetrievalSet,
-    UnreadableSample,
 )
 from clipforge.data.evalsets.benchmark_wds import benchmark_wds
 from clipforge.data.evalsets.classification import (
@@ -63,7 +62,6 @@ __all__ = [
     "ShapesRetrievalSet",
     "ShapesWordOrderSet",
     "Skipped",
-    "UnreadableSample",
     "benchmark_wds",
     "detect_layout",
     "flickr_text_retrieval",

@@ -5,7 +5,7 @@ result belongs to, so evaluation sets are map-style (index ``i`` is always the s
 all their metadata (labels, class names, captions) is read when the set is opened, before any
 image is decoded: a wrong label or an empty split fails at once, naming the input, instead of
 half-way through a long run. Images are decoded lazily in ``__getitem__``; one that cannot be
-decoded raises :class:`UnreadableSample`, which :class:`~clipforge.data.evalsets.loader.EvalLoader`
+decoded raises :class:`~clipforge.data.skips.SampleSkipped`, which :class:`~clipforge.data.evalsets.loader.EvalLoader`
 turns into a counted, logged skip.
 
 Targets by task:
@@ -37,16 +37,6 @@ LABEL_TASKS: tuple[str, ...] = ("classification", "multilabel")
 CAPTION_TASKS: tuple[str, ...] = ("retrieval", "caption_selection")
 
 
-class UnreadableSample(ValueError):
-    """The image of one sample cannot be read; ``reason`` says why, for the skip counts."""
-
-    def __init__(self, sample_id: str, reason: SkipReason, detail: str) -> None:
-        super().__init__(f"sample {sample_id!r}: {reason.value}: {detail}")
-        self.sample_id = sample_id
-        self.reason = reason
-        self.detail = detail
-
-
 @dataclass(frozen=True)
 class MemberRef:
     """Where one tar member's bytes lie: ``size`` bytes at byte ``offset`` of ``shard``."""
@@ -66,22 +56,22 @@ ImageRef = Path | MemberRef | None  # an image file, a tar member, or no image a
 
 
 def read_image(ref: ImageRef, sample_id: str) -> Image.Image:
-    """Decode the image behind ``ref``; :class:`UnreadableSample` with the skip reason when it
+    """Decode the image behind ``ref``; :class:`SampleSkipped` with the skip reason when it
     is absent, missing, empty, truncated or not an image."""
     source: bytes | Path | None = ref
     if isinstance(ref, MemberRef):
         try:
             data = ref.read()
         except OSError as err:
-            raise UnreadableSample(sample_id, SkipReason.BAD_MEMBER, str(err)) from err
+            raise SampleSkipped(SkipReason.BAD_MEMBER, str(err), sample_id) from err
         if len(data) != ref.size:
             detail = f"shard {ref.shard!r} ends after {len(data)} of the image's {ref.size} bytes"
-            raise UnreadableSample(sample_id, SkipReason.BAD_MEMBER, detail)
+            raise SampleSkipped(SkipReason.BAD_MEMBER, detail, sample_id)
         source = data
     try:
         return open_sample_image(source, name=sample_id)
     except SampleSkipped as err:
-        raise UnreadableSample(sample_id, err.reason, err.detail) from None
+        raise SampleSkipped(err.reason, err.detail, sample_id) from None
 
 
 class EvalSet(Dataset):

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from clipforge.data.evalsets.base import CAPTION_TASKS, TASKS, EvalSet, UnreadableSample
-from clipforge.data.skips import DataError, SkipReason, SkipStats
+from clipforge.data.evalsets.base import CAPTION_TASKS, TASKS, EvalSet
+from clipforge.data.skips import DataError, SampleSkipped, SkipReason, SkipStats
 from clipforge.data.stream import LOG_FIRST_SKIPS
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,10 @@ class _Guarded(Dataset):
     def __getitem__(self, index: int) -> tuple[int, str, torch.Tensor, Any] | Skipped:
         try:
             pixels, target = self.dataset[index]
-        except UnreadableSample as err:
-            return Skipped(index, err.sample_id, err.reason, err.detail)
+        except SampleSkipped as err:
+            return Skipped(
+                index, err.sample_id or self.dataset.sample_id(index), err.reason, err.detail
+            )
         return index, self.dataset.sample_id(index), pixels, target
 
 
