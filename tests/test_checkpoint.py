@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 import clipforge
 from clipforge.models import CheckpointError, CLIPConfig, PretrainedNotAvailableError
-from clipforge.models.checkpoint import resize_text_embedding
+from clipforge.models.fit import resize_grid_embedding, resize_text_embedding
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -161,8 +161,6 @@ def test_position_embeddings_resized_for_larger_inputs(tmp_path: Path) -> None:
     # Stretching a constant grid keeps it constant; the class position is kept as is.
     grid = torch.ones(1 + 4 * 4, 3)
     grid[0] = 7
-    from clipforge.models.checkpoint import resize_grid_embedding
-
     resized = resize_grid_embedding(grid, 1 + 6 * 6)
     torch.testing.assert_close(resized, torch.cat([grid[:1], torch.ones(36, 3)]))
 

@@ -1,16 +1,12 @@
 """CLIP model architectures, configs, and weight loading/saving/conversion."""
 
-from .checkpoint import (
-    CheckpointError,
-    PretrainedNotAvailableError,
-    read_checkpoint,
-    save_hf,
-    save_model,
-    save_openclip,
-)
 from .clip import CLIP
 from .config import CLIPConfig, ConfigError, TextConfig, VisionConfig, get_model_config, list_models
 from .factory import create_model
+from .fit import load_weights
+from .formats import CheckpointError, read_checkpoint
+from .hub import PretrainedNotAvailableError
+from .savers import save_hf, save_model, save_openclip
 
 __all__ = [
     "CLIP",
@@ -23,6 +19,7 @@ __all__ = [
     "create_model",
     "get_model_config",
     "list_models",
+    "load_weights",
     "read_checkpoint",
     "save_hf",
     "save_model",

@@ -1,7 +1,7 @@
 """Weight conversion between clipforge/OpenAI/OpenCLIP state dicts and Hugging Face ``CLIPModel``.
 
 clipforge's own layout *is* OpenAI's, so OpenAI and OpenCLIP weights need no conversion, only
-an architecture: :func:`infer_config` reads it off the tensor shapes. Hugging Face keeps q/k/v
+an architecture (:mod:`.infer` reads it off the tensor shapes). Hugging Face keeps q/k/v
 projections apart and stores projections transposed; :func:`hf_to_clipforge` and
 :func:`clipforge_to_hf` map between the two, tensor for tensor.
 """
@@ -9,12 +9,13 @@ projections apart and stores projections transposed; :func:`hf_to_clipforge` and
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from .config import CLIPConfig, ConfigError, TextConfig, VisionConfig, mlp_width
+from .infer import layer_indices
 
 Tensor = torch.Tensor
 
@@ -131,19 +132,11 @@ def hf_to_clipforge(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rename (and pack q/k/v, transpose projections) a Hugging Face CLIPModel state dict."""
     src = {k: v for k, v in state_dict.items() if not k.endswith("position_ids")}
     out: dict[str, Tensor] = {}
-    for hf_name, name, transposed in _TOWER_NAMES:
-        if hf_name in src:
-            tensor = src.pop(hf_name)
-            out[name] = tensor.t().contiguous() if transposed else tensor
-    for hf_prefix, prefix in _TOWERS:
-        for i in _layer_indices(src, hf_prefix):
-            hf_block, block = f"{hf_prefix}.{i}", f"{prefix}.{i}"
-            for hf_part, part in _BLOCK_NAMES:
-                for kind in ("weight", "bias"):
-                    out[f"{block}.{part}.{kind}"] = src.pop(f"{hf_block}.{hf_part}.{kind}")
-            for kind in ("weight", "bias"):
-                qkv = [src.pop(f"{hf_block}.self_attn.{p}_proj.{kind}") for p in "qkv"]
-                out[f"{block}.attn.in_proj_{kind}"] = torch.cat(qkv)
+    for hf_name, name, transposed in _name_pairs(src, hf_side=True):
+        tensor = src.pop(hf_name)
+        out[name] = tensor.t().contiguous() if transposed else tensor
+    for hf_names, name in _qkv_names(src, hf_side=True):
+        out[name] = torch.cat([src.pop(hf_name) for hf_name in hf_names])
     if src:
         raise KeyError(f"Hugging Face keys with no clipforge counterpart: {sorted(src)[:10]}")
     return out
@@ -152,72 +145,41 @@ def hf_to_clipforge(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 def clipforge_to_hf(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """The inverse of :func:`hf_to_clipforge`."""
     src = dict(state_dict)
+    src.pop("logit_bias", None)  # SigLIP's bias: Hugging Face's CLIPModel has none
     out: dict[str, Tensor] = {}
-    for hf_name, name, transposed in _TOWER_NAMES:
+    for hf_name, name, transposed in _name_pairs(src, hf_side=False):
         tensor = src.pop(name)
         out[hf_name] = tensor.t().contiguous() if transposed else tensor
-    for hf_prefix, prefix in _TOWERS:
-        for i in _layer_indices(src, prefix):
-            hf_block, block = f"{hf_prefix}.{i}", f"{prefix}.{i}"
-            for hf_part, part in _BLOCK_NAMES:
-                for kind in ("weight", "bias"):
-                    out[f"{hf_block}.{hf_part}.{kind}"] = src.pop(f"{block}.{part}.{kind}")
-            for kind in ("weight", "bias"):
-                packed = src.pop(f"{block}.attn.in_proj_{kind}")
-                for p, part in zip("qkv", packed.chunk(3), strict=True):
-                    out[f"{hf_block}.self_attn.{p}_proj.{kind}"] = part.contiguous()
-    src.pop("logit_bias", None)
+    for hf_names, name in _qkv_names(src, hf_side=False):
+        for hf_name, part in zip(hf_names, src.pop(name).chunk(3), strict=True):
+            out[hf_name] = part.contiguous()
     if src:
         raise KeyError(f"clipforge keys with no Hugging Face counterpart: {sorted(src)[:10]}")
     return out
 
 
-def _layer_indices(state_dict: dict[str, Tensor], prefix: str) -> list[int]:
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
-    return sorted({int(m.group(1)) for k in state_dict if (m := pattern.match(k))})
+def _blocks(state_dict: dict[str, Tensor], *, hf_side: bool) -> Iterator[tuple[str, str]]:
+    """(Hugging Face, clipforge) name prefixes of every transformer block in ``state_dict``,
+    whose keys are on the Hugging Face side or on clipforge's."""
+    for hf_prefix, prefix in _TOWERS:
+        for i in layer_indices(state_dict, hf_prefix if hf_side else prefix):
+            yield f"{hf_prefix}.{i}", f"{prefix}.{i}"
 
 
-def infer_config(state_dict: dict[str, Tensor], *, quick_gelu: bool) -> CLIPConfig:
-    """Read a CLIP architecture off the tensor shapes of an OpenAI-layout state dict.
+def _name_pairs(state_dict: dict[str, Tensor], *, hf_side: bool) -> list[tuple[str, str, bool]]:
+    """(Hugging Face name, clipforge name, transposed) of every tensor but the q/k/v ones."""
+    pairs = list(_TOWER_NAMES)
+    for hf_block, block in _blocks(state_dict, hf_side=hf_side):
+        for hf_part, part in _BLOCK_NAMES:
+            for kind in ("weight", "bias"):
+                pairs.append((f"{hf_block}.{hf_part}.{kind}", f"{block}.{part}.{kind}", False))
+    return pairs
 
-    Head counts are not visible in shapes; like OpenAI's loader this assumes 64-wide heads
-    (the width of every released CLIP). The activation is not visible either, so the caller
-    says it (OpenAI's own checkpoints use QuickGELU).
-    """
-    try:
-        width = state_dict["ln_final.weight"].shape[0]
-        text = TextConfig(
-            context_length=state_dict["positional_embedding"].shape[0],
-            vocab_size=state_dict["token_embedding.weight"].shape[0],
-            width=width,
-            heads=max(1, width // 64),
-            layers=len(_layer_indices(state_dict, "transformer.resblocks")),
-        )
-        embed_dim = state_dict["text_projection"].shape[1]
-        if "visual.proj" in state_dict:
-            conv = state_dict["visual.conv1.weight"]
-            grid = math.isqrt(state_dict["visual.positional_embedding"].shape[0] - 1)
-            vision = VisionConfig(
-                image_size=conv.shape[-1] * grid,
-                patch_size=conv.shape[-1],
-                width=conv.shape[0],
-                layers=len(_layer_indices(state_dict, "visual.transformer.resblocks")),
-                head_width=64 if conv.shape[0] % 64 == 0 else conv.shape[0],
-                mlp_ratio=state_dict["visual.transformer.resblocks.0.mlp.c_fc.weight"].shape[0]
-                / conv.shape[0],
-            )
-        else:
-            grid = math.isqrt(state_dict["visual.attnpool.positional_embedding"].shape[0] - 1)
-            stages = tuple(len(_layer_indices(state_dict, f"visual.layer{i}")) for i in range(1, 5))
-            vision = VisionConfig(
-                image_size=grid * 32,
-                layers=stages,
-                width=state_dict["visual.layer1.0.conv1.weight"].shape[0],
-                patch_size=None,
-            )
-    except KeyError as err:
-        raise ConfigError(
-            f"cannot infer a CLIP architecture: the state dict has no {err} "
-            f"(its first keys: {sorted(state_dict)[:8]})"
-        ) from None
-    return CLIPConfig(embed_dim=embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=quick_gelu)
+
+def _qkv_names(state_dict: dict[str, Tensor], *, hf_side: bool) -> list[tuple[list[str], str]]:
+    """(Hugging Face q, k, v names, clipforge's packed name) of every attention tensor."""
+    return [
+        ([f"{hf_block}.self_attn.{p}_proj.{kind}" for p in "qkv"], f"{block}.attn.in_proj_{kind}")
+        for hf_block, block in _blocks(state_dict, hf_side=hf_side)
+        for kind in ("weight", "bias")
+    ]

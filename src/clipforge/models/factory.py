@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from ..precision import resolve_precision
-from .checkpoint import HF_HUB_PREFIX, Checkpoint, checkpoint_config, load_weights, read_checkpoint
 from .clip import CLIP
 from .config import CLIPConfig, get_model_config, list_models, load_config_file
+from .fit import load_weights
+from .formats import Checkpoint, checkpoint_config, read_checkpoint
+from .hub import HF_HUB_PREFIX
 
 ModelSpec = str | os.PathLike | CLIPConfig | dict[str, Any] | None
 
