@@ -34,8 +34,9 @@ CHUNK_ROWS = 65536  # rows converted to float32 at a time: 128 MiB at D = 512
 
 
 @dataclass(frozen=True)
-class Partition:
-    """One stored array: ``rows`` rows whose global ids start at ``offset``.
+class VectorBlock:
+    """One array of vectors (a stored partition's file, or an in-memory array): ``rows`` rows
+    whose global ids start at ``offset``.
 
     ``valid`` is a bool mask (rows,) of the rows that hold a vector, or None when all do.
     """
@@ -59,7 +60,7 @@ class VectorSource:
     """
 
     def __init__(
-        self, partitions: list[Partition], dim: int, load: Callable[[Partition], np.ndarray]
+        self, partitions: list[VectorBlock], dim: int, load: Callable[[VectorBlock], np.ndarray]
     ) -> None:
         self.partitions = partitions
         self.dim = dim
@@ -82,7 +83,7 @@ class VectorSource:
             raise ValueError(f"{name}: expected a 2-D float array (n, D), got {shape}")
         if len(x) == 0:
             raise ValueError(f"{name}: no rows")
-        return cls([Partition(0, name, len(x), 0)], x.shape[1], lambda _: x)
+        return cls([VectorBlock(0, name, len(x), 0)], x.shape[1], lambda _: x)
 
     @classmethod
     def from_collection(cls, root: str | os.PathLike, modality: str = "image") -> VectorSource:
@@ -103,7 +104,7 @@ class VectorSource:
         for n in numbers:
             arr, where = arrays[n], str(path_of(root, n))
             valid = _nonzero_rows(arr) if modality == "text" else None
-            partitions.append(Partition(n, where, len(arr), offset, valid))
+            partitions.append(VectorBlock(n, where, len(arr), offset, valid))
             offset += len(arr)
         source = cls(partitions, dim, lambda p: arrays[p.number])
         if source.ntotal == 0:
@@ -198,7 +199,7 @@ def _nonzero_rows(arr: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
-def _checked(x: np.ndarray, p: Partition, rows: np.ndarray) -> np.ndarray:
+def _checked(x: np.ndarray, p: VectorBlock, rows: np.ndarray) -> np.ndarray:
     """``x`` (m, D) itself, once its rows (numbered ``rows`` in ``p``) are checked to be unit."""
     norms = np.linalg.norm(x, axis=1)
     bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN norms fail too
