@@ -15,7 +15,7 @@ JSON documents (:mod:`.results`) that :func:`write_report` renders as markdown, 
 
 from .cache import FeatureCache, default_cache_dir, model_identity
 from .config import DEFAULT_SHOTS, METHODS, TASKS, EvalConfig
-from .features import EncodedSet, Encoder
+from .features import CachedEncoder, EncodedSet
 from .metrics import *  # noqa: F403  (the metrics' own __all__)
 from .metrics import __all__ as _metrics_all
 from .report import write_report
@@ -31,8 +31,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "SHAPES_SPLITS",
     "TASKS",
+    "CachedEncoder",
     "EncodedSet",
-    "Encoder",
     "EvalConfig",
     "FeatureCache",
     "SampleRange",

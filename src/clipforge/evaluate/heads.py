@@ -33,7 +33,7 @@ from ..zeroshot import (
     waffle_head,
 )
 from .config import EvalConfig
-from .features import Encoder
+from .features import CachedEncoder
 
 DEFAULT_TEMPLATES = "openai_imagenet"
 
@@ -52,13 +52,13 @@ def head_classnames(config: EvalConfig, dataset: EvalSet) -> list[str]:
     return given
 
 
-def zero_shot_head(config: EvalConfig, encoder: Encoder, dataset: EvalSet) -> ZeroShotHead:
+def zero_shot_head(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> ZeroShotHead:
     """Build the head (see the module docstring) with the encoder's model and tokenizer; its
     tensors are returned on the CPU, where the features are."""
     return _build(config, encoder, dataset).to("cpu")
 
 
-def _build(config: EvalConfig, encoder: Encoder, dataset: EvalSet) -> ZeroShotHead:
+def _build(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> ZeroShotHead:
     names = head_classnames(config, dataset)
     model, tokenizer = encoder.model, encoder.tokenizer
     common: dict[str, Any] = {

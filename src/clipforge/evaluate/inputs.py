@@ -14,7 +14,7 @@ from typing import Any
 from ..data.evalsets import EvalOptions, EvalSet
 from .cache import path_fingerprint
 from .config import EvalConfig
-from .features import EncodedSet, Encoder
+from .features import CachedEncoder, EncodedSet
 from .splits import SplitSpec, check_disjoint, default_split, open_split, parse_split
 
 _CONFIG_SPLIT = {"test": "split", "train": "train_split", "val": "val_split"}
@@ -53,7 +53,7 @@ def open_role(
     spec: str,
     role: str,
     split: SplitSpec | None,
-    encoder: Encoder,
+    encoder: CachedEncoder,
     options: EvalOptions | None = None,
 ) -> RoleSet:
     """Open ``spec`` at ``split`` with the encoder's preprocessing."""
@@ -63,7 +63,7 @@ def open_role(
 
 
 def open_roles(
-    config: EvalConfig, encoder: Encoder, roles: tuple[str, ...], tasks: tuple[str, ...]
+    config: EvalConfig, encoder: CachedEncoder, roles: tuple[str, ...], tasks: tuple[str, ...]
 ) -> dict[str, RoleSet]:
     """Open ``config.dataset`` once per role; each must be a set of one of ``tasks``
     (e.g. ``("classification",)``), and no two roles may share samples."""
@@ -82,6 +82,6 @@ def open_roles(
     return opened
 
 
-def encode_role(encoder: Encoder, item: RoleSet) -> EncodedSet:
+def encode_role(encoder: CachedEncoder, item: RoleSet) -> EncodedSet:
     """The role's image features, from the cache when it holds them."""
     return encoder.images(item.dataset, item.describe())

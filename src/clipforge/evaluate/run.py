@@ -6,14 +6,13 @@ import logging
 import time
 from typing import Any
 
-from ..api import get_tokenizer
 from ..data.evalsets import detect_layout
 from ..distributed import resolve_device
+from ..encoder import Encoder
 from ..models import CLIP, create_model
-from ..transforms import image_transform
 from .cache import FeatureCache, model_identity
 from .config import EvalConfig
-from .features import Encoder
+from .features import CachedEncoder
 from .inputs import ROLES, role_split
 from .results import build_result, write_result
 from .tasks import TASK_RUNNERS
@@ -21,7 +20,7 @@ from .tasks import TASK_RUNNERS
 logger = logging.getLogger(__name__)
 
 
-def build_encoder(config: EvalConfig, model: CLIP | None = None) -> Encoder:
+def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncoder:
     """The config's model (or the given one) on its device, with tokenizer, inference
     transform, identity for the cache and the run's batching settings."""
     device = resolve_device(config.device)
@@ -31,17 +30,17 @@ def build_encoder(config: EvalConfig, model: CLIP | None = None) -> Encoder:
         )
     else:
         model = model.to(device)
-    return Encoder(
-        model=model.eval(),
-        tokenizer=get_tokenizer(model),
-        transform=image_transform(model.image_size, is_train=False),
+    return CachedEncoder(
+        encoder=Encoder(
+            model.eval(),
+            precision=config.precision,
+            device=device,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            progress=config.progress,
+        ),
         identity=model_identity(model, config.model, config.pretrained),
-        device=device,
-        precision=config.precision,
-        batch_size=config.batch_size,
-        workers=config.workers,
         max_skip_rate=config.max_skip_rate,
-        progress=config.progress,
         cache=FeatureCache(config.cache_dir),
     )
 

@@ -7,27 +7,22 @@ The same average over free-form per-class prompt lists is CuPL's class embedding
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..encoder import Encoder, Tokenizer
 from ..models import CLIP
 
-Tokenizer = Callable[[Sequence[str]], torch.Tensor]
 
-
-@torch.no_grad()
 def encode_texts(
     model: CLIP, tokenizer: Tokenizer, texts: Sequence[str], *, batch_size: int = 256
 ) -> torch.Tensor:
-    """Normalised text embeddings (N, D), computed in batches on the model's device."""
-    device = next(model.parameters()).device
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(list(texts[start : start + batch_size])).to(device)
-        chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
-    return torch.cat(chunks)
+    """Normalised float32 text embeddings (N, D) on the model's device, by the shared
+    :class:`~clipforge.encoder.Encoder` at the model's own dtype (the model is not cast)."""
+    encoder = Encoder(model, tokenizer=tokenizer, batch_size=batch_size)
+    return encoder.texts(texts, on_device=True)
 
 
 def encode_prompt_sets(

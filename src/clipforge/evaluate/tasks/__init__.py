@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from ..config import EvalConfig
-from ..features import Encoder
+from ..features import CachedEncoder
 from .common import TaskOutput, label_metrics
 from .fewshot import run_fewshot
 from .linear_probe import run_linear_probe
@@ -11,7 +11,7 @@ from .retrieval import run_retrieval
 from .robustness import run_robustness
 from .zeroshot import run_zeroshot
 
-TASK_RUNNERS: dict[str, Callable[[EvalConfig, Encoder], TaskOutput]] = {
+TASK_RUNNERS: dict[str, Callable[[EvalConfig, CachedEncoder], TaskOutput]] = {
     "zeroshot": run_zeroshot,
     "retrieval": run_retrieval,
     "linear-probe": run_linear_probe,

@@ -35,7 +35,7 @@ from ...adapt import (
     sample_few_shot,
 )
 from ..config import EvalConfig
-from ..features import Encoder
+from ..features import CachedEncoder
 from ..heads import zero_shot_head
 from ..inputs import encode_role, open_roles
 from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 GDA_ONE_SHOT = "GDA needs at least two shots per class to estimate a covariance"
 
 
-def run_fewshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
+def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Zero-shot baseline plus ``metrics["fewshot"][method][k]`` for each method and k."""
     roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
     test_set = roles["test"].dataset
@@ -96,7 +96,7 @@ Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], FewShot
 
 
 def _method_fits(
-    config: EvalConfig, encoder: Encoder, zs_weights: torch.Tensor, classnames: list[str]
+    config: EvalConfig, encoder: CachedEncoder, zs_weights: torch.Tensor, classnames: list[str]
 ) -> dict[str, Fit]:
     """One fit function ``(train_x, train_y, val_x, val_y) -> head`` per method; each works
     in the compact label space, whose zero-shot weights (K, D) are ``zs_weights``."""

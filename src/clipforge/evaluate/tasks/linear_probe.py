@@ -12,12 +12,12 @@ from typing import Any
 
 from ...adapt import fit_linear_probe
 from ..config import EvalConfig
-from ..features import Encoder
+from ..features import CachedEncoder
 from ..inputs import encode_role, open_roles
 from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
 
 
-def run_linear_probe(config: EvalConfig, encoder: Encoder) -> TaskOutput:
+def run_linear_probe(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Test metrics of the probe; ``details["hparams"]`` holds the chosen lambda and sweep."""
     roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
     encoded = {role: encode_role(encoder, item) for role, item in roles.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import EvalConfig
-from ..features import Encoder
+from ..features import CachedEncoder
 from ..inputs import encode_role, open_roles
 from ..metrics import retrieval_metrics, retrieval_ranks_from_embeddings
 from .common import TaskOutput
@@ -13,7 +13,7 @@ from .common import TaskOutput
 KS = (1, 5, 10)
 
 
-def run_retrieval(config: EvalConfig, encoder: Encoder) -> TaskOutput:
+def run_retrieval(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Rank every readable image against every caption of those images (skipped images and
     their captions drop out together, so no caption is left without its image)."""
     test = open_roles(config, encoder, ("test",), ("retrieval",))["test"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..config import EvalConfig
-from ..features import Encoder
+from ..features import CachedEncoder
 from ..heads import zero_shot_head
 from ..inputs import encode_role, open_role, open_roles
 from ..metrics import (
@@ -36,7 +36,7 @@ from ..metrics.calibration import DEFAULT_BINS
 from .common import LABEL_TASKS, TaskOutput
 
 
-def run_robustness(config: EvalConfig, encoder: Encoder) -> TaskOutput:
+def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Metrics keys: ``acc1``, ``ece``, ``nll``, ``temperature_scaling`` (T, ECE and NLL
     after, or ``error``), ``modality_gap`` and, with an OOD set, ``ood`` (MCM metrics)."""
     roles = open_roles(config, encoder, ("test", "val"), LABEL_TASKS)

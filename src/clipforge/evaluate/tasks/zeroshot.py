@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import EvalConfig
-from ..features import Encoder
+from ..features import CachedEncoder
 from ..heads import zero_shot_head
 from ..inputs import RoleSet, encode_role, open_roles
 from .common import TaskOutput, label_metrics
@@ -19,7 +19,7 @@ from .common import TaskOutput, label_metrics
 SETS = ("classification", "multilabel", "caption_selection")
 
 
-def run_zeroshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
+def run_zeroshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Metrics of the zero-shot head on the test split (see :mod:`.common` for the keys)."""
     test = open_roles(config, encoder, ("test",), SETS)["test"]
     if test.dataset.task == "caption_selection":
@@ -31,7 +31,7 @@ def run_zeroshot(config: EvalConfig, encoder: Encoder) -> TaskOutput:
     return TaskOutput(metrics, details, {"test": encoded.summary()})
 
 
-def _caption_selection(config: EvalConfig, encoder: Encoder, test: RoleSet) -> TaskOutput:
+def _caption_selection(config: EvalConfig, encoder: CachedEncoder, test: RoleSet) -> TaskOutput:
     encoded = encode_role(encoder, test)
     candidates = [test.dataset.captions[int(i)] for i in encoded.indices]
     texts = F.normalize(encoder.texts([c for cs in candidates for c in cs]), dim=-1)  # (T, D)
