@@ -3,6 +3,7 @@
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -276,3 +277,104 @@ def test_hf_hub_reads_cached_snapshot(offline_hub: Path) -> None:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("a" * 40)
     _assert_matches_reference(clipforge.create_model("hf-hub:org/tiny-clip"), "tiny-vit")
+
+
+# --- parity with transformers, reference models built in the test ------------------------
+
+# Tiny Hugging Face CLIP variants: activation, image and patch size, widths, heads, depths and
+# projection width all differ, so a name or shape mapped wrong in the conversion shows up.
+HF_VARIANTS = {
+    "quickgelu-32px-p8": dict(act="quick_gelu", image=32, patch=8, vision=(64, 4, 2),
+                              text=(32, 4, 2), proj=16, context=77),
+    "gelu-48px-p16": dict(act="gelu", image=48, patch=16, vision=(48, 3, 1),
+                          text=(64, 2, 3), proj=24, context=77),
+    "gelu-30px-p6-short-context": dict(act="gelu", image=30, patch=6, vision=(32, 2, 2),
+                                       text=(48, 3, 1), proj=8, context=20),
+}  # fmt: skip
+
+
+def _hf_config(transformers: Any, variant: dict) -> Any:  # transformers is an optional import
+    (v_width, v_heads, v_layers), (t_width, t_heads, t_layers) = variant["vision"], variant["text"]
+    return transformers.CLIPConfig(
+        projection_dim=variant["proj"],
+        logit_scale_init_value=2.0,
+        text_config=dict(hidden_act=variant["act"], hidden_size=t_width, intermediate_size=4 * t_width,
+                         num_attention_heads=t_heads, num_hidden_layers=t_layers,
+                         max_position_embeddings=variant["context"], vocab_size=49408),
+        vision_config=dict(hidden_act=variant["act"], hidden_size=v_width,
+                           intermediate_size=4 * v_width, num_attention_heads=v_heads,
+                           num_hidden_layers=v_layers, image_size=variant["image"],
+                           patch_size=variant["patch"]),
+    )  # fmt: skip
+
+
+def _jitter_vectors(module: torch.nn.Module) -> None:
+    """Both libraries start norms at 1 and biases at 0; noise makes a swapped one visible."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in module.parameters():
+            if param.ndim == 1:
+                param.add_(0.1 * torch.randn(param.shape, generator=generator))
+
+
+def _parity_inputs(image_size: int, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2)
+    pixels = torch.randn(3, 3, image_size, image_size, generator=generator)
+    tokens = torch.zeros(3, context, dtype=torch.long)
+    tokens[:, 0] = 49406
+    tokens[:, 1:9] = torch.randint(1, 49000, (3, 8), generator=generator)
+    for row, end in enumerate((3, 9, context - 1)):  # the last row fills the whole context
+        tokens[row, end] = 49407
+        tokens[row, end + 1 :] = 0
+    return pixels, tokens
+
+
+def _hf_features(hf: Any, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple:
+    with torch.no_grad():
+        image = hf.get_image_features(pixel_values=pixels)
+        text = hf.get_text_features(input_ids=tokens)
+    # transformers 5 returns a model output whose pooler_output holds the projected features.
+    image = image if torch.is_tensor(image) else image.pooler_output
+    text = text if torch.is_tensor(text) else text.pooler_output
+    return image, text
+
+
+@pytest.mark.parametrize("variant", list(HF_VARIANTS))
+def test_hf_clipmodel_built_in_test_loads_with_same_features(variant: str, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    spec = HF_VARIANTS[variant]
+    torch.manual_seed(0)
+    hf = transformers.CLIPModel(_hf_config(transformers, spec)).eval()
+    _jitter_vectors(hf)
+    hf.save_pretrained(tmp_path / "hf")
+
+    model = clipforge.create_model(tmp_path / "hf").eval()
+    assert model.config.quick_gelu == (spec["act"] == "quick_gelu")
+    assert model.config.embed_dim == spec["proj"]
+    pixels, tokens = _parity_inputs(spec["image"], spec["context"])
+    image, text = _features(model, {"pixels": pixels, "tokens": tokens})
+    ref_image, ref_text = _hf_features(hf, pixels, tokens)
+    torch.testing.assert_close(image, ref_image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text, ref_text, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.logit_scale.detach(), hf.logit_scale.detach())
+
+
+@pytest.mark.parametrize("variant", list(HF_VARIANTS))
+def test_save_hf_of_built_model_loads_in_transformers(variant: str, tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    spec = HF_VARIANTS[variant]
+    torch.manual_seed(0)
+    config = clipforge.models.convert.hf_config_to_clipforge(
+        _hf_config(transformers, spec).to_dict()
+    ).replace(init_logit_scale=1.5)
+    model = clipforge.create_model(config).eval()
+    _jitter_vectors(model)
+    clipforge.models.save_hf(model, tmp_path / "hf")
+
+    hf = transformers.CLIPModel.from_pretrained(tmp_path / "hf").eval()
+    pixels, tokens = _parity_inputs(spec["image"], spec["context"])
+    ref_image, ref_text = _features(model, {"pixels": pixels, "tokens": tokens})
+    image, text = _hf_features(hf, pixels, tokens)
+    torch.testing.assert_close(image, ref_image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text, ref_text, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hf.logit_scale.detach(), model.logit_scale.detach())
