@@ -23,8 +23,10 @@ from PIL import Image
 
 import clipforge
 from clipforge.data.shapes import write_shapes
-from clipforge.search import embed as embed_module
-from clipforge.search.embed import Embedder, embed_collection, resolve_rank
+from clipforge.distributed import resolve_rank
+from clipforge.encoder import Encoder
+from clipforge.search import embed_writer
+from clipforge.search.embed import embed_collection
 from clipforge.search.embed_inputs import plan_collection
 from clipforge.search.layout import (
     complete_partitions,
@@ -319,20 +321,20 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(
 ):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run([folder], whole, checkpoint, partition_size=3)
-    write_metadata = embed_module.write_metadata
+    write_metadata = embed_writer.write_metadata
 
     def fail_on_partition_1(path, rows):
         if path == metadata_path(resumed, 1):
             raise KeyboardInterrupt("interrupted while writing partition 1")
         write_metadata(path, rows)
 
-    monkeypatch.setattr(embed_module, "write_metadata", fail_on_partition_1)
+    monkeypatch.setattr(embed_writer, "write_metadata", fail_on_partition_1)
     with pytest.raises(KeyboardInterrupt):
         run([folder], resumed, checkpoint, partition_size=3)
     assert complete_partitions(resumed) == [0]
     assert img_emb_path(resumed, 1).exists()  # written before the interruption, redone below
     assert not list(resumed.rglob("*.partial"))
-    monkeypatch.setattr(embed_module, "write_metadata", write_metadata)
+    monkeypatch.setattr(embed_writer, "write_metadata", write_metadata)
 
     summary = run([folder], resumed, checkpoint, partition_size=3)
     assert summary["partitions_already_complete"] == 1
@@ -386,28 +388,33 @@ def test_rerun_with_another_model_or_changed_inputs_fails(folder, tmp_path, chec
     assert run([folder], out, checkpoint, partition_size=4)["partitions_embedded"] == 0
 
 
-def test_bf16_autocast_is_close_to_fp32(folder, tmp_path, checkpoint):
+@pytest.mark.parametrize("precision", ["amp_bf16", "bf16"])
+def test_bf16_autocast_and_weight_cast_are_close_to_fp32(folder, tmp_path, checkpoint, precision):
     run([folder], tmp_path / "fp32", checkpoint, partition_size=100)
-    run([folder], tmp_path / "bf16", checkpoint, partition_size=100, precision="bf16")
+    run([folder], tmp_path / "low", checkpoint, partition_size=100, precision=precision)
     (rows, img32, text32, _), (_, img16, text16, _) = (
         read_all(tmp_path / "fp32"),
-        read_all(tmp_path / "bf16"),
+        read_all(tmp_path / "low"),
     )
-    assert read_info(tmp_path / "bf16")["precision"] == "bf16"
+    low_info, fp32_info = read_info(tmp_path / "low"), read_info(tmp_path / "fp32")
+    assert low_info["precision"] == precision
+    # The digest is of the weights as read, so both precisions name the same checkpoint.
+    assert low_info["weights_blake2b"] == fp32_info["weights_blake2b"]
     captioned = [i for i, row in enumerate(rows) if row["caption"] is not None]
     for a, b in ((img32, img16), (text32[captioned], text16[captioned])):
         cosine = (a.astype(np.float32) * b.astype(np.float32)).sum(-1)
         assert cosine.min() > 0.99
+        assert not np.array_equal(a, b)
 
 
 def test_texts_are_batched_by_length_and_returned_in_order(reference):
     model, _, tokenizer = reference
     captions = ["a", "a very long caption " * 3, "two words", "x y z w v", "b", "c d"]
     tokens = tokenizer(captions)
-    embedder = Embedder(model, torch.device("cpu"), "fp32", batch_size=2)
+    encoder = Encoder(model, precision="fp32", batch_size=2)
     with torch.inference_mode():
         expected = torch.cat([F.normalize(model.encode_text(t[None]), dim=-1) for t in tokens])
-    torch.testing.assert_close(embedder.texts(tokens), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoder.texts(tokens), expected, atol=1e-5, rtol=0)
 
 
 def test_partitions_are_deterministic(folder, shards):

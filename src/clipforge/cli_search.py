@@ -37,11 +37,6 @@ class InputFormat(str, Enum):
     table = "table"
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
 def embed(
     inputs: Annotated[
         list[str], typer.Argument(help="Image folders, shard paths/brace patterns, or CSV/parquet.")
@@ -55,7 +50,10 @@ def embed(
     ] = 10_000,
     shards_per_partition: Annotated[int, typer.Option(help="Shards per partition (wds).")] = 1,
     workers: Annotated[int, typer.Option(help="DataLoader decode workers.")] = 4,
-    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 autocast.")] = Precision.fp32,
+    precision: Annotated[
+        str,
+        typer.Option(help="fp32, bf16/fp16 (weights cast), amp_bf16/amp_fp16 (autocast), auto."),
+    ] = "fp32",
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: auto).")
     ] = None,
@@ -74,7 +72,7 @@ def embed(
     summary = embed_collection(
         list(inputs), out, model=model, pretrained=pretrained, batch_size=batch_size,
         partition_size=partition_size, shards_per_partition=shards_per_partition,
-        num_workers=workers, precision=precision.value, device=device,
+        num_workers=workers, precision=precision, device=device,
         input_format=input_format.value, image_root=image_root, image_column=image_column,
         caption_column=caption_column,
     )  # fmt: skip

@@ -77,11 +77,32 @@ def _device(local_rank: int) -> torch.device:
 
 
 def _env_int(name: str) -> int:
-    value = os.environ[name]
+    value = os.environ.get(name)
     try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"environment variable {name}={value!r} is not an integer (torchrun sets RANK, "
+            "WORLD_SIZE and LOCAL_RANK together)"
+        ) from None
+
+
+def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """``(rank, world_size)``: the arguments, else the initialised process group, else
+    torchrun's ``RANK``/``WORLD_SIZE``, else ``(0, 1)``.
+
+    For work shared out by rank without collectives (each rank embeds its own partitions),
+    which need not start a process group to know its share.
+    """
+    if (rank is None) != (world_size is None):
+        raise ValueError(f"pass rank and world_size together (got {rank=}, {world_size=})")
+    if rank is None:
+        rank, world_size = world_info()
+        if world_size == 1 and "WORLD_SIZE" in os.environ:
+            rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank!r} must be in [0, world_size={world_size!r})")
+    return rank, world_size
 
 
 def init_distributed(

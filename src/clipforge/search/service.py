@@ -13,13 +13,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from clipforge.encoder import Encoder
 from clipforge.search.collection import Collection, ItemNotFound
-from clipforge.search.encoder import QueryEncoder
 from clipforge.search.queries import ApiError, Query
 from clipforge.search.server_config import IndexSpec, ServerConfig
 
 logger = logging.getLogger(__name__)
 
+# One query model per distinct (model, pretrained, precision), shared by the indices that name it.
+EncoderKey = tuple[str, str | None, str]
 DEDUP_FETCH_FACTORS = (2, 8)  # candidates fetched per wanted result, tried in turn
 
 
@@ -40,7 +42,7 @@ class ServedIndex:
     name: str
     index: VectorIndex
     collection: Collection
-    encoder: QueryEncoder
+    encoder: Encoder
 
     def summary(self) -> dict[str, Any]:
         model, pretrained = self.encoder.spec
@@ -50,6 +52,7 @@ class ServedIndex:
             "dim": int(self.index.dim),
             "model": model,
             "pretrained": pretrained,
+            "precision": self.encoder.precision.name,
             "kind": self.index.info.get("kind"),
             "embeddings": str(self.collection.root),
         }
@@ -65,7 +68,7 @@ class SearchService:
     @classmethod
     def from_config(cls, config: ServerConfig) -> SearchService:
         """Load every index, its collection and its model (one model per distinct spec)."""
-        encoders: dict[tuple[str, str | None], QueryEncoder] = {}
+        encoders: dict[EncoderKey, Encoder] = {}
         served = {}
         for name, spec in config.indices.items():
             served[name] = _load_served(name, spec, config.device, encoders)
@@ -118,14 +121,13 @@ class SearchService:
             if len(query.value) > limit:
                 raise ApiError(422, f"text is {len(query.value)} characters; the limit is {limit}",
                                {"field": "text", "limit": limit})  # fmt: skip
-            vector, truncated = served.encoder.encode_text(query.value)
-            if truncated:
+            if served.encoder.truncated(query.value):
                 context = served.encoder.context_length
                 warnings.append(f"the text is longer than the model's context of {context} "
                                 "tokens and was truncated")  # fmt: skip
-            return vector
+            return served.encoder.texts([query.value])[0].numpy()
         if query.kind == "image":
-            return served.encoder.encode_image(query.value)
+            return served.encoder.pil_images([query.value])[0].numpy()
         if query.kind == "id":
             try:
                 vector = served.collection.vectors(np.array([query.value]))[0]
@@ -195,7 +197,7 @@ def _load_served(
     name: str,
     spec: IndexSpec,
     device: str,
-    encoders: dict[tuple[str, str | None], QueryEncoder],
+    encoders: dict[EncoderKey, Encoder],
 ) -> ServedIndex:
     from clipforge.search.index import load_index
 
@@ -221,25 +223,28 @@ def _load_served(
             f"{collection.dim}; rebuild the index over this collection"
         )
     model_spec = _model_spec(spec, collection.info, where)
-    if model_spec not in encoders:
+    # Queries are encoded as the collection was, so a bf16 collection gets bf16 queries.
+    key = (*model_spec, str(collection.info.get("precision", "fp32")))
+    if key not in encoders:
         source = (
             "the config" if spec.model or spec.pretrained else f"{collection.root}/embed_info.json"
         )
         try:
-            encoders[model_spec] = QueryEncoder(*model_spec, device=device)
+            encoders[key] = Encoder.load(*model_spec, precision=key[2], device=device)
         except (FileNotFoundError, ValueError) as err:
             raise type(err)(
                 f"{where}: cannot load the query model {model_spec[0]!r} "
-                f"(pretrained={model_spec[1]!r}, named by {source}): {err}"
+                f"(pretrained={model_spec[1]!r}, precision={key[2]!r}, named by {source}): {err}"
             ) from err
-    encoder = encoders[model_spec]
+        logger.info("loaded query model %s (pretrained=%s) at %s", *key)
+    encoder = encoders[key]
     _check_same_model(encoder, collection, index, where)
     logger.info("serving index %r: %d vectors, dim %d", name, index.ntotal, index.dim)
     return ServedIndex(name, index, collection, encoder)
 
 
 def _check_same_model(
-    encoder: QueryEncoder, collection: Collection, index: VectorIndex, where: str
+    encoder: Encoder, collection: Collection, index: VectorIndex, where: str
 ) -> None:
     """Queries embedded by another model than the collection's give meaningless rankings with
     no error at all, so a width or weights mismatch stops the server from starting."""

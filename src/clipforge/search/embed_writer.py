@@ -1,0 +1,134 @@
+"""The files of one embedded partition: chunks reassembled in planned order, written atomically.
+
+Workers hand over a partition's chunks in any order; :class:`Assembly` collects them with their
+image embeddings until every unit of the partition is in, and :class:`PartitionWriter` then
+encodes the captions, writes the embeddings, the metadata and, last, the stats file whose
+presence marks the partition complete (see :mod:`.layout`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clipforge.atomic import atomic_path, write_json_atomic
+from clipforge.encoder import Encoder
+from clipforge.search.embed_inputs import CollectionPlan
+from clipforge.search.embed_reader import Chunk
+from clipforge.search.layout import img_emb_path, metadata_path, stats_path, text_emb_path
+
+METADATA_COLUMNS: tuple[str, ...] = ("key", "path", "member", "caption", "json")
+
+
+@dataclass
+class Assembly:
+    """The chunks of one partition received so far, with their image embeddings."""
+
+    units: int
+    started: float
+    finished_units: int = 0
+    chunks: dict[tuple[int, int], tuple[Chunk, torch.Tensor | None]] = field(default_factory=dict)
+
+    def add(self, chunk: Chunk, embeddings: torch.Tensor | None) -> None:
+        self.chunks[(chunk.unit, chunk.part)] = (chunk, embeddings)
+        self.finished_units += chunk.last
+
+    @property
+    def complete(self) -> bool:
+        return self.finished_units == self.units
+
+    def ordered(self) -> list[tuple[Chunk, torch.Tensor | None]]:
+        return [self.chunks[k] for k in sorted(self.chunks)]
+
+
+def write_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to ``path`` atomically (a handle, so numpy adds no ``.npy`` suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
+
+
+def write_metadata(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The metadata parquet: one row per sample, :data:`METADATA_COLUMNS`, all strings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.string()) for name in METADATA_COLUMNS])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+class PartitionWriter:
+    """Turns a complete :class:`Assembly` into the partition's files, stats last."""
+
+    def __init__(self, out: Path, collection: CollectionPlan, encoder: Encoder) -> None:
+        self.out = out
+        self.collection = collection
+        self.encoder = encoder
+
+    def write(self, index: int, assembly: Assembly) -> dict[str, Any]:
+        """Write partition ``index`` and return its stats."""
+        parts = assembly.ordered()
+        rows = [row for chunk, _ in parts for row in chunk.rows]
+        dim = self.encoder.dim
+        if self.collection.images:
+            found = [emb for _, emb in parts if emb is not None]
+            images = torch.cat(found) if found else torch.zeros(0, dim)  # (n, D)
+            _check_rows(index, "image embeddings", len(images), len(rows))
+            write_array(img_emb_path(self.out, index), images.numpy().astype(np.float16))
+        captioned = [i for i, row in enumerate(rows) if row["caption"] is not None]
+        if self.collection.text:
+            texts = torch.zeros(len(rows), dim)  # (n, D), zero rows where there is no caption
+            tokens = [chunk.tokens for chunk, _ in parts if chunk.tokens is not None]
+            if tokens:
+                token_rows = torch.cat(tokens)  # (C, L)
+                _check_rows(index, "tokenized captions", len(token_rows), len(captioned))
+                texts[captioned] = self.encoder.texts(token_rows)
+            write_array(text_emb_path(self.out, index), texts.numpy().astype(np.float16))
+        write_metadata(metadata_path(self.out, index), rows)
+        stats = self._stats(index, parts, rows, len(captioned), assembly.started)
+        stats_path(self.out, index).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stats_path(self.out, index), stats)
+        return stats
+
+    def _stats(
+        self,
+        index: int,
+        parts: list[tuple[Chunk, torch.Tensor | None]],
+        rows: list[dict[str, Any]],
+        captions: int,
+        started: float,
+    ) -> dict[str, Any]:
+        skipped = [entry for chunk, _ in parts for entry in chunk.skipped]
+        seconds = time.perf_counter() - started
+        images = len(rows) if self.collection.images else 0
+        partition = self.collection.partitions[index]
+        return {
+            "partition": index,
+            "rows": len(rows),
+            "images": images,
+            "captions": captions,
+            "seen": len(rows) + len(skipped),
+            "skipped": len(skipped),
+            "skipped_by_reason": dict(sorted(Counter(e["reason"] for e in skipped).items())),
+            "skipped_samples": skipped,
+            "warnings": [entry for chunk, _ in parts for entry in chunk.warnings],
+            "shards": list(partition.shards),
+            "seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 1) if seconds > 0 else 0.0,
+        }
+
+
+def _check_rows(index: int, what: str, got: int, expected: int) -> None:
+    if got != expected:
+        raise RuntimeError(
+            f"partition {index}: {got} {what} for {expected} metadata rows (a clipforge bug)"
+        )
