@@ -1,6 +1,5 @@
 """The trainer: config validation, schedule, weight decay groups, accumulation, exact resume."""
 
-import contextlib
 import json
 import math
 import os
@@ -16,20 +15,24 @@ import torch
 import clipforge
 from clipforge.data.shapes import ShapesWorld
 from clipforge.losses import create_loss
+from clipforge.precision import resolve_precision
 from clipforge.train import (
     StepContext,
     TensorBatches,
     TrainConfig,
     TrainConfigError,
+    TrainState,
     create_optimizer,
+    load_checkpoint,
     load_train_config,
     lr_at,
+    save_checkpoint,
     train,
     train_step,
 )
+from clipforge.train.build import build_model
 from clipforge.train.config import OptimSection
 from clipforge.train.data import render_shapes
-from clipforge.train.loop import build_model
 
 TINY = {
     "embed_dim": 32,
@@ -82,6 +85,123 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
         TrainConfig().with_overrides(["model.init_temperature=1.5"])
     with pytest.raises(TrainConfigError, match="captions_per_sample=0 must be > 0"):
         TrainConfig().with_overrides(["data.captions_per_sample=0"])
+
+
+@pytest.mark.parametrize(
+    ("loss", "key", "value"),
+    [
+        ("clip", "local_loss", True),
+        ("clip", "label_smoothing", 0.1),
+        ("distill", "label_smoothing", 0.1),
+        ("cloob", "hopfield_beta", 4.0),
+        ("distill", "distill_weight", 0.5),
+        ("distill", "distill_temperature", 2.0),
+    ],
+)
+def test_every_loss_option_is_reachable_from_set(loss: str, key: str, value) -> None:
+    sets = [f"loss.name={loss}", f"loss.{key}={value}"]
+    if loss == "distill":
+        sets.append("loss.teacher=tiny-rn")
+    cfg = TrainConfig().with_overrides(sets)
+    assert cfg.loss.options() == {key: value}
+    create_loss(cfg.loss.name, **cfg.loss.options())  # the loss takes what the config holds
+
+
+def test_loss_section_carries_every_option_of_every_loss() -> None:
+    """The config's loss keys are read from the losses: a new loss option needs a config key."""
+    from clipforge.losses import loss_names, loss_options
+    from clipforge.train.config import LossSection
+
+    options = {key for name in loss_names() for key in loss_options(name)}
+    assert options == {"local_loss", "label_smoothing", "hopfield_beta", "distill_weight",
+                       "distill_temperature"}  # fmt: skip
+    assert options <= set(LossSection.__dataclass_fields__)
+
+
+@pytest.mark.parametrize(
+    ("loss", "key", "value"),
+    [
+        ("clip", "hopfield_beta", 4.0),
+        ("siglip", "label_smoothing", 0.1),
+        ("infoloob", "local_loss", True),
+        ("cloob", "distill_weight", 0.5),
+        ("siglip", "distill_temperature", 2.0),
+    ],
+)
+def test_a_loss_option_for_another_loss_is_an_error_naming_the_key(
+    loss: str, key: str, value
+) -> None:
+    with pytest.raises(TrainConfigError, match=rf"loss\.{key}=.*loss\.name='{loss}'"):
+        TrainConfig().with_overrides([f"loss.name={loss}", f"loss.{key}={value}"])
+
+
+def test_loss_config_names_bad_values() -> None:
+    with pytest.raises(TrainConfigError, match="loss.name='clap'"):
+        TrainConfig().with_overrides(["loss.name=clap"])
+    with pytest.raises(TrainConfigError, match="loss.hopfield_beta=0.0 must be > 0"):
+        TrainConfig().with_overrides(["loss.name=cloob", "loss.hopfield_beta=0"])
+    with pytest.raises(TrainConfigError, match="loss.teacher=''"):
+        TrainConfig().with_overrides(["loss.name=distill"])
+    with pytest.raises(TrainConfigError, match="loss.teacher='tiny-rn'"):
+        TrainConfig().with_overrides(["loss.teacher=tiny-rn"])
+
+
+def test_run_precision_speaks_the_one_vocabulary() -> None:
+    with pytest.raises(TrainConfigError, match="run.precision='amp'.*'amp_fp16'"):
+        TrainConfig().with_overrides(["run.precision=amp"])
+    with pytest.raises(TrainConfigError, match="run.precision='bf16' is not allowed"):
+        TrainConfig().with_overrides(["run.precision=bf16"])  # cast weights cannot train
+    assert TrainConfig().with_overrides(["run.precision=auto"]).run.precision == "auto"
+
+
+def test_auto_precision_trains_in_fp32_on_a_cpu_without_native_bf16(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import clipforge.precision as precision
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2"}))
+    (tmp_path / "auto").mkdir()
+    (tmp_path / "fp32").mkdir()
+    sets = {"run.steps": 2, "run.checkpoint_every": 0}
+    auto = train(
+        config(tmp_path / "auto", **sets, **{"run.precision": "auto"}), synthetic_batches()
+    )
+    fp32 = train(config(tmp_path / "fp32", **sets), synthetic_batches())
+    assert [h["loss"] for h in auto.history] == [h["loss"] for h in fp32.history]
+
+
+def test_train_state_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = clipforge.create_model(TINY)
+    state = TrainState(model, create_optimizer(model, OptimSection()),
+                       torch.amp.GradScaler("cpu", init_scale=2.0**7))  # fmt: skip
+    batch = next(synthetic_batches()(0))
+    train_step(state, batch, StepContext(create_loss("clip"), resolve_precision("amp_fp16")))
+    weights = save_checkpoint(tmp_path, state)
+    expected_draw = torch.rand(3)
+
+    torch.manual_seed(1)
+    fresh_model = clipforge.create_model(TINY)
+    fresh = TrainState(fresh_model, create_optimizer(fresh_model, OptimSection()),
+                       torch.amp.GradScaler("cpu"))  # fmt: skip
+    load_checkpoint(weights, fresh)
+    assert fresh.step == 1
+    torch.testing.assert_close(fresh_model.state_dict(), model.state_dict())
+    torch.testing.assert_close(fresh.optimizer.state_dict(), state.optimizer.state_dict())
+    assert fresh.scaler.state_dict() == state.scaler.state_dict()
+    torch.testing.assert_close(torch.rand(3), expected_draw)  # the RNG continues where it was
+
+
+def test_the_step_sets_the_schedules_learning_rate() -> None:
+    torch.manual_seed(0)
+    model = clipforge.create_model(TINY)
+    cfg = OptimSection(lr=1e-3, warmup_steps=4)
+    state = TrainState(model, create_optimizer(model, cfg), step=2)
+    ctx = StepContext(create_loss("clip"), lr_at=lambda step: lr_at(step, cfg, 10))
+    metrics = train_step(state, next(synthetic_batches()(0)), ctx)
+    assert state.step == 3
+    assert metrics["lr"] == pytest.approx(1e-3 * 3 / 4)
+    assert all(g["lr"] == pytest.approx(1e-3 * 3 / 4) for g in state.optimizer.param_groups)
 
 
 def test_init_temperature_sets_the_starting_logit_scale(tmp_path: Path) -> None:
@@ -161,10 +281,8 @@ def test_accumulation_equals_full_batch_gradient() -> None:
     for parts in (1, 4):
         torch.manual_seed(0)
         model = clipforge.create_model(TINY)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-        micro = list(zip(batch[0].chunk(parts), batch[1].chunk(parts), strict=True))
-        ctx = StepContext(autocast=contextlib.nullcontext)
-        train_step(model, create_loss("clip"), micro, optimizer, ctx)
+        state = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.0))
+        train_step(state, batch, StepContext(create_loss("clip"), accum_steps=parts))
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
@@ -279,19 +397,19 @@ def test_fp16_loss_scaling_skips_an_overflowing_step_and_lowers_the_scale() -> N
     batch = next(synthetic_batches(batch_size=8)(0))
     torch.manual_seed(0)
     model = clipforge.create_model(TINY)
-    optimizer = create_optimizer(model, OptimSection())
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
-    ctx = StepContext(autocast=lambda: torch.autocast("cpu", dtype=torch.float16), scaler=scaler)
+    state = TrainState(model, create_optimizer(model, OptimSection()), scaler)
+    fp16 = resolve_precision("amp_fp16", "cpu")
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     def overflowing(*args, **kwargs):
         return create_loss("clip")(*args, **kwargs) * float("inf")
 
-    train_step(model, overflowing, [batch], optimizer, ctx)
+    train_step(state, batch, StepContext(overflowing, fp16))
     assert scaler.get_scale() == 2.0**9
     for name, value in model.named_parameters():
         torch.testing.assert_close(value.detach(), before[name], msg=name)  # step skipped
-    train_step(model, create_loss("clip"), [batch], optimizer, ctx)
+    train_step(state, batch, StepContext(create_loss("clip"), fp16))
     assert scaler.get_scale() == 2.0**9  # a finite step keeps the scale (it grows later)
     assert any(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters())
 

@@ -108,20 +108,20 @@ def test_fit_in_processes_needs_a_picklable_eval_fn(tmp_path: Path) -> None:
 
 def test_processes_key_is_ignored_under_torchrun(tmp_path: Path, monkeypatch, caplog) -> None:
     """torchrun has started the processes already: fit trains as its rank, with a warning."""
-    import clipforge.train.loop as loop
+    import clipforge.train.launch as launch
 
     cfg = _shapes_run(tmp_path, "run", **{"run.processes": 2})
     monkeypatch.setenv("WORLD_SIZE", "4")
     ran_here = []
-    monkeypatch.setattr(loop, "fit_this_process", lambda cfg, **kwargs: ran_here.append(cfg))
-    with caplog.at_level("WARNING", logger="clipforge.train.loop"):
-        loop.fit(cfg)
+    monkeypatch.setattr(launch, "fit_this_process", lambda cfg, **kwargs: ran_here.append(cfg))
+    with caplog.at_level("WARNING", logger="clipforge.train.launch"):
+        launch.fit(cfg)
     assert ran_here == [cfg]
     assert "run.processes=2 is ignored: torchrun started WORLD_SIZE=4" in caplog.text
 
 
 def test_the_periodic_shapes_evaluation_can_travel_to_workers() -> None:
-    from clipforge.demo.evaluate import shapes_eval_fn
+    from clipforge.evaluate.shapes_suite import shapes_eval_fn
 
     restored = pickle.loads(pickle.dumps(shapes_eval_fn(seed=3)))
     assert restored.keywords["seed"] == 3

@@ -38,7 +38,7 @@ from .cloob import (
     infoloob_loss_distributed,
 )
 from .distill import distill_loss, distill_loss_distributed
-from .factory import LossFn, create_loss, loss_names
+from .factory import LossFn, create_loss, loss_names, loss_options
 from .siglip import (
     SIGLIP_INIT_LOGIT_BIAS,
     SIGLIP_INIT_LOGIT_SCALE,
@@ -67,6 +67,7 @@ __all__ = [
     "infoloob_loss",
     "infoloob_loss_distributed",
     "loss_names",
+    "loss_options",
     "siglip_loss",
     "siglip_loss_distributed",
 ]

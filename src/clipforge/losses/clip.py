@@ -92,7 +92,7 @@ def clip_loss_distributed(
     logit_scale: torch.Tensor | float,
     logit_bias: torch.Tensor | float | None = None,
     *,
-    local_loss: bool = True,
+    local_loss: bool = False,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """InfoNCE over the batch of every rank, called by all ranks with their local (B, D) pairs.
@@ -101,9 +101,10 @@ def clip_loss_distributed(
     ``--local-loss --gather-with-grad``, what it recommends for large runs) this rank scores only its own B images against all texts and its
     B texts against all images, with targets offset by ``rank * B``: a (B, world_size * B)
     matrix, and the loss is the mean over this rank's rows, so the mean over ranks is the
-    full-batch :func:`clip_loss`. Without it every rank builds the whole
-    (world_size * B)^2 matrix and returns the full-batch loss itself. Either way DDP's
-    averaged gradients equal those of the full-batch loss. One process: :func:`clip_loss`.
+    full-batch :func:`clip_loss`. Without it (the default, so that every rank, and rank 0's
+    log, sees the full-batch loss) every rank builds the whole (world_size * B)^2 matrix and
+    returns the full-batch loss itself. Either way DDP's averaged gradients equal those of the
+    full-batch loss. One process: :func:`clip_loss`.
     """
     all_images, all_texts = gather_features(image_features, text_features)
     if not local_loss:

@@ -50,43 +50,31 @@ def loss_names() -> list[str]:
     return sorted(_LOSSES)
 
 
-def create_loss(
-    name: str,
-    *,
-    local_loss: bool | None = None,
-    label_smoothing: float | None = None,
-    hopfield_beta: float | None = None,
-    distill_weight: float | None = None,
-    distill_temperature: float | None = None,
-) -> LossFn:
-    """The training loss ``name`` with the given options bound.
+def loss_options(name: str) -> dict[str, Any]:
+    """The options loss ``name`` takes, with their defaults: ``{"hopfield_beta": 8.0}`` for CLOOB.
 
-    The returned function works unchanged in one process and under torch.distributed, where
-    every rank calls it with its local batch (see :mod:`clipforge.losses` for how the result
-    is normalised). Options left as None keep the loss's default; setting one that the loss
-    does not take is an error rather than silently ignored:
-
-    - ``local_loss`` (clip): score only this rank's rows against the global batch.
-    - ``label_smoothing`` (clip, distill): passed to the InfoNCE cross-entropy.
-    - ``hopfield_beta`` (cloob): inverse temperature of the Hopfield retrieval.
-    - ``distill_weight``, ``distill_temperature`` (distill): the teacher term's weight and T.
+    An option is a keyword-only parameter with a default; those without one (the teacher's
+    features) are inputs the training step passes. The signature is thus the one list of what
+    each loss can be told, which the training config and :func:`create_loss` both read.
     """
     if name not in _LOSSES:
         raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(loss_names())}")
-    loss_fn = _LOSSES[name]
-    options = {
-        key: value
-        for key, value in {
-            "local_loss": local_loss,
-            "label_smoothing": label_smoothing,
-            "hopfield_beta": hopfield_beta,
-            "distill_weight": distill_weight,
-            "distill_temperature": distill_temperature,
-        }.items()
-        if value is not None
-    }
-    accepted = inspect.signature(loss_fn).parameters
+    parameters = inspect.signature(_LOSSES[name]).parameters.values()
+    return {p.name: p.default for p in parameters
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}  # fmt: skip
+
+
+def create_loss(name: str, **options: Any) -> LossFn:
+    """The training loss ``name`` with ``options`` (see :func:`loss_options`) bound.
+
+    The returned function works unchanged in one process and under torch.distributed, where
+    every rank calls it with its local batch (see :mod:`clipforge.losses` for how the result
+    is normalised). An option the loss does not take is an error rather than silently ignored.
+    """
+    accepted = loss_options(name)
     for key, value in options.items():
         if key not in accepted:
-            raise ValueError(f"option {key}={value!r} does not apply to loss {name!r}")
+            takes = ", ".join(accepted) or "no options"
+            raise ValueError(f"option {key}={value!r} does not apply to loss {name!r} ({takes})")
+    loss_fn = _LOSSES[name]
     return functools.partial(loss_fn, **options) if options else loss_fn

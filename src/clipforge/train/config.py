@@ -7,13 +7,14 @@ Sections are frozen dataclasses; an unknown key or a bad value fails with a mess
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
-
-from ..typed_config import build_dataclass, check_positive
+from ..losses import loss_names, loss_options
+from ..precision import TRAIN_PRECISIONS, PrecisionError, check_precision
+from ..typed_config import TypedConfig, check_positive
 
 
 class TrainConfigError(ValueError):
@@ -72,17 +73,47 @@ class DataSection:
 
 @dataclass(frozen=True, kw_only=True)
 class LossSection:
+    """The loss and its options. Which loss takes which option is read from the losses
+    themselves (:func:`loss_options`); an option left None keeps the loss's default, and one
+    the chosen loss does not take is an error, because a silently ignored option trains
+    something other than what the recipe says."""
+
     name: str = "clip"  # clip | siglip | infoloob | cloob | distill
-    local_loss: bool = False
-    label_smoothing: float = 0.0
+    local_loss: bool | None = None  # clip: score only this rank's rows (large runs)
+    label_smoothing: float | None = None  # clip, distill
+    hopfield_beta: float | None = None  # cloob: inverse temperature of the Hopfield retrieval
+    distill_weight: float | None = None  # distill: weight of the teacher term
+    distill_temperature: float | None = None  # distill: softmax temperature of that term
     teacher: str = ""  # model for distill (name, config or checkpoint)
     teacher_pretrained: str = ""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.label_smoothing < 1.0:
+        if self.name not in loss_names():
+            raise TrainConfigError(f"loss.name={self.name!r}: choose {', '.join(loss_names())}")
+        accepted = loss_options(self.name)
+        for key, value in self.options().items():
+            if key not in accepted:
+                takes = ", ".join(f"loss.{k}" for k in accepted) or "no options"
+                raise TrainConfigError(
+                    f"loss.{key}={value!r} does not apply to loss.name={self.name!r} ({takes})"
+                )
+        if not 0.0 <= (self.label_smoothing or 0.0) < 1.0:
             raise TrainConfigError(f"loss.label_smoothing={self.label_smoothing} not in [0, 1)")
-        if self.name == "distill" and not self.teacher:
-            raise TrainConfigError("loss.name='distill' needs loss.teacher")
+        for key in ("hopfield_beta", "distill_temperature"):
+            if getattr(self, key) is not None:
+                check_positive(TrainConfigError, "loss", **{key: getattr(self, key)})
+        if (self.name == "distill") != bool(self.teacher):
+            raise TrainConfigError(
+                f"loss.teacher={self.teacher!r}: loss.name='distill' needs one; other losses none"
+            )
+
+    def options(self) -> dict[str, Any]:
+        """The loss options this section sets, as keyword arguments of :func:`create_loss`."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in _NOT_LOSS_OPTIONS and getattr(self, f.name) is not None}  # fmt: skip
+
+
+_NOT_LOSS_OPTIONS = ("name", "teacher", "teacher_pretrained")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +147,7 @@ class RunSection:
     out_dir: str = "runs/train"
     steps: int = 1000
     seed: int = 0
-    precision: str = "amp_bf16"  # fp32 | amp_bf16 | amp_fp16 (loss-scaled; for GPUs)
+    precision: str = "auto"  # fp32 | amp_bf16 | amp_fp16 (loss-scaled) | auto: bf16 if native
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 10
     checkpoint_every: int = 500
@@ -135,84 +166,30 @@ class RunSection:
             keep_last=self.keep_last,
             processes=self.processes,
         )
-        if self.precision not in ("fp32", "amp_bf16", "amp_fp16"):
-            raise TrainConfigError(
-                f"run.precision={self.precision!r}: choose fp32, amp_bf16 or amp_fp16"
-            )
+        try:
+            check_precision(self.precision, "run.precision", TRAIN_PRECISIONS)
+        except PrecisionError as err:
+            raise TrainConfigError(str(err)) from None
         if self.device not in ("auto", "cpu", "cuda"):
             raise TrainConfigError(f"run.device={self.device!r}: choose auto, cpu or cuda")
         if self.checkpoint_every < 0 or self.eval_every < 0:
             raise TrainConfigError("run.checkpoint_every and run.eval_every must be >= 0")
 
 
-SECTIONS = {
-    "model": ModelSection,
-    "data": DataSection,
-    "loss": LossSection,
-    "optim": OptimSection,
-    "run": RunSection,
-}
-
-
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
+class TrainConfig(TypedConfig):
+    """A training run, one section per concern; loaded and overridden as every command's
+    config is (:class:`clipforge.typed_config.TypedConfig`)."""
+
+    error: ClassVar[type[Exception]] = TrainConfigError
+
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        if not isinstance(data, dict):
-            raise TrainConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(SECTIONS))
-        if unknown:
-            raise TrainConfigError(
-                f"{source}: unknown section(s) {unknown}; known: {list(SECTIONS)}"
-            )
-        sections = {}
-        for name, section_cls in SECTIONS.items():
-            values = data.get(name) or {}
-            if not isinstance(values, dict):
-                raise TrainConfigError(f"{source}: section {name!r} must be a mapping")
-            sections[name] = build_dataclass(
-                section_cls, values, f"{source}: {name}", TrainConfigError
-            )
-        return cls(**sections)
 
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["data"]["weights"] = list(self.data.weights)
-        return out
-
-    def with_overrides(self, overrides: list[str]) -> TrainConfig:
-        """Apply ``section.key=value`` strings; values are parsed as YAML (``1e-3``, ``true``)."""
-        data = self.to_dict()
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            section, dot, name = key.strip().partition(".")
-            if not sep or not dot:
-                raise TrainConfigError(f"override {item!r}: expected section.key=value")
-            if section not in data:
-                raise TrainConfigError(f"override {item!r}: unknown section {section!r}")
-            if name not in data[section]:
-                known = sorted(data[section])
-                raise TrainConfigError(f"override {item!r}: unknown key {key!r}; known: {known}")
-            data[section][name] = yaml.safe_load(raw) if raw.strip() else ""
-        return TrainConfig.from_dict(data, source="overrides")
-
-
-def load_train_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+def load_train_config(path: str | Path | None, overrides: Iterable[str] = ()) -> TrainConfig:
     """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
-    config = TrainConfig()
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise TrainConfigError(f"training config {str(path)!r} does not exist") from None
-        except yaml.YAMLError as err:
-            raise TrainConfigError(f"{path}: not valid YAML ({err})") from None
-        config = TrainConfig.from_dict(data, source=str(path))
-    return config.with_overrides(list(overrides))
+    return TrainConfig.load(path, overrides)

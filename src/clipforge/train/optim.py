@@ -5,8 +5,8 @@ the loss are excluded, as in CLIP and OpenCLIP (decaying them hurts and has no r
 The schedule is a pure function of the step, so resuming needs no scheduler state to be exact.
 
 The update runs fused (one kernel per parameter) where torch has it for the parameters' device
-and dtypes. On CPU torch otherwise falls back to a Python loop over parameters, which costs
-0.38 s per step for ViT-B-32 against 0.10 s fused (``bench/bench_optimizer.py``).
+and dtypes. On CPU torch otherwise falls back to a Python loop over parameters, several times
+slower (``docs/benchmarks.md``, "The optimiser").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A rich progress bar for training: steps, samples/s, loss, learning rate, temperature.
 
-It redraws once per step, not on rich's 10 Hz timer: that timer's thread took about 3% of the
-demo's throughput from the core it shares with a training process."""
+It redraws once per step, not on rich's 10 Hz timer: that timer's thread takes CPU time from
+the core it shares with a training process (``docs/benchmarks.md``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Run checkpoints: weights, optimiser, RNG and data position, written so that a crash never
-leaves a checkpoint that looks complete but is not.
+"""A run's training state, saved and loaded whole, written so that a crash never leaves a
+checkpoint that looks complete but is not.
 
 Layout of a run directory::
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,44 +26,53 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path, write_text_atomic
-from ..models import CheckpointError, read_checkpoint, save_model
-from ..models.checkpoint import load_weights
+from ..models import CheckpointError, load_weights, read_checkpoint, save_model
 
 log = logging.getLogger(__name__)
 _STEP_FILE = re.compile(r"step_(\d+)\.safetensors$")
 
 
-def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+@dataclass
+class TrainState:
+    """Everything a run changes as it trains, so everything a resume must restore.
+
+    The data position is ``step`` itself: each step's batch is a pure function of the step
+    (:mod:`.batches`). The RNG states are the process's own (dropout, patch dropout draw from
+    them), saved with the rest.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None = None
+    step: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights, which go to their own safetensors file."""
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        self.step = int(state["step"])
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-
-
-def save_checkpoint(
-    run_dir: Path,
-    step: int,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    keep_last: int,
-) -> Path:
-    """Write checkpoint ``step`` and point ``latest`` at it; prune all but the last ``keep_last``."""
+def save_checkpoint(run_dir: Path, state: TrainState, *, keep_last: int = 2) -> Path:
+    """Write checkpoint ``state.step`` and point ``latest`` at it; keep the last ``keep_last``."""
     directory = run_dir / "checkpoints"
     directory.mkdir(parents=True, exist_ok=True)
-    weights = directory / f"step_{step}.safetensors"
-    save_model(model, weights)  # writes a temporary file and renames it
-    state = {
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": rng_state(),
-    }
-    with atomic_path(directory / f"step_{step}.state.pt") as tmp:
-        torch.save(state, tmp)
-    write_text_atomic(directory / "latest", f"step_{step}\n")
+    weights = directory / f"step_{state.step}.safetensors"
+    save_model(state.model, weights)  # writes a temporary file and renames it
+    with atomic_path(directory / f"step_{state.step}.state.pt") as tmp:
+        torch.save(state.state_dict(), tmp)
+    write_text_atomic(directory / "latest", f"step_{state.step}\n")
     _prune(directory, keep_last)
     return weights
 
@@ -93,24 +103,15 @@ def resolve_resume(run_dir: Path, resume: str) -> Path:
     return path
 
 
-def load_checkpoint(
-    weights: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-) -> int:
-    """Restore model, optimiser, scaler and RNG from a checkpoint; return its step."""
+def load_checkpoint(weights: Path, state: TrainState) -> None:
+    """Restore ``state`` (weights, optimiser, scaler, RNG, step) from checkpoint ``weights``."""
     state_path = weights.with_name(weights.name.replace(".safetensors", ".state.pt"))
     if not state_path.is_file():
         raise CheckpointError(f"{weights}: its training state {state_path.name} is missing")
-    load_weights(model, read_checkpoint(weights))
+    load_weights(state.model, read_checkpoint(weights))
     try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt file
         raise CheckpointError(f"{state_path}: cannot read training state ({err})") from None
-    optimizer.load_state_dict(state["optimizer"])
-    if scaler is not None and state["scaler"] is not None:
-        scaler.load_state_dict(state["scaler"])
-    set_rng_state(state["rng"])
-    log.info("resumed from %s at step %d", weights, state["step"])
-    return int(state["step"])
+    state.load_state_dict(saved)
+    log.info("resumed from %s at step %d", weights, state.step)

@@ -1,4 +1,9 @@
-"""One optimiser step: ``train_step(model, loss_fn, micro_batches, optimizer, ...) -> metrics``.
+"""One optimiser step: ``train_step(state, batch, ctx) -> metrics``.
+
+The step owns everything that happens to one batch: the schedule's learning rate for
+``state.step``, the move to the device (channels-last for convolutional towers), the split
+into ``accum_steps`` micro-batches, forward and backward under the run's precision, the
+(loss-scaled) update. The loop around it only feeds batches and records what it returns.
 
 With several micro-batches the step keeps every negative of the whole batch, as OpenCLIP's
 ``accum_freq`` does: features of all micro-batches are first computed without gradient and
@@ -11,109 +16,129 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..losses import clamp_logit_scale_
+from ..losses import LossFn, clamp_logit_scale_
+from ..precision import Precision, resolve_precision
+from .optim import set_lr
+from .state import TrainState
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-LossFn = Callable[..., torch.Tensor]
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepContext:
-    """What a step needs besides model, data and optimiser; fixed for a run."""
+    """What a step needs besides the state and the batch; fixed for a run.
 
-    autocast: Callable[[], contextlib.AbstractContextManager]
+    ``lr_at`` maps a step to its learning rate (None keeps the optimiser's); ``wrapped`` is
+    what runs the forward pass when it is not ``state.model`` itself (DDP, ``torch.compile``).
+    """
+
+    loss_fn: LossFn
+    precision: Precision = field(default_factory=lambda: resolve_precision("fp32"))
+    lr_at: Callable[[int], float] | None = None
+    accum_steps: int = 1
     grad_clip: float = 0.0
-    scaler: torch.amp.GradScaler | None = None
+    device: torch.device = torch.device("cpu")
+    memory_format: torch.memory_format = torch.contiguous_format
     teacher: nn.Module | None = None
+    wrapped: nn.Module | None = None
 
 
-def _features(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+def train_step(state: TrainState, batch: Batch, ctx: StepContext) -> dict[str, float]:
+    """Train on ``batch`` (pixels (B, 3, H, W), tokens (B, L)) and advance ``state.step``."""
+    if ctx.lr_at is not None:
+        set_lr(state.optimizer, ctx.lr_at(state.step))
     pixels, tokens = batch
-    return model(pixels, tokens)
+    pixels = pixels.to(ctx.device, memory_format=ctx.memory_format)
+    micro = list(zip(pixels.chunk(ctx.accum_steps),
+                     tokens.to(ctx.device).chunk(ctx.accum_steps), strict=True))  # fmt: skip
+    model = ctx.wrapped if ctx.wrapped is not None else state.model
+    model.train()
+    state.optimizer.zero_grad(set_to_none=True)
+    loss = _forward_backward(model, micro, ctx, state.scaler)
+    grad_norm = _update(state, ctx.grad_clip)
+    state.step += 1
+    return {
+        "loss": float(loss.detach()),
+        "logit_scale": float(state.model.logit_scale.detach().exp()),
+        "grad_norm": float(grad_norm),
+        "lr": state.optimizer.param_groups[0]["lr"],
+    }
 
 
-def _loss(
-    loss_fn: LossFn, out: dict, image: torch.Tensor, text: torch.Tensor, teacher: dict | None
-):
-    extra = {}
-    if teacher is not None:
-        extra = {
-            "teacher_image_features": teacher["image_features"],
-            "teacher_text_features": teacher["text_features"],
-            "teacher_logit_scale": teacher["logit_scale"],
-        }
-    return loss_fn(image, text, out["logit_scale"], out.get("logit_bias"), **extra)
+def _forward_backward(
+    model: nn.Module,
+    micro_batches: Sequence[Batch],
+    ctx: StepContext,
+    scaler: torch.amp.GradScaler | None,
+) -> torch.Tensor:
+    """Accumulate the gradient of the whole batch's loss; return that loss."""
+    teacher = _teacher_features(ctx, micro_batches) if ctx.teacher is not None else {}
+    if len(micro_batches) == 1:
+        with ctx.precision.autocast():
+            out = model(*micro_batches[0])
+            loss = _loss(ctx.loss_fn, out, out["image_features"], out["text_features"], teacher)
+        _backward(loss, scaler)
+        return loss
+    with torch.no_grad(), ctx.precision.autocast():
+        cached = [model(*b) for b in micro_batches]
+    for j, batch in enumerate(micro_batches):
+        last = j == len(micro_batches) - 1
+        with _no_sync(model, last=last), ctx.precision.autocast():
+            out = model(*batch)
+            if not last:  # every pass sees the whole loss: let one carry the scale's gradient
+                out = {k: v.detach() if k.startswith("logit_") else v for k, v in out.items()}
+            image = torch.cat([out["image_features"] if i == j else c["image_features"]
+                               for i, c in enumerate(cached)])  # fmt: skip
+            text = torch.cat([out["text_features"] if i == j else c["text_features"]
+                              for i, c in enumerate(cached)])  # fmt: skip
+            loss = _loss(ctx.loss_fn, out, image, text, teacher)
+            _backward(loss, scaler)
+    return loss
 
 
-def _backward(loss: torch.Tensor, ctx: StepContext) -> None:
-    (ctx.scaler.scale(loss) if ctx.scaler is not None else loss).backward()
+def _teacher_features(ctx: StepContext, micro_batches: Sequence[Batch]) -> dict:
+    """The frozen teacher's features of the whole batch, as the distillation loss takes them."""
+    with torch.no_grad(), ctx.precision.autocast():
+        outs = [ctx.teacher(*b) for b in micro_batches]
+    return {
+        "teacher_image_features": torch.cat([o["image_features"] for o in outs]),
+        "teacher_text_features": torch.cat([o["text_features"] for o in outs]),
+        "teacher_logit_scale": outs[0]["logit_scale"],
+    }
 
 
-def _no_sync(model: nn.Module, last: bool):
+def _loss(loss_fn: LossFn, out: dict, image: torch.Tensor, text: torch.Tensor, teacher: dict):
+    return loss_fn(image, text, out["logit_scale"], out.get("logit_bias"), **teacher)
+
+
+def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def _no_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
     """Skip DDP's gradient all-reduce on all but the last micro-batch."""
     if not last and hasattr(model, "no_sync"):
         return model.no_sync()
     return contextlib.nullcontext()
 
 
-def train_step(
-    model: nn.Module,
-    loss_fn: LossFn,
-    micro_batches: Sequence[Batch],
-    optimizer: torch.optim.Optimizer,
-    ctx: StepContext,
-) -> dict[str, float]:
-    """Forward, backward and update on one batch (split into ``micro_batches``)."""
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    teacher = None
-    if ctx.teacher is not None:
-        with torch.no_grad(), ctx.autocast():
-            teacher_outs = [_features(ctx.teacher, b) for b in micro_batches]
-        teacher = {
-            k: torch.cat([o[k] for o in teacher_outs]) for k in ("image_features", "text_features")
-        }
-        teacher["logit_scale"] = teacher_outs[0]["logit_scale"]
-
-    if len(micro_batches) == 1:
-        with ctx.autocast():
-            out = _features(model, micro_batches[0])
-            loss = _loss(loss_fn, out, out["image_features"], out["text_features"], teacher)
-        _backward(loss, ctx)
-    else:
-        with torch.no_grad(), ctx.autocast():
-            cached = [_features(model, b) for b in micro_batches]
-        for j, batch in enumerate(micro_batches):
-            last = j == len(micro_batches) - 1
-            with _no_sync(model, last=last), ctx.autocast():
-                out = _features(model, batch)
-                if not last:  # every pass sees the whole loss: let one carry the scale's gradient
-                    out = {k: v.detach() if k.startswith("logit_") else v for k, v in out.items()}
-                image = torch.cat([out["image_features"] if i == j else c["image_features"]
-                                   for i, c in enumerate(cached)])  # fmt: skip
-                text = torch.cat([out["text_features"] if i == j else c["text_features"]
-                                  for i, c in enumerate(cached)])  # fmt: skip
-                loss = _loss(loss_fn, out, image, text, teacher)
-                _backward(loss, ctx)
-
-    if ctx.scaler is not None:
-        ctx.scaler.unscale_(optimizer)
+def _update(state: TrainState, grad_clip: float) -> torch.Tensor:
+    """Clip, step (through the loss scaler, which skips steps whose gradients overflowed) and
+    keep the temperature in range; return the gradient norm before clipping."""
+    optimizer, scaler = state.optimizer, state.scaler
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip or float("inf"))
-    if ctx.scaler is not None:
-        ctx.scaler.step(optimizer)
-        ctx.scaler.update()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip or float("inf"))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
     else:
         optimizer.step()
-    raw = model.module if hasattr(model, "module") else model
-    clamp_logit_scale_(raw.logit_scale)
-    return {
-        "loss": float(loss.detach()),
-        "logit_scale": float(raw.logit_scale.detach().exp()),
-        "grad_norm": float(grad_norm),
-    }
+    clamp_logit_scale_(state.model.logit_scale)
+    return grad_norm

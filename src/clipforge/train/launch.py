@@ -1,16 +1,16 @@
-"""Data-parallel training in ``run.processes`` local processes, started by ``fit`` itself.
+"""``fit``: train from a config alone, in this process, as one torchrun rank, or in
+``run.processes`` local processes that ``fit`` starts itself.
 
-torchrun is the way to train on several machines or GPUs; this is the one-command way to use
-one machine's cores better. On CPU a process running N threads splits every operation N ways,
-and a small model's operations are too small to split well: on a 2-core machine the demo's
-shapes-rn trains 536 samples/s as two single-threaded processes of 192 samples a step, against
-480 as one two-threaded process of 384 (the same global batch, and the same loss: features are
-gathered across processes).
+torchrun is the way to train on several machines or GPUs; ``run.processes`` is the one-command
+way to use one machine's cores better. On CPU a process running N threads splits every
+operation N ways, and a small model's operations are too small to split well, so N
+one-thread processes on the same global batch train faster than one N-thread process
+(``docs/benchmarks.md``; the loss is the same, as features are gathered across processes).
 
-Each worker joins a process group on localhost (gloo on CPU, NCCL on GPUs, one GPU per worker),
-renders its share of a shapes run's data (the shares are then exchanged), trains its share of
-every batch, and rank 0 hands its weights and history back to the parent, which returns them
-as a one-process ``fit`` would.
+Each local worker joins a process group on localhost (gloo on CPU, NCCL on GPUs, one GPU per
+worker) exactly as a torchrun rank would, and rank 0 hands its weights and history back to the
+parent, which returns them as a one-process ``fit`` would. The parent builds no model of its
+own: it loads the one rank 0 saved.
 """
 
 from __future__ import annotations
@@ -24,28 +24,57 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..distributed import resolve_device
+from ..models import create_model, save_model
+from .build import build_model, join
 from .config import TrainConfig
-from .loop import EvalFn, RunResult, build_model, fit_this_process
+from .data import build_batches
+from .loop import EvalFn, RunResult, train
 
 log = logging.getLogger(__name__)
-_RESULT = "result.pt"  # rank 0's weights and history, for the parent
+_WEIGHTS, _RESULT = "model.safetensors", "result.pt"  # rank 0's hand-off to the parent
 
 
-def fit_in_processes(
+def fit(cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None) -> RunResult:
+    """Train from a config alone: build the model, then the data sized for it, then run.
+
+    With ``run.processes`` > 1 this starts that many local data-parallel processes and returns
+    rank 0's result; under torchrun, torchrun's processes are the run's.
+    """
+    if cfg.run.processes > 1:
+        if "WORLD_SIZE" not in os.environ:
+            return _fit_in_processes(cfg, resume=resume, eval_fn=eval_fn)
+        log.warning(
+            "run.processes=%d is ignored: torchrun started WORLD_SIZE=%s processes",
+            cfg.run.processes,
+            os.environ["WORLD_SIZE"],
+        )
+    return fit_this_process(cfg, resume=resume, eval_fn=eval_fn)
+
+
+def fit_this_process(
+    cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None
+) -> RunResult:
+    """``fit`` in this process, as one rank of the group torchrun's environment describes
+    (or alone)."""
+    where = join(cfg)
+    torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
+    model = build_model(cfg, where.device)
+    batches = build_batches(cfg, image_size=model.image_size, context_length=model.context_length)
+    return train(cfg, batches, resume=resume, eval_fn=eval_fn, model=model, dist=where)
+
+
+def _fit_in_processes(
     cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None
 ) -> RunResult:
     """Train as ``cfg`` says in ``cfg.run.processes`` spawned processes; return rank 0's result."""
     n = cfg.run.processes
     _check_picklable(eval_fn)
-    torch.manual_seed(cfg.run.seed)
-    model = build_model(cfg, resolve_device(cfg.run.device))  # receives the trained weights
     run_dir = Path(cfg.run.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".processes-", dir=run_dir) as tmp:
@@ -64,8 +93,8 @@ def fit_in_processes(
                 )
         except mp.ProcessRaisedException as failure:
             raise _worker_error(handoff, failure) from None
+        model = create_model(handoff / _WEIGHTS, device=resolve_device(cfg.run.device))
         out = torch.load(handoff / _RESULT, weights_only=True)
-    model.load_state_dict(out.pop("state"))
     return RunResult(model=model, run_dir=run_dir, **out)
 
 
@@ -103,7 +132,12 @@ def _worker(
     try:
         result = fit_this_process(cfg, resume=resume, eval_fn=eval_fn)
         if rank == 0:
-            torch.save(_handoff(result), handoff / _RESULT)
+            save_model(result.model, handoff / _WEIGHTS)
+            torch.save(
+                {"step": result.step, "history": result.history, "evals": result.evals,
+                 "samples_per_second": result.samples_per_second},
+                handoff / _RESULT,
+            )  # fmt: skip
     except Exception as err:
         with contextlib.suppress(Exception):  # an exception that does not pickle stays torch's
             (handoff / f"error-{rank}.pkl").write_bytes(pickle.dumps(err))
@@ -123,16 +157,6 @@ def _worker_error(handoff: Path, failure: mp.ProcessRaisedException) -> BaseExce
         return failure
 
 
-def _handoff(result: RunResult) -> dict[str, Any]:
-    return {
-        "state": result.model.state_dict(),
-        "step": result.step,
-        "history": result.history,
-        "evals": result.evals,
-        "samples_per_second": result.samples_per_second,
-    }
-
-
 def _check_picklable(eval_fn: EvalFn | None) -> None:
     try:
         pickle.dumps(eval_fn)
@@ -146,8 +170,8 @@ def _check_picklable(eval_fn: EvalFn | None) -> None:
 @contextlib.contextmanager
 def _thread_environment(threads: int) -> Iterator[None]:
     """Spawned workers start with OMP_NUM_THREADS=``threads``: ``torch.set_num_threads`` in a
-    worker is not enough, as its OpenMP pool is sized at import (one-thread workers ran 499
-    samples/s without the variable and 627 with it)."""
+    worker is not enough, as its OpenMP pool is sized at import (``docs/benchmarks.md`` has
+    the throughput with and without the variable)."""
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
