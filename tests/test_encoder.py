@@ -36,16 +36,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(3)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    clipforge.save_model(clipforge.create_model("tiny"), path)
-    return path
+def checkpoint() -> str:
+    """A tiny trained-format checkpoint that records its own architecture."""
+    return str(Path(__file__).parent / "fixtures" / "models" / "tiny-vit.safetensors")
 
 
 @pytest.fixture(scope="module")
 def model(checkpoint) -> clipforge.CLIP:
-    return clipforge.create_model(None, pretrained=checkpoint).eval()
+    return clipforge.create_model(checkpoint).eval()
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +101,14 @@ def test_every_caller_gets_the_same_features(model, checkpoint, shapes, tmp_path
     images = reference_images(model, encoder.transform, paths)
     texts = reference_texts(model, captions)
 
-    embed_collection([str(table)], tmp_path / "emb", model="tiny", pretrained=str(checkpoint),
-                     batch_size=4, num_workers=0, progress=False)  # fmt: skip
+    embed_collection(
+        [str(table)],
+        tmp_path / "emb",
+        model=checkpoint,
+        batch_size=4,
+        num_workers=0,
+        progress=False,
+    )
     rows_img = torch.from_numpy(np.load(img_emb_path(tmp_path / "emb", 0))).float()
     rows_text = torch.from_numpy(np.load(text_emb_path(tmp_path / "emb", 0))).float()
     torch.testing.assert_close(rows_img, images, atol=FP16_ATOL, rtol=0)
@@ -119,7 +123,7 @@ def test_every_caller_gets_the_same_features(model, checkpoint, shapes, tmp_path
     weights = build_classifier(model, tokenizer, captions[:2], ["{}"])
     torch.testing.assert_close(weights, texts[:2], atol=1e-5, rtol=0)
 
-    query = Encoder.load("tiny", checkpoint)
+    query = Encoder.load(checkpoint)
     torch.testing.assert_close(query.texts(captions), texts, atol=1e-5, rtol=0)
     torch.testing.assert_close(
         query.pil_images([load_image(p) for p in paths]), images, atol=1e-5, rtol=0
@@ -139,7 +143,7 @@ def test_evaluation_image_features_are_the_encoders(model) -> None:
 
 def test_bf16_casts_the_weights_and_amp_bf16_autocasts(checkpoint, shapes) -> None:
     _, paths, captions = shapes
-    fp32, bf16, amp = (Encoder.load("tiny", checkpoint, precision=p) for p in
+    fp32, bf16, amp = (Encoder.load(checkpoint, precision=p) for p in
                        ("fp32", "bf16", "amp_bf16"))  # fmt: skip
     assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in amp.model.parameters()} == {torch.float32}
@@ -169,8 +173,9 @@ def test_the_server_encodes_queries_with_the_collections_precision(
     table, _, captions = shapes
     for precision in ("fp32", "bf16"):
         emb = tmp_path / f"{precision}-emb"
-        embed_collection([str(table)], emb, model="tiny", pretrained=str(checkpoint),
-                         num_workers=0, progress=False, precision=precision)  # fmt: skip
+        embed_collection(
+            [str(table)], emb, model=checkpoint, num_workers=0, progress=False, precision=precision
+        )
         assert read_info(emb)["precision"] == precision
         build_index(emb, tmp_path / f"{precision}-index", kind="flat", modality="text")
     config = load_server_config(
