@@ -16,13 +16,11 @@ four steps would take an hour and one step's setup cost is lost in the noise.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import resource
 import subprocess
 import sys
 import time
-from functools import partial
 
 import torch
 
@@ -59,9 +57,9 @@ def matmul_flops(
 def run_case(name: str, seconds: float, single_step: bool = False) -> dict:
     import clipforge
     from clipforge.losses import create_loss
-    from clipforge.train import create_optimizer
+    from clipforge.precision import resolve_precision
+    from clipforge.train import StepContext, TrainState, create_optimizer, train_step
     from clipforge.train.config import OptimSection
-    from clipforge.train.step import StepContext, train_step
 
     model_name, batch, precision = CASES[name]
     torch.manual_seed(0)
@@ -72,16 +70,12 @@ def run_case(name: str, seconds: float, single_step: bool = False) -> dict:
     size = model.image_size
     pixels = torch.randn(batch, 3, size, size)
     tokens = tokenizer([CAPTIONS[i % len(CAPTIONS)] for i in range(batch)])
-    bf16 = precision == "amp_bf16"
-    autocast = (
-        partial(torch.autocast, "cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext
-    )
-    ctx = StepContext(autocast=autocast)
-    optimizer = create_optimizer(model, OptimSection(lr=1e-4))
-    loss = create_loss("clip")
+    ctx = StepContext(create_loss("clip"), resolve_precision(precision))
+    bf16 = ctx.precision.autocast_dtype == torch.bfloat16
+    state = TrainState(model, create_optimizer(model, OptimSection(lr=1e-4)))
 
     def step() -> None:
-        train_step(model, loss, [(pixels, tokens)], optimizer, ctx)
+        train_step(state, (pixels, tokens), ctx)
 
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -12,7 +12,7 @@ project's real training loop:
   groups parameters (no decay for tensors under 2-D and names with ``bn``, ``ln``, ``bias``,
   ``logit_scale``).
 * clipforge: ``clipforge.train.train`` (the loop ``fit`` runs) on a ``StepBatches`` source, with
-  the model from ``clipforge.train.loop.build_model``.
+  the model from ``clipforge.train.build.build_model``.
 
 Both get the same pre-made pixel tensors (B, 3, H, W), already normalised, and the same captions
 (10-20 words) tokenised by each project's own tokenizer (the ids are checked to be identical).
@@ -290,9 +290,9 @@ def run_openclip(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def run_clipforge(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
-    import clipforge.train.loop as loop
     from clipforge import get_tokenizer
-    from clipforge.train import TrainConfig
+    from clipforge.train import TrainConfig, train
+    from clipforge.train.build import build_model
 
     h = HPARAMS
     cfg = TrainConfig.from_dict(
@@ -320,7 +320,7 @@ def run_clipforge(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
         },
         source="bench",
     )
-    model = loop.build_model(cfg, torch.device("cpu"))
+    model = build_model(cfg, torch.device("cpu"))
     model.load_state_dict(torch.load(work / "init.pt", weights_only=True, mmap=True))
     pixels, captions = load_inputs(work)
     tokens = get_tokenizer(model)(captions).view(pixels.shape[0], opts.batch, -1)
@@ -335,7 +335,7 @@ def run_clipforge(opts: argparse.Namespace, work: Path) -> dict[str, Any]:
             yield pool[step % len(pool)]
             step += 1
 
-    result = loop.train(cfg, batches, model=model)  # logs every step: history[0] is step 1
+    result = train(cfg, batches, model=model)  # logs every step: history[0] is step 1
     return {
         "first_loss": result.history[0]["loss"],
         "tokens_identical": same_tokens,
