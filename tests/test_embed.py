@@ -22,12 +22,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 import clipforge
+from clipforge.data.plan import plan_collection
 from clipforge.data.shapes import write_shapes
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
 from clipforge.search import embed_writer
 from clipforge.search.embed import embed_collection
-from clipforge.search.embed_inputs import plan_collection
 from clipforge.search.layout import (
     complete_partitions,
     img_emb_path,

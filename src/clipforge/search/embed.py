@@ -1,8 +1,8 @@
 """Embed a collection of images (and their captions) into partitions on disk.
 
-:func:`embed_collection` reads folders, tar shards or tables (:mod:`.embed_inputs`), splits
+:func:`embed_collection` reads folders, tar shards or tables (:mod:`clipforge.data.plan`), splits
 them into deterministic partitions, gives partition ``p`` to rank ``p % world_size``, decodes
-in DataLoader workers (:mod:`.embed_reader`), encodes with the shared
+in DataLoader workers (:mod:`clipforge.data.partition_reader`), encodes with the shared
 :class:`~clipforge.encoder.Encoder` and writes each partition in the layout of :mod:`.layout`
 (:mod:`.embed_writer`): image embeddings, caption embeddings, metadata, and the stats file last.
 
@@ -33,11 +33,11 @@ from typing import Any
 import torch
 
 from clipforge.atomic import write_json_atomic
+from clipforge.data.partition_reader import PartitionReader
+from clipforge.data.plan import CollectionPlan, Partition, TableColumns, plan_collection
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
 from clipforge.precision import check_precision
-from clipforge.search.embed_inputs import CollectionPlan, Partition, TableColumns, plan_collection
-from clipforge.search.embed_reader import PartitionReader
 from clipforge.search.embed_writer import Assembly, PartitionWriter
 from clipforge.search.layout import INFO_FILE, complete_partitions, read_info, stats_path
 from clipforge.version import __version__
@@ -80,7 +80,7 @@ def embed_collection(
     """Embed ``inputs`` with ``model`` into ``out_dir``; return this rank's summary.
 
     ``inputs`` are image folders, tar shards (paths or brace patterns) or tables (see
-    :mod:`clipforge.search.embed_inputs`; ``input_format`` forces one of ``folder``, ``wds``,
+    :mod:`clipforge.data.plan`; ``input_format`` forces one of ``folder``, ``wds``,
     ``table``). Folder and table samples are cut into partitions of ``partition_size``,
     shards into partitions of ``shards_per_partition``. ``image_root``, ``image_column`` and
     ``caption_column`` apply to tables.

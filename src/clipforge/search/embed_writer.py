@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from clipforge.atomic import atomic_path, write_json_atomic
+from clipforge.data.partition_reader import Chunk
+from clipforge.data.plan import CollectionPlan
 from clipforge.encoder import Encoder
-from clipforge.search.embed_inputs import CollectionPlan
-from clipforge.search.embed_reader import Chunk
 from clipforge.search.layout import img_emb_path, metadata_path, stats_path, text_emb_path
 
 METADATA_COLUMNS: tuple[str, ...] = ("key", "path", "member", "caption", "json")

@@ -1,4 +1,8 @@
-"""What an embedding run reads: its inputs resolved to samples and cut into partitions.
+"""What a pass over a collection reads: its inputs resolved to samples and cut into partitions.
+
+Embedding (:mod:`clipforge.search.embed`) plans its runs here; the samples are read by
+:mod:`clipforge.data.partition_reader` with the file and column conventions of
+:mod:`clipforge.data.conventions` and the table reader of :mod:`clipforge.data.tables`.
 
 Three input formats, detected from each input (or forced with ``input_format``):
 

@@ -1,4 +1,4 @@
-"""The DataLoader side of embedding: decode, preprocess and tokenize partitions in workers.
+"""Reading planned partitions: decode, preprocess and tokenize them in DataLoader workers.
 
 :class:`PartitionReader` is an ``IterableDataset`` over the partitions one rank still has to
 embed. Each partition is split into *units* (a batch of file samples, or one tar shard); unit
@@ -26,9 +26,9 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from clipforge.data.conventions import image_member
+from clipforge.data.plan import FileSample, Partition
 from clipforge.data.skips import SampleSkipped, SkipReason, open_sample_image
 from clipforge.data.wds import parse_captions, read_shard_members
-from clipforge.search.embed_inputs import FileSample, Partition
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 TextTokenizer = Callable[[list[str]], torch.Tensor]
