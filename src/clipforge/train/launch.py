@@ -1,16 +1,11 @@
 """``fit``: train from a config alone, in this process, as one torchrun rank, or in
 ``run.processes`` local processes that ``fit`` starts itself.
 
-torchrun is the way to train on several machines or GPUs; ``run.processes`` is the one-command
-way to use one machine's cores better. On CPU a process running N threads splits every
-operation N ways, and a small model's operations are too small to split well, so N
-one-thread processes on the same global batch train faster than one N-thread process
-(``docs/benchmarks.md``; the loss is the same, as features are gathered across processes).
-
-Each local worker joins a process group on localhost (gloo on CPU, NCCL on GPUs, one GPU per
-worker) exactly as a torchrun rank would, and rank 0 hands its weights and history back to the
-parent, which returns them as a one-process ``fit`` would. The parent builds no model of its
-own: it loads the one rank 0 saved.
+``run.processes`` is the one-command way to use one machine's cores better than threads do: a
+small model's operations are too small to split well across threads, so N one-thread processes
+on the same global batch train faster than one N-thread process (``docs/benchmarks.md``). Each
+worker joins a group on localhost as a torchrun rank would; rank 0 saves its weights and history
+for the parent, which builds no model of its own and returns them as a one-process ``fit`` would.
 """
 
 from __future__ import annotations
