@@ -18,6 +18,7 @@ from clipforge.losses import (
     hopfield_retrieve,
     infoloob_loss,
     loss_names,
+    loss_options,
     siglip_loss,
 )
 
@@ -313,6 +314,20 @@ def test_create_loss_rejects_options_the_loss_does_not_take(name, options):
     (key,) = options
     with pytest.raises(ValueError, match=f"{key}=.*{name!r}"):
         create_loss(name, **options)
+
+
+def test_loss_options_are_the_keyword_options_of_each_loss():
+    """Teacher features are inputs, not options; defaults are the functions' own."""
+    assert loss_options("clip") == {"local_loss": False, "label_smoothing": 0.0}
+    assert loss_options("siglip") == {} and loss_options("infoloob") == {}
+    assert loss_options("cloob") == {"hopfield_beta": 8.0}
+    assert loss_options("distill") == {
+        "distill_weight": 1.0,
+        "distill_temperature": 1.0,
+        "label_smoothing": 0.0,
+    }
+    with pytest.raises(ValueError, match="unknown loss 'clap'"):
+        loss_options("clap")
 
 
 def test_inputs_are_checked():
