@@ -21,6 +21,7 @@ from clipforge.adapt import (
 )
 from clipforge.adapt.common import save_head
 from clipforge.data.shapes import ShapesClassification, ShapesWorld
+from clipforge.encoder import Encoder
 from clipforge.transforms import image_transform
 from clipforge.zeroshot import build_classifier
 
@@ -220,7 +221,7 @@ def test_every_method_runs_end_to_end_on_shapes_features(model, tokenizer):
     shots = torch.from_numpy(sample_few_shot(pool_y, 2, seed=0, classnames=names))
     val = torch.from_numpy(sample_few_shot(pool_y, 1, seed=0, classnames=names, exclude=shots))
     train, held = (pool_x[shots], pool_y[shots]), (pool_x[val], pool_y[val])
-    zero_shot = build_classifier(model, tokenizer, names, ["a {} shape."])
+    zero_shot = build_classifier(Encoder(model, tokenizer=tokenizer), names, ["a {} shape."])
     heads = {
         "linear": fit_linear_probe(*train, *held, num_classes=10, lam=1.0),
         "tip": fit_tip_adapter(*train, *held, zero_shot_weights=zero_shot),

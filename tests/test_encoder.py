@@ -27,7 +27,7 @@ from clipforge.search.queries import Query
 from clipforge.search.server_config import load_server_config
 from clipforge.search.service import SearchService
 from clipforge.transforms import load_image
-from clipforge.zeroshot import build_classifier, encode_texts
+from clipforge.zeroshot import build_classifier, encode_prompt_sets
 
 # Embedding files hold float16 unit vectors: about 3 significant digits.
 FP16_ATOL = 2e-3
@@ -118,9 +118,9 @@ def test_every_caller_gets_the_same_features(model, checkpoint, shapes, tmp_path
     torch.testing.assert_close(
         F.normalize(evaluation.texts(captions), dim=-1), texts, atol=1e-5, rtol=0
     )
-    tokenizer = clipforge.get_tokenizer(model)
-    torch.testing.assert_close(encode_texts(model, tokenizer, captions), texts, atol=1e-5, rtol=0)
-    weights = build_classifier(model, tokenizer, captions[:2], ["{}"])
+    prompts, _ = encode_prompt_sets(encoder, [[caption] for caption in captions])
+    torch.testing.assert_close(prompts.cpu(), texts, atol=1e-5, rtol=0)
+    weights = build_classifier(encoder, captions[:2], ["{}"])
     torch.testing.assert_close(weights, texts[:2], atol=1e-5, rtol=0)
 
     query = Encoder.load(checkpoint)
@@ -157,6 +157,15 @@ def test_bf16_casts_the_weights_and_amp_bf16_autocasts(checkpoint, shapes) -> No
             assert got.dtype == torch.float32
             assert not torch.equal(got, expected)
             assert (got * expected).sum(-1).min() > 0.99
+
+
+def test_zero_shot_prompts_are_encoded_at_the_encoders_precision(checkpoint) -> None:
+    names, templates = ["red circle", "blue square", "green star"], ["a {}", "a photo of a {}"]
+    fp32, amp = (Encoder.load(checkpoint, precision=p) for p in ("fp32", "amp_bf16"))
+    exact, autocast = (build_classifier(e, names, templates) for e in (fp32, amp))
+    assert autocast.dtype == torch.float32
+    assert not torch.equal(exact, autocast)  # autocast really ran on the prompts
+    assert (exact * autocast).sum(-1).min() > 0.99
 
 
 def test_encoder_without_precision_keeps_the_callers_model(model) -> None:

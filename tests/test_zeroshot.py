@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 
 import clipforge
 from clipforge.api import get_tokenizer
+from clipforge.encoder import Encoder
 from clipforge.zeroshot import (
     HeadEnsemble,
     ZeroShotHead,
@@ -63,6 +64,11 @@ def model() -> clipforge.CLIP:
 @pytest.fixture(scope="module")
 def tokenizer(model):
     return get_tokenizer(model)
+
+
+@pytest.fixture(scope="module")
+def encoder(model, tokenizer) -> Encoder:
+    return Encoder(model, tokenizer=tokenizer)
 
 
 @pytest.fixture
@@ -245,8 +251,10 @@ def test_unknown_source_and_bad_language_code() -> None:
 # ---------------------------------------------------------------- the CLIP recipe
 
 
-def test_template_head_matches_the_hand_computed_recipe(model, tokenizer, features) -> None:
-    head = template_head(model, tokenizer, CLASSES, TEMPLATES, model_name="tiny", source="test")
+def test_template_head_matches_the_hand_computed_recipe(
+    model, tokenizer, features, encoder
+) -> None:
+    head = template_head(encoder, CLASSES, TEMPLATES, model_name="tiny", source="test")
     e = embed(model, tokenizer, [t.format(c) for c in CLASSES for t in TEMPLATES])
     expected = torch.stack(
         [
@@ -263,17 +271,17 @@ def test_template_head_matches_the_hand_computed_recipe(model, tokenizer, featur
     assert head.provenance["templates"] == TEMPLATES and head.provenance["num_prompts"] == 9
 
 
-def test_build_classifier_keeps_its_contract_and_restores_train_mode(model, tokenizer) -> None:
+def test_build_classifier_keeps_its_contract_and_restores_train_mode(model, encoder) -> None:
     model.train()
     try:
-        weights = build_classifier(model, tokenizer, CLASSES, TEMPLATES)
+        weights = build_classifier(encoder, CLASSES, TEMPLATES)
         assert model.training
     finally:
         model.eval()
-    head = template_head(model, tokenizer, CLASSES, TEMPLATES)
+    head = template_head(encoder, CLASSES, TEMPLATES)
     assert torch.equal(weights, head.weights)
     with pytest.raises(ValueError, match="must contain"):
-        build_classifier(model, tokenizer, CLASSES, ["no slot"])
+        build_classifier(encoder, CLASSES, ["no slot"])
 
 
 # ---------------------------------------------------------------- DCLIP
@@ -319,8 +327,10 @@ def test_descriptor_prompts_are_written_as_dclip_writes_them() -> None:
     ) == [["a bird: feathers."]]
 
 
-def test_descriptor_head_scores_the_mean_of_descriptor_similarities(model, tokenizer, features):
-    head = descriptor_head(model, tokenizer, CLASSES, DESCRIPTORS, source="d.json")
+def test_descriptor_head_scores_the_mean_of_descriptor_similarities(
+    model, tokenizer, features, encoder
+):
+    head = descriptor_head(encoder, CLASSES, DESCRIPTORS, source="d.json")
     f = F.normalize(features, dim=-1)  # (B, D)
     e = embed(model, tokenizer, [p for prompts in DCLIP_PROMPTS for p in prompts])
     expected = torch.stack(
@@ -390,12 +400,12 @@ def test_waffle_descriptors_are_deterministic_per_seed_and_drawn_from_the_pools(
 
 
 def test_waffle_head_is_deterministic_varies_with_seed_and_averages_seeds(
-    model, tokenizer, features
+    model, encoder, features
 ) -> None:
-    head = waffle_head(model, tokenizer, CLASSES, seeds=[0], pairs=2)
-    again = waffle_head(model, tokenizer, CLASSES, seeds=[0], pairs=2)
-    other = waffle_head(model, tokenizer, CLASSES, seeds=[1], pairs=2)
-    both = waffle_head(model, tokenizer, CLASSES, seeds=[0, 1], pairs=2)
+    head = waffle_head(encoder, CLASSES, seeds=[0], pairs=2)
+    again = waffle_head(encoder, CLASSES, seeds=[0], pairs=2)
+    other = waffle_head(encoder, CLASSES, seeds=[1], pairs=2)
+    both = waffle_head(encoder, CLASSES, seeds=[0, 1], pairs=2)
     assert torch.equal(head.logits(features), again.logits(features))
     assert not torch.allclose(head.logits(features), other.logits(features))
     torch.testing.assert_close(
@@ -408,9 +418,11 @@ def test_waffle_head_is_deterministic_varies_with_seed_and_averages_seeds(
     assert both.provenance["seeds"] == [0, 1] and both.provenance["method"] == "waffle"
 
 
-def test_waffle_head_scores_the_mean_over_shared_random_prompts(model, tokenizer, features):
+def test_waffle_head_scores_the_mean_over_shared_random_prompts(
+    model, tokenizer, features, encoder
+):
     descriptors = waffle_descriptors(CLASSES, seed=5, pairs=1)
-    head = waffle_head(model, tokenizer, CLASSES, seeds=[5], pairs=1)
+    head = waffle_head(encoder, CLASSES, seeds=[5], pairs=1)
     f = F.normalize(features, dim=-1)
     prompts = [
         [f"A photo of a {c}, {descriptor_sentence(d)}." for d in descriptors] for c in CLASSES
@@ -434,14 +446,16 @@ def test_waffle_errors() -> None:
 # ---------------------------------------------------------------- CuPL
 
 
-def test_cupl_head_is_the_normalised_mean_of_each_class_prompts(model, tokenizer, tmp_path):
+def test_cupl_head_is_the_normalised_mean_of_each_class_prompts(
+    model, tokenizer, tmp_path, encoder
+):
     prompts = {
         "cat": ["A cat is a small furry pet.", "A photo of a cat sleeping."],
         "dog": ["A dog wags its tail."],
         "bird": ["A bird has feathers.", "Birds fly.", "A small bird on a branch."],
     }
     loaded = load_class_prompts(write(tmp_path / "cupl.json", json.dumps(prompts)))
-    head = cupl_head(model, tokenizer, CLASSES, loaded, source="cupl.json")
+    head = cupl_head(encoder, CLASSES, loaded, source="cupl.json")
     e = embed(model, tokenizer, [p for c in CLASSES for p in prompts[c]])
     expected = torch.stack(
         [F.normalize(torch.stack([e[p] for p in prompts[c]]).mean(0), dim=0) for c in CLASSES]
@@ -449,16 +463,16 @@ def test_cupl_head_is_the_normalised_mean_of_each_class_prompts(model, tokenizer
     torch.testing.assert_close(head.weights, expected, rtol=0, atol=1e-6)
     assert head.scoring == "dot" and head.provenance["num_prompts"] == 6
     with pytest.raises(ValueError, match=r"cupl\.json: no prompts for class 'cow'"):
-        cupl_head(model, tokenizer, ["cat", "cow"], loaded, source="cupl.json")
+        cupl_head(encoder, ["cat", "cow"], loaded, source="cupl.json")
 
 
 # ---------------------------------------------------------------- files and ensembles
 
 
 @pytest.fixture(scope="module")
-def two_heads(model, tokenizer) -> tuple[ZeroShotHead, ZeroShotHead]:
-    clip_head = template_head(model, tokenizer, CLASSES, TEMPLATES, model_name="tiny")
-    dclip = descriptor_head(model, tokenizer, CLASSES, DESCRIPTORS, model_name="tiny")
+def two_heads(model, encoder) -> tuple[ZeroShotHead, ZeroShotHead]:
+    clip_head = template_head(encoder, CLASSES, TEMPLATES, model_name="tiny")
+    dclip = descriptor_head(encoder, CLASSES, DESCRIPTORS, model_name="tiny")
     return clip_head, dclip
 
 

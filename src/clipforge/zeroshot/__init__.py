@@ -12,7 +12,7 @@ Typical use (``model`` from ``clipforge.create_model``, ``tokenizer`` from
 """
 
 from .builders import cupl_head, descriptor_head, template_head, waffle_head
-from .classifier import build_classifier, class_means, encode_prompt_sets, encode_texts
+from .classifier import build_classifier, class_means, encode_prompt_sets
 from .descriptors import (
     DCLIP_FORMAT,
     descriptor_prompts,
@@ -45,7 +45,6 @@ __all__ = [
     "descriptor_prompts",
     "descriptor_sentence",
     "encode_prompt_sets",
-    "encode_texts",
     "load_class_prompts",
     "load_classnames",
     "load_descriptors",

@@ -1,6 +1,7 @@
 """Build zero-shot heads from a model: templates (CLIP), descriptors (DCLIP), WaffleCLIP, CuPL.
 
-Every builder encodes its prompts with :func:`~.classifier.encode_prompt_sets` (eval mode,
+Every builder encodes its prompts with :func:`~.classifier.encode_prompt_sets` through an
+:class:`~clipforge.encoder.Encoder` (its device, precision and batch size; eval mode,
 unit-norm embeddings) and records provenance: the method, ``model`` (the name or checkpoint
 the caller loaded, as given), ``source`` (where the templates or descriptors came from),
 the number of prompts and a SHA-256 of the prompt list, so a saved head tells what it was
@@ -16,27 +17,25 @@ from typing import Any
 
 import torch.nn.functional as F
 
-from ..models import CLIP
+from ..encoder import Encoder
 from ..version import __version__
-from .classifier import Tokenizer, build_classifier, class_means, encode_prompt_sets
+from .classifier import build_classifier, class_means, encode_prompt_sets
 from .descriptors import DCLIP_FORMAT, descriptor_prompts, lists_for_classes
 from .heads import ZeroShotHead, checked_classnames
 from .waffle import DEFAULT_CHARACTERS, DEFAULT_PAIRS, WAFFLE_FORMAT, waffle_descriptors
 
 
 def template_head(
-    model: CLIP,
-    tokenizer: Tokenizer,
+    encoder: Encoder,
     classnames: Sequence[str],
     templates: Sequence[str],
     *,
     model_name: str | None = None,
     source: str | None = None,
-    batch_size: int = 256,
 ) -> ZeroShotHead:
     """CLIP's recipe: W_c = normalise(mean_t normalise(embed(template_t.format(c))))."""
     classnames = checked_classnames(classnames)
-    weights = build_classifier(model, tokenizer, classnames, templates, batch_size=batch_size)
+    weights = build_classifier(encoder, classnames, templates)
     prompts = [[template.format(name) for template in templates] for name in classnames]
     extra = {"templates": list(templates)}
     return ZeroShotHead(
@@ -45,19 +44,17 @@ def template_head(
 
 
 def cupl_head(
-    model: CLIP,
-    tokenizer: Tokenizer,
+    encoder: Encoder,
     classnames: Sequence[str],
     class_prompts: Mapping[str, Sequence[str]],
     *,
     model_name: str | None = None,
     source: str = "CuPL prompts",
-    batch_size: int = 256,
 ) -> ZeroShotHead:
     """CuPL: W_c = normalise(mean over c's own prompts of their normalised embeddings)."""
     classnames = checked_classnames(classnames)
     prompts = lists_for_classes(classnames, class_prompts, "prompt", source)
-    embeddings, class_index = encode_prompt_sets(model, tokenizer, prompts, batch_size=batch_size)
+    embeddings, class_index = encode_prompt_sets(encoder, prompts)
     weights = F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)  # (C, D)
     return ZeroShotHead(
         classnames, weights, provenance=_provenance("cupl", model_name, source, prompts, {})
@@ -65,8 +62,7 @@ def cupl_head(
 
 
 def descriptor_head(
-    model: CLIP,
-    tokenizer: Tokenizer,
+    encoder: Encoder,
     classnames: Sequence[str],
     descriptors: Mapping[str, Sequence[str]],
     *,
@@ -74,7 +70,6 @@ def descriptor_head(
     rewrite: bool = True,
     model_name: str | None = None,
     source: str = "descriptors",
-    batch_size: int = 256,
 ) -> ZeroShotHead:
     """DCLIP: class score = mean similarity to the prompts of c's descriptors."""
     classnames = checked_classnames(classnames)
@@ -83,12 +78,11 @@ def descriptor_head(
     )
     extra = {"prompt_format": prompt_format, "rewrite": rewrite}
     provenance = _provenance("dclip", model_name, source, prompts, extra)
-    return _mean_similarity_head(model, tokenizer, classnames, prompts, provenance, batch_size)
+    return _mean_similarity_head(encoder, classnames, prompts, provenance)
 
 
 def waffle_head(
-    model: CLIP,
-    tokenizer: Tokenizer,
+    encoder: Encoder,
     classnames: Sequence[str],
     *,
     seeds: Sequence[int] = (0,),
@@ -97,7 +91,6 @@ def waffle_head(
     words: Sequence[str] | None = None,
     characters: str = DEFAULT_CHARACTERS,
     model_name: str | None = None,
-    batch_size: int = 256,
 ) -> ZeroShotHead:
     """WaffleCLIP: DCLIP scoring over ``2 * pairs`` random descriptors per seed, all classes alike.
 
@@ -126,18 +119,16 @@ def waffle_head(
         "characters": characters,
     }
     provenance = _provenance("waffle", model_name, "random", prompts, extra)
-    return _mean_similarity_head(model, tokenizer, classnames, prompts, provenance, batch_size)
+    return _mean_similarity_head(encoder, classnames, prompts, provenance)
 
 
 def _mean_similarity_head(
-    model: CLIP,
-    tokenizer: Tokenizer,
+    encoder: Encoder,
     classnames: tuple[str, ...],
     prompts: list[list[str]],
     provenance: dict[str, Any],
-    batch_size: int,
 ) -> ZeroShotHead:
-    embeddings, class_index = encode_prompt_sets(model, tokenizer, prompts, batch_size=batch_size)
+    embeddings, class_index = encode_prompt_sets(encoder, prompts)
     weights = F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)  # (C, D)
     return ZeroShotHead(
         classnames,

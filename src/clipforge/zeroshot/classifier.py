@@ -12,25 +12,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..encoder import Encoder, Tokenizer
-from ..models import CLIP
-
-
-def encode_texts(
-    model: CLIP, tokenizer: Tokenizer, texts: Sequence[str], *, batch_size: int = 256
-) -> torch.Tensor:
-    """Normalised float32 text embeddings (N, D) on the model's device, by the shared
-    :class:`~clipforge.encoder.Encoder` at the model's own dtype (the model is not cast)."""
-    encoder = Encoder(model, tokenizer=tokenizer, batch_size=batch_size)
-    return encoder.texts(texts, on_device=True)
+from ..encoder import Encoder
 
 
 def encode_prompt_sets(
-    model: CLIP,
-    tokenizer: Tokenizer,
-    prompt_sets: Sequence[Sequence[str]],
-    *,
-    batch_size: int = 256,
+    encoder: Encoder, prompt_sets: Sequence[Sequence[str]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embed every class's prompts in eval mode: ``(embeddings (N, D), class_index (N,))``.
 
@@ -45,12 +31,12 @@ def encode_prompt_sets(
         if not prompts:
             raise ValueError(f"class {index} has no prompts")
     flat = [prompt for prompts in prompt_sets for prompt in prompts]
-    was_training = model.training
-    model.eval()
+    was_training = encoder.model.training
+    encoder.model.eval()
     try:
-        embeddings = encode_texts(model, tokenizer, flat, batch_size=batch_size)  # (N, D)
+        embeddings = encoder.texts(flat, on_device=True)  # (N, D)
     finally:
-        model.train(was_training)
+        encoder.model.train(was_training)
     counts = torch.tensor([len(prompts) for prompts in prompt_sets], device=embeddings.device)
     return embeddings, torch.repeat_interleave(counts)  # (N, D), (N,)
 
@@ -66,12 +52,7 @@ def class_means(
 
 
 def build_classifier(
-    model: CLIP,
-    tokenizer: Tokenizer,
-    classnames: Sequence[str],
-    templates: Sequence[str],
-    *,
-    batch_size: int = 256,
+    encoder: Encoder, classnames: Sequence[str], templates: Sequence[str]
 ) -> torch.Tensor:
     """Zero-shot weights (C, D): rows are unit-norm class embeddings; ``logits = f @ W.T``."""
     if not classnames or not templates:
@@ -80,7 +61,5 @@ def build_classifier(
     if bad:
         raise ValueError(f"templates must contain '{{}}' for the class name: {bad[:3]}")
     prompt_sets = [[template.format(name) for template in templates] for name in classnames]
-    embeddings, class_index = encode_prompt_sets(
-        model, tokenizer, prompt_sets, batch_size=batch_size
-    )
+    embeddings, class_index = encode_prompt_sets(encoder, prompt_sets)
     return F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)
