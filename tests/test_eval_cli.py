@@ -204,11 +204,11 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
         ),
         (
             ["--task", "fewshot", "--dataset", "shapes/shape", "--shots", "1,0"],
-            "--shots: '0' is not a positive integer",
+            "fewshot.shots must be positive integers, got 0",
         ),
         (
             ["--task", "fewshot", "--dataset", "shapes/shape", "--shots", "two"],
-            "--shots: 'two' is not a positive integer",
+            "fewshot.shots='two' has the wrong type; expected int",
         ),
         (
             ["--task", "zeroshot", "--dataset", "data/missing.csv"],

@@ -6,6 +6,7 @@ the feature cache is checked by counting calls of the image tower.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from clipforge.data import evalsets
 from clipforge.data.evalsets import EvalOptions, ShapesClassificationSet
 from clipforge.data.shapes import write_shapes
 from clipforge.data.shapes.vocab import HELDOUT_PAIRS
+from clipforge.encoder import Encoder
 from clipforge.evaluate import (
     EvalConfig,
     SampleRange,
@@ -51,8 +53,11 @@ def model() -> CLIP:
 
 
 def config(**overrides) -> EvalConfig:
-    values = {"model": "tiny-test", "progress": False, "batch_size": 64} | overrides
-    return EvalConfig(**values)
+    """An EvalConfig from top-level values and section mappings (merged into the defaults)."""
+    values = {"model": "tiny-test", "run": {"progress": False, "batch_size": 64}}
+    for key, value in overrides.items():
+        values[key] = {**values.get(key, {}), **value} if isinstance(value, dict) else value
+    return EvalConfig.from_dict(values)
 
 
 @pytest.fixture
@@ -76,26 +81,29 @@ def count_image_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     ("overrides", "message"),
     [
         ({"task": "segmentation"}, "unknown task 'segmentation'"),
-        ({"task": "fewshot", "methods": ("tip", "lora")}, "unknown method 'lora'"),
+        ({"task": "fewshot", "fewshot": {"methods": ("tip", "lora")}}, "unknown method 'lora'"),
         (
-            {"task": "zeroshot", "methods": ("tip",)},
+            {"task": "zeroshot", "fewshot": {"methods": ("tip",)}},
             "methods=tip does not apply to task 'zeroshot' (only to fewshot)",
         ),
-        ({"task": "linear-probe", "methods": ("linear",)}, "does not apply to task 'linear-probe'"),
-        ({"task": "fewshot", "shots": (0, 2)}, "positive integers, got 0"),
-        ({"task": "fewshot", "shots": (True,)}, "positive integers, got True"),
-        ({"task": "fewshot", "shots": (2, 2)}, "name a count twice"),
-        ({"task": "fewshot", "shots": ()}, "shots is empty"),
-        ({"task": "zeroshot", "train_split": "train"}, "train_split='train' does not apply"),
-        ({"task": "retrieval", "templates": "t.txt"}, "templates='t.txt' does not apply"),
-        ({"task": "fewshot", "ood_dataset": "x"}, "only to robustness"),
-        ({"task": "zeroshot", "cupl": "c.json", "waffle": True}, "not cupl and waffle"),
-        ({"task": "zeroshot", "precision": "fp8"}, "precision='fp8' is not a precision"),
         (
-            {"task": "zeroshot", "waffle": True, "language": "de"},
+            {"task": "linear-probe", "fewshot": {"methods": ("linear",)}},
+            "does not apply to task 'linear-probe'",
+        ),
+        ({"task": "fewshot", "fewshot": {"shots": (0, 2)}}, "positive integers, got 0"),
+        ({"task": "fewshot", "fewshot": {"shots": (True,)}}, "wrong type; expected int"),
+        ({"task": "fewshot", "fewshot": {"shots": (2, 2)}}, "name a count twice"),
+        ({"task": "fewshot", "fewshot": {"shots": ()}}, "shots is empty"),
+        ({"task": "zeroshot", "train_split": "train"}, "train_split='train' does not apply"),
+        ({"task": "retrieval", "head": {"templates": "t.txt"}}, "templates='t.txt' does not apply"),
+        ({"task": "fewshot", "robustness": {"ood_dataset": "x"}}, "only to robustness"),
+        ({"task": "zeroshot", "head": {"cupl": "c.json", "waffle": True}}, "not cupl and waffle"),
+        ({"task": "zeroshot", "run": {"precision": "fp8"}}, "precision='fp8' is not a precision"),
+        (
+            {"task": "zeroshot", "head": {"waffle": True, "language": "de"}},
             "nothing to translate with waffle",
         ),
-        ({"task": "zeroshot", "batch_size": 0}, "batch_size=0 must be >= 1"),
+        ({"task": "zeroshot", "run": {"batch_size": 0}}, "batch_size=0 must be >= 1"),
         ({"task": "zeroshot", "model": None}, "give a model"),
     ],
 )
@@ -105,11 +113,12 @@ def test_config_rejects_bad_options(overrides: dict, message: str) -> None:
 
 
 def test_config_defaults_and_sorted_shots() -> None:
-    cfg = config(task="fewshot", dataset="shapes/heldout", shots=(8, 1, 4))
-    assert cfg.shot_list == (1, 4, 8)
-    assert cfg.method_list == ("tip", "tip-f", "gda", "coop", "linear")
-    assert config(task="fewshot", dataset="shapes/heldout").shot_list == (1, 2, 4, 8, 16)
-    assert json.loads(json.dumps(cfg.to_dict()))["shots"] == [1, 4, 8]
+    cfg = config(task="fewshot", dataset="shapes/heldout", fewshot={"shots": (8, 1, 4)})
+    assert cfg.fewshot.shots == (1, 4, 8)
+    assert cfg.fewshot.methods == ("tip", "tip-f", "gda", "coop", "linear")
+    assert config(task="fewshot", dataset="shapes/heldout").fewshot.shots == (1, 2, 4, 8, 16)
+    assert json.loads(json.dumps(cfg.to_dict()))["fewshot"]["shots"] == [1, 4, 8]
+    assert EvalConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_data_package_reexports_evalsets() -> None:
@@ -165,7 +174,7 @@ def test_overlapping_roles_fail_before_encoding(model: CLIP, count_image_calls: 
         split="heldout[0:40]",
         train_split="heldout[30:90]",
         val_split="heldout[90:120]",
-        methods=("tip",),
+        fewshot={"methods": ("tip",)},
     )
     with pytest.raises(ValueError, match="train split 'heldout\\[30:90\\]' shares samples 30-39"):
         run_eval(cfg, model)
@@ -191,7 +200,7 @@ def test_zeroshot_matches_the_formula(model: CLIP, tmp_path: Path) -> None:
     dataset = ShapesClassificationSet(
         "shape", size=48, image_size=32, transform=image_transform(32)
     )
-    head = template_head(model, get_tokenizer(model), dataset.classnames, dataset.templates)
+    head = template_head(Encoder(model), dataset.classnames, dataset.templates)
     logits = F.normalize(_features(model, dataset), dim=-1) @ head.weights.T  # (N, C)
     labels = torch.from_numpy(dataset.labels)
     assert result["metrics"]["acc1"] == pytest.approx(
@@ -224,22 +233,26 @@ def test_zeroshot_head_options(model: CLIP, tmp_path: Path) -> None:
     templates = tmp_path / "templates.txt"
     templates.write_text("a photo of a {}.\nan image of a {}.\n")
     common = {"task": "zeroshot", "dataset": "shapes/shape", "split": "val[0:16]"}
-    result = run_eval(config(classnames=str(names), templates=str(templates), **common), model)
+    result = run_eval(
+        config(head={"classnames": str(names), "templates": str(templates)}, **common), model
+    )
     assert result["details"]["head"]["num_prompts"] == 16
     assert result["details"]["head"]["templates"][1] == "an image of a {}."
-    result = run_eval(config(waffle=True, **common), model)
+    result = run_eval(config(head={"waffle": True}, **common), model)
     assert result["details"]["head"]["method"] == "waffle"
     held = run_eval(config(task="zeroshot", dataset="shapes/heldout", split="heldout[0:16]"), model)
     assert held["details"]["head"]["method"] == "cupl"  # the set's own class prompts
     assert held["details"]["num_classes"] == 80
     names.write_text("a\nb\n")
     with pytest.raises(ValueError, match="names 2 classes; shapes/shape has 8"):
-        run_eval(config(classnames=str(names), **common), model)
+        run_eval(config(head={"classnames": str(names)}, **common), model)
 
 
 def test_word_order_caption_selection(model: CLIP) -> None:
     result = run_eval(
-        config(task="zeroshot", dataset="shapes/word-order", dataset_options=EvalOptions(size=24)),
+        config(
+            task="zeroshot", dataset="shapes/word-order", data={"options": EvalOptions(size=24)}
+        ),
         model,
     )
     metrics = result["metrics"]
@@ -267,7 +280,12 @@ def test_retrieval_metrics_match_the_ranks(model: CLIP) -> None:
     assert m["image_retrieval_recall@1"] == pytest.approx(
         float((best_image == owner).double().mean())
     )
+    examples = result["details"].pop("examples")
     assert result["details"] == {"images": 30, "captions": len(texts), "ks": [1, 5, 10]}
+    queries = list(range(0, len(texts), len(texts) // 6))[:6]  # six captions over the set
+    for query, example in zip(queries, examples, strict=True):
+        assert example["caption"] == texts[query]
+        assert example["top"] == (text_features[query] @ images.T).topk(5).indices.tolist()
 
 
 def test_skipped_images_are_counted(model: CLIP, tmp_path: Path) -> None:
@@ -295,7 +313,7 @@ def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]
         split="val[0:40]",
         model=None,
         pretrained=str(weights),
-        cache_dir=str(tmp_path / "cache"),
+        run={"cache_dir": str(tmp_path / "cache")},
     )
     first = run_eval(cfg)
     assert count_image_calls[0] == 40 and not first["data"]["test"]["cached"]
@@ -309,16 +327,16 @@ def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]
     third = run_eval(cfg)
     assert count_image_calls[0] == 80 and not third["data"]["test"]["cached"]
     assert third["model"]["identity"] != first["model"]["identity"]
-    run_eval(
-        EvalConfig(**{**cfg.to_dict(), "split": "val[0:20]", "dataset_options": EvalOptions()})
-    )
+    run_eval(dataclasses.replace(cfg, split="val[0:20]"))
     assert count_image_calls[0] == 100  # another split is another key
 
 
 def test_in_memory_models_are_told_apart_by_weights(
     tmp_path: Path, count_image_calls: list[int]
 ) -> None:
-    cfg = config(task="zeroshot", dataset="shapes/shape", split="val[0:8]", cache_dir=str(tmp_path))
+    cfg = config(
+        task="zeroshot", dataset="shapes/shape", split="val[0:8]", run={"cache_dir": str(tmp_path)}
+    )
     torch.manual_seed(3)
     first = create_model(TINY)
     run_eval(cfg, first)
@@ -332,7 +350,9 @@ def test_in_memory_models_are_told_apart_by_weights(
 def test_corrupt_cache_file_is_recomputed(
     model: CLIP, tmp_path: Path, count_image_calls: list[int]
 ) -> None:
-    cfg = config(task="zeroshot", dataset="shapes/shape", split="val[0:8]", cache_dir=str(tmp_path))
+    cfg = config(
+        task="zeroshot", dataset="shapes/shape", split="val[0:8]", run={"cache_dir": str(tmp_path)}
+    )
     first = run_eval(cfg, model)
     (cached,) = tmp_path.glob("*.safetensors")
     cached.write_bytes(b"not safetensors")
@@ -410,7 +430,9 @@ HELDOUT_FEWSHOT = {
 
 def test_fewshot_on_heldout_pairs(model: CLIP, probe_calls: list[dict]) -> None:
     methods = ("tip", "tip-f", "gda", "linear")
-    result = run_eval(config(methods=methods, shots=(1, 2), **HELDOUT_FEWSHOT), model)
+    result = run_eval(
+        config(fewshot={"methods": methods, "shots": (1, 2)}, **HELDOUT_FEWSHOT), model
+    )
     metrics, details = result["metrics"], result["details"]
     held_out = len(HELDOUT_PAIRS)  # 80 pairs, of which these occur in the held-out split
     assert set(metrics) == {"zeroshot", "zeroshot_shot_classes", "fewshot"}
@@ -437,7 +459,9 @@ def test_fewshot_on_heldout_pairs(model: CLIP, probe_calls: list[dict]) -> None:
 
 def test_fewshot_coop(model: CLIP) -> None:
     """CoOp learns prompts for the classes with shots only."""
-    result = run_eval(config(methods=("coop",), shots=(1,), **HELDOUT_FEWSHOT), model)
+    result = run_eval(
+        config(fewshot={"methods": ("coop",), "shots": (1,)}, **HELDOUT_FEWSHOT), model
+    )
     hparams = result["details"]["hparams"]["coop"]["1"]
     assert hparams["method"] == "coop" and len(hparams["history"]) == 50
     assert 0 <= result["metrics"]["fewshot"]["coop"]["1"]["acc1"] <= 1
@@ -452,7 +476,7 @@ def test_robustness_metrics(model: CLIP, tmp_path: Path) -> None:
             dataset="shapes/colour",
             split="val[0:60]",
             val_split="val[60:120]",
-            ood_dataset=str(tmp_path / "ood" / "captions.csv"),
+            robustness={"ood_dataset": str(tmp_path / "ood" / "captions.csv")},
         ),
         model,
     )

@@ -1,17 +1,34 @@
-"""Building frozen config dataclasses from JSON/YAML values, strictly.
+"""Typed configs: frozen dataclasses built strictly from YAML/JSON values, plus overrides.
 
-Model configs and training configs share these rules: an unknown key, a value of the wrong type
-or a non-positive size fails with an error naming the key, because a silently ignored typo
-trains or builds something other than what was asked for. Each caller passes its own error
-class so its users can catch the error of the config they wrote.
+Every clipforge command (model, train, eval, embed, index, dedup, serve) is described by one
+such config, and they share these rules: an unknown key, a value of the wrong type or a
+non-positive size fails with an error naming the key (and listing the known ones), because a
+silently ignored typo trains, builds or serves something other than what was asked for.
+
+A config is loaded in three layers, later ones winning: a YAML recipe, then command-line
+values, then ``key=value`` overrides whose dotted keys walk nested sections
+(``optim.lr=1e-3``, ``data.options.size=24``) and whose values are parsed as YAML. Each
+config class names its own error class (``error``) so its users can catch the error of the
+config they wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import enum
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
-_SCALARS = {"int": int, "float": (int, float), "str": str, "bool": bool}
+import yaml
+
+_SCALARS = {int: int, float: (int, float), str: str, bool: bool}
+
+
+class ConfigError(ValueError):
+    """A config has an unknown key or a bad value; the message names the key."""
 
 
 def check_positive(error: type[Exception], where: str, **values: float) -> None:
@@ -21,53 +38,284 @@ def check_positive(error: type[Exception], where: str, **values: float) -> None:
             raise error(f"{where}.{name}={value!r} must be > 0")
 
 
-def build_dataclass(cls: type, data: dict[str, Any], where: str, error: type[Exception]) -> Any:
-    """``cls(**data)`` after rejecting unknown keys and checking each value's type.
+def field_types(cls: type) -> dict[str, Any]:
+    """The init fields of dataclass ``cls`` with their resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
-    Values that are dicts or dataclasses pass through: nested sections are built by the caller.
+
+def section_type(annotation: Any) -> type | None:
+    """The dataclass a field holds (``Section`` or ``Section | None``), or None for a leaf."""
+    if dataclasses.is_dataclass(annotation):
+        return annotation
+    options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if _is_union(annotation) and len(options) == 1 and dataclasses.is_dataclass(options[0]):
+        return options[0]
+    return None
+
+
+def build_dataclass(
+    cls: type, data: Mapping[str, Any], where: str = "", error: type[Exception] = ConfigError
+) -> Any:
+    """``cls(**data)`` after rejecting unknown keys and coercing each value to its field type.
+
+    Mappings given for dataclass-typed fields are built the same way, recursively; ``where``
+    is the dotted path of ``data`` in the whole config ("" at the top) and prefixes messages.
     """
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    if not isinstance(data, Mapping):
+        raise error(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    types_ = field_types(cls)
+    unknown = sorted(set(data) - set(types_))
     if unknown:
-        raise error(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
-    values = {name: _coerce(value, str(fields[name].type), f"{where}.{name}", error)
+        raise error(f"{_at(where)}unknown key(s) {unknown}; known keys are {sorted(types_)}")
+    values = {name: coerce(value, types_[name], _join(where, name), error)
               for name, value in data.items()}  # fmt: skip
     try:
         return cls(**values)
     except TypeError as err:  # e.g. a required field missing
-        raise error(f"{where}: {err}") from None
+        raise error(f"{_at(where)}{err}") from None
 
 
-def _coerce(value: Any, annotation: str, where: str, error: type[Exception]) -> Any:
-    """Check a value against a field annotation (a string under ``from __future__``)."""
-    if isinstance(value, dict) or dataclasses.is_dataclass(value):
+def coerce(value: Any, annotation: Any, where: str, error: type[Exception] = ConfigError) -> Any:
+    """``value`` as ``annotation`` (scalars, ``X | None``, tuples, dicts, nested dataclasses).
+
+    A tuple may come as a comma list (``"1,2,4"``, as a command-line flag gives it), each item
+    read as YAML; a float may come as a string because YAML 1.1 reads ``2e-3`` as one.
+    """
+    if annotation is Any:
         return value
-    allowed = [part.strip() for part in annotation.split("|")]
-    if value is None and "None" in allowed:
-        return None
-    for kind in allowed:
-        if kind.startswith("tuple[") and isinstance(value, list | tuple):
-            element = "float" if "float" in kind else "int"
-            items = [_scalar(v, element) for v in value]
-            if all(item is not None for item in items):
-                return tuple(items)
-        converted = _scalar(value, kind)
-        if converted is not None:
-            return converted
-    raise error(f"{where}={value!r} has the wrong type; expected {annotation}")
+    if _is_union(annotation):
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if value is None and len(options) < len(typing.get_args(annotation)):
+            return None
+        if len(options) == 1:
+            return coerce(value, options[0], where, error)
+        for option in options:
+            try:
+                return coerce(value, option, where, error)
+            except error:
+                continue
+        raise error(f"{where}={value!r} has the wrong type; expected {_name(annotation)}")
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        return build_dataclass(annotation, value, where, error)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple:
+        items = _items(value, where, error)
+        return tuple(coerce(item, args[0], where, error) for item in items)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise error(f"{where}={value!r} has the wrong type; expected a mapping")
+        return {key: coerce(item, args[1], _join(where, str(key)), error)
+                for key, item in value.items()}  # fmt: skip
+    converted = _scalar(value, annotation)
+    if converted is None:
+        raise error(f"{where}={value!r} has the wrong type; expected {_name(annotation)}")
+    return converted
 
 
-def _scalar(value: Any, kind: str) -> Any:
-    """``value`` as ``kind``, or None when it is not one. Booleans are not numbers here, and
-    a float may come as a string because YAML 1.1 reads ``2e-3`` (no dot) as one."""
+def to_plain(value: Any) -> Any:
+    """A config (or any value in one) as plain YAML/JSON data: dicts, lists, scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def read_recipe(path: str | Path, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """The mapping a YAML (or JSON) recipe file holds."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise error(f"config {str(path)!r} does not exist") from None
+    except yaml.YAMLError as err:
+        raise error(f"{path}: cannot parse, not valid YAML ({err})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def set_path(data: dict[str, Any], cls: type, key: str, value: Any, error: type[Exception]) -> None:
+    """Set dotted ``key`` of ``data`` (the mapping form of a ``cls``) to ``value``.
+
+    Each part of ``key`` must name a field of the section it is in; a missing section is
+    created. Errors name the key and list the keys known at the point where it went wrong.
+    """
+    parts = key.split(".")
+    node, owner = data, cls
+    for depth, name in enumerate(parts):
+        types_ = field_types(owner)
+        if name not in types_:
+            raise error(_unknown(parts[: depth + 1], owner, cls))
+        section = section_type(types_[name])
+        if depth == len(parts) - 1:
+            if section is not None and not isinstance(value, Mapping | type(None)):
+                raise error(f"{key!r} is a section; set one of its keys ({_known(section)})")
+            node[name] = value
+            return
+        if section is None:
+            raise error(f"{'.'.join(parts[: depth + 1])!r} is a value, not a section")
+        node[name] = dict(to_plain(node.get(name) or {}))
+        node, owner = node[name], section
+
+
+def apply_overrides(
+    data: dict[str, Any], cls: type, overrides: Iterable[str], error: type[Exception]
+) -> None:
+    """Apply ``key=value`` strings to ``data`` in order; values are read as YAML (``1e-3``,
+    ``true``, ``[1, 2]``), except that a text field keeps the text as written."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise error(f"override {item!r}: expected key=value")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if value is not None and not isinstance(value, str) and _takes_text(cls, key.strip()):
+            value = raw.strip()
+        try:
+            set_path(data, cls, key.strip(), value, error)
+        except error as err:
+            raise error(f"override {item!r}: {err}") from None
+
+
+class TypedConfig:
+    """Base of a command's top-level config dataclass: loading, overrides and printing.
+
+    Subclasses are frozen dataclasses; ``error`` is the exception their checks raise.
+    """
+
+    error: ClassVar[type[Exception]] = ConfigError
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "config") -> Any:
+        """Build from plain data; errors start with ``source`` (a file name, "overrides")."""
+        try:
+            return build_dataclass(cls, data, "", cls.error)
+        except cls.error as err:
+            raise cls.error(f"{source}: {err}") from None
+
+    @classmethod
+    def load(
+        cls,
+        recipe: str | Path | None = None,
+        overrides: Iterable[str] = (),
+        *,
+        values: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Recipe file (optional), then ``values`` (dotted keys, e.g. from command-line flags),
+        then ``key=value`` overrides; the result is checked once, as a whole."""
+        data = read_recipe(recipe, cls.error) if recipe is not None else {}
+        for key, value in (values or {}).items():
+            set_path(data, cls, key, value, cls.error)
+        overrides = list(overrides)
+        apply_overrides(data, cls, overrides, cls.error)
+        source = "overrides" if overrides else str(recipe or "config")
+        return cls.from_dict(data, source=source)
+
+    def with_overrides(self, overrides: Iterable[str]) -> Any:
+        """A copy with ``key=value`` overrides applied (see :func:`apply_overrides`)."""
+        data = self.to_dict()
+        apply_overrides(data, type(self), overrides, self.error)
+        return self.from_dict(data, source="overrides")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, not tuples) that :meth:`from_dict` reads back to an equal config."""
+        return to_plain(self)
+
+    def to_yaml(self) -> str:
+        """The config as a YAML recipe, fields in declaration order."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _items(value: Any, where: str, error: type[Exception]) -> list[Any]:
+    if isinstance(value, str):
+        return [yaml.safe_load(part) for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise error(f"{where}={value!r} has the wrong type; expected a list or a comma list")
+
+
+def _scalar(value: Any, kind: Any) -> Any:
+    """``value`` as ``kind``, or None when it is not one. Booleans are not numbers here."""
     expected = _SCALARS.get(kind)
-    if expected is None or (isinstance(value, bool) and kind != "bool"):
+    if expected is None or (isinstance(value, bool) and kind is not bool):
         return None
-    if kind == "float" and isinstance(value, str):
+    if kind is float and isinstance(value, str):
         try:
             return float(value)
         except ValueError:
             return None
     if isinstance(value, expected):
-        return float(value) if kind == "float" else value
+        return float(value) if kind is float else value
     return None
+
+
+def _takes_text(cls: type, key: str) -> bool:
+    """Whether dotted ``key`` of ``cls`` is a text field (False when it names no field)."""
+    owner: Any = cls
+    for name in key.split("."):
+        types_ = field_types(owner) if owner is not None else {}
+        if name not in types_:
+            return False
+        annotation = types_[name]
+        owner = section_type(annotation)
+    return annotation is str or (_is_union(annotation) and str in typing.get_args(annotation))
+
+
+def _unknown(parts: list[str], owner: type, root: type) -> str:
+    """'unknown key', with the known keys, or the sections holding a key of that name."""
+    key = ".".join(parts)
+    holders = [path for path in _leaf_paths(root) if path.endswith(f".{parts[-1]}")]
+    if len(parts) == 1 and holders:
+        return f"unknown key {key!r}; expected section.key=value, such as {', '.join(holders)}"
+    return f"unknown key {key!r}; known keys are {_known(owner)}"
+
+
+def _leaf_paths(cls: type, prefix: str = "") -> list[str]:
+    paths = []
+    for name, annotation in field_types(cls).items():
+        section = section_type(annotation)
+        if section is None:
+            paths.append(prefix + name)
+        else:
+            paths += _leaf_paths(section, f"{prefix}{name}.")
+    return paths
+
+
+def _known(cls: type) -> str:
+    return ", ".join(sorted(field_types(cls)))
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _at(where: str) -> str:
+    return f"{where}: " if where else ""
+
+
+def _name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def option(
+    default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None, **kw: Any
+) -> Any:
+    """A config field with its command-line help (and, rarely, a flag name other than its
+    own, e.g. ``--method`` for ``methods``); ``kw`` goes to :func:`dataclasses.field`."""
+    metadata = {"help": help} | ({"flag": flag} if flag else {})
+    return dataclasses.field(default=default, metadata=metadata, **kw)

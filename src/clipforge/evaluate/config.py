@@ -1,107 +1,53 @@
 """What one evaluation run is asked to do: a frozen, self-checking :class:`EvalConfig`.
 
-The command line builds one from its flags and the Python API takes one directly, so both
-reject the same mistakes with the same message: an unknown task or method, an option the task
-does not use (``shots`` for a zero-shot run is a mistake, not something to ignore), shots that
-are not positive integers, head options that contradict each other.
+The command line builds one from its flags (each a field of this config), a YAML recipe and
+``--set`` overrides; the Python API takes one directly; so both reject the same mistakes with
+the same message. Options that only some tasks use live in one section per task (``head``,
+``fewshot``, ``robustness``): a section given for a task that does not read it is an error
+naming the section's values (``shots`` for a zero-shot run is a mistake, not something to
+ignore), and the section of the chosen task is filled with its defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data.evalsets import EvalOptions
 from ..precision import check_precision
+from ..typed_config import TypedConfig, field_types, option, section_type
+from .cache import default_cache_dir
 
 TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "linear-probe", "fewshot", "robustness")
 METHODS: tuple[str, ...] = ("tip", "tip-f", "gda", "coop", "linear")
 DEFAULT_SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)
-
-_HEAD_TASKS = ("zeroshot", "fewshot", "robustness")  # tasks that build a zero-shot head
-# Options that only some tasks take; setting one away from its default for another task fails.
-TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "train_split": ("linear-probe", "fewshot"),
-    "val_split": ("linear-probe", "fewshot", "robustness"),
-    "methods": ("fewshot",),
-    "shots": ("fewshot",),
-    "templates": _HEAD_TASKS,
-    "classnames": _HEAD_TASKS,
-    "descriptors": _HEAD_TASKS,
-    "cupl": _HEAD_TASKS,
-    "waffle": _HEAD_TASKS,
-    "language": _HEAD_TASKS,
-    "ood_dataset": ("robustness",),
+# The data each task reads besides its test split (see clipforge.evaluate.inputs.ROLES).
+TASK_ROLES: dict[str, tuple[str, ...]] = {
+    "zeroshot": ("test",),
+    "retrieval": ("test",),
+    "linear-probe": ("test", "train", "val"),
+    "fewshot": ("test", "train", "val"),
+    "robustness": ("test", "val"),
 }
-_PROMPT_SOURCES = ("templates", "descriptors", "cupl", "waffle")  # at most one of these
 
 
 @dataclass(frozen=True, kw_only=True)
-class EvalConfig:
-    """One evaluation: the task, the data, the model, and how to run it.
+class HeadSection:
+    """The zero-shot head's prompts; at most one of templates, descriptors, cupl, waffle."""
 
-    Data: ``dataset`` is a registry name (``shapes/heldout``) or a path
-    (:func:`clipforge.data.evalsets.open_evalset`); ``split`` the test split (the layout's
-    default when None); ``train_split``/``val_split`` the splits few-shot and linear-probe
-    fit and tune on (see :mod:`clipforge.evaluate.splits` for ``name[start:stop]`` ranges
-    and the defaults). ``dataset_options`` carries layout settings (table columns, shapes
-    sizes). Model: ``model`` (name, config JSON or checkpoint) and ``pretrained`` weights, as
-    :func:`clipforge.create_model` takes them. Head (zero-shot, few-shot, robustness):
-    ``templates`` (file or packaged name), ``classnames`` (file), ``descriptors`` (DCLIP
-    JSON), ``cupl`` (CuPL JSON), ``waffle``, ``language``. Few-shot: ``methods`` (default:
-    all of :data:`METHODS`), ``shots`` (default :data:`DEFAULT_SHOTS`), ``seed``.
-    Robustness: ``ood_dataset``. Running: ``batch_size``, ``workers``, ``device`` (None:
-    CUDA if available), ``precision``, ``cache_dir`` (feature cache; None: no cache),
-    ``max_skip_rate``, ``progress``; ``out`` is where :func:`run_eval` writes the result.
-    """
+    TASKS: ClassVar[tuple[str, ...]] = ("zeroshot", "fewshot", "robustness")
 
-    task: str
-    dataset: str
-    model: str | None = None
-    pretrained: str | None = None
-    split: str | None = None
-    train_split: str | None = None
-    val_split: str | None = None
-    dataset_options: EvalOptions = field(default_factory=EvalOptions)
-    methods: tuple[str, ...] | None = None
-    shots: tuple[int, ...] | None = None
-    seed: int = 0
-    templates: str | None = None
-    classnames: str | None = None
-    descriptors: str | None = None
-    cupl: str | None = None
-    waffle: bool = False
-    language: str = "en"
-    ood_dataset: str | None = None
-    batch_size: int = 256
-    workers: int = 0
-    device: str | None = None
-    precision: str = "fp32"
-    cache_dir: str | None = None
-    max_skip_rate: float = 0.1
-    progress: bool = True
-    out: str | None = None
+    templates: str | None = option(None, help="Template file or packaged name.")
+    classnames: str | None = option(None, help="Class-name file (one per line).")
+    descriptors: str | None = option(None, help="DCLIP descriptor JSON.")
+    cupl: str | None = option(None, help="CuPL prompt JSON.")
+    waffle: bool = option(False, help="WaffleCLIP random descriptors.")
+    language: str = option("en", help="Language of templates and class names.")
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
-        if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(f"dataset must name an evaluation set, got {self.dataset!r}")
-        if self.model is None and self.pretrained is None:
-            raise ValueError("give a model (name, config or checkpoint) or pretrained weights")
-        for name, tasks in TASK_OPTIONS.items():
-            value = getattr(self, name)
-            if value != _default(name) and self.task not in tasks:
-                raise ValueError(
-                    f"{name}={_shown(value)} does not apply to task {self.task!r} "
-                    f"(only to {', '.join(tasks)})"
-                )
-        if self.methods is not None:
-            object.__setattr__(self, "methods", _checked_methods(self.methods))
-        if self.shots is not None:
-            object.__setattr__(self, "shots", _checked_shots(self.shots))
-        given = [name for name in _PROMPT_SOURCES if getattr(self, name)]
+        given = [name for name in ("templates", "descriptors", "cupl", "waffle")
+                 if getattr(self, name)]  # fmt: skip
         if len(given) > 1:
             raise ValueError(f"choose one prompt source, not {' and '.join(given)}")
         if (
@@ -113,35 +59,141 @@ class EvalConfig:
                 f"language={self.language!r} has nothing to translate with {given[0]}: it picks "
                 "template and class-name files; give classnames in that language"
             )
-        _check_int(self.seed, "seed", minimum=None)
-        _check_int(self.batch_size, "batch_size", minimum=1)
-        _check_int(self.workers, "workers", minimum=0)
-        check_precision(self.precision)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FewshotSection:
+    """Which adaptation methods run, at which shot counts."""
+
+    TASKS: ClassVar[tuple[str, ...]] = ("fewshot",)
+
+    methods: tuple[str, ...] = option(
+        METHODS, flag="method", help=f"Few-shot methods, comma list of {','.join(METHODS)}."
+    )
+    shots: tuple[int, ...] = option(DEFAULT_SHOTS, help="Few-shot counts, e.g. 1,2,4,8,16.")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", _checked_methods(self.methods))
+        object.__setattr__(self, "shots", _checked_shots(self.shots))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RobustnessSection:
+    """The out-of-distribution set MCM scores against the test set."""
+
+    TASKS: ClassVar[tuple[str, ...]] = ("robustness",)
+
+    ood_dataset: str | None = option(None, help="OOD set for robustness (MCM).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSection:
+    """How the evaluation sets are read: layout options and the tolerated undecodable share."""
+
+    options: EvalOptions = field(default_factory=EvalOptions)
+    max_skip_rate: float = option(0.1, help="Share of undecodable samples tolerated, in [0, 1].")
+
+    def __post_init__(self) -> None:
         if not 0.0 <= self.max_skip_rate <= 1.0:
-            raise ValueError(f"max_skip_rate={self.max_skip_rate!r} must lie in [0, 1]")
-        if not isinstance(self.dataset_options, EvalOptions):
-            raise TypeError(
-                f"dataset_options must be an EvalOptions, got {type(self.dataset_options)}"
+            raise ValueError(f"data.max_skip_rate={self.max_skip_rate!r} must lie in [0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSection:
+    """How features are computed: batching, device, precision, feature cache, progress."""
+
+    batch_size: int = option(256, help="Images per batch.")
+    workers: int = option(0, help="DataLoader worker processes.")
+    device: str | None = option(None, help="cpu, cuda, cuda:1 (default: CUDA if any).")
+    precision: str = option("fp32", help="fp32, bf16, fp16, amp_bf16, amp_fp16 or auto.")
+    cache: bool | None = option(
+        None, help="Cache features (default: only when a cache folder is given)."
+    )
+    cache_dir: str | None = option(None, help="Feature cache folder (default: the user cache).")
+    progress: bool = option(True, help="Show progress bars.")
+
+    def __post_init__(self) -> None:
+        _check_int(self.batch_size, "run.batch_size", minimum=1)
+        _check_int(self.workers, "run.workers", minimum=0)
+        check_precision(self.precision, "run.precision")
+        if self.cache is False and self.cache_dir is not None:
+            raise ValueError(
+                f"run.cache=false (--no-cache) and run.cache_dir={self.cache_dir!r} contradict "
+                "each other; give one"
             )
 
     @property
-    def method_list(self) -> tuple[str, ...]:
-        """The few-shot methods to run (all of them unless chosen)."""
-        return METHODS if self.methods is None else self.methods
-
-    @property
-    def shot_list(self) -> tuple[int, ...]:
-        """The shot counts to run (:data:`DEFAULT_SHOTS` unless chosen)."""
-        return DEFAULT_SHOTS if self.shots is None else self.shots
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, recorded in every result."""
-        return dataclasses.asdict(self)
+    def cache_folder(self) -> str | None:
+        """Where features are cached: ``cache_dir``, else the user cache when ``cache`` is
+        true (the command line's default), else nowhere (the library's default: a caller
+        evaluating an in-memory model between training steps must not fill the user cache)."""
+        if self.cache_dir is not None or not self.cache:
+            return self.cache_dir
+        return str(default_cache_dir())
 
 
-def _default(name: str) -> Any:
-    spec = EvalConfig.__dataclass_fields__[name]
-    return spec.default
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig(TypedConfig):
+    """One evaluation: the task, the data, the model, and how to run it.
+
+    ``dataset`` is a registry name (``shapes/heldout``) or a path
+    (:func:`clipforge.data.evalsets.open_evalset`); ``split`` the test split (the layout's
+    default when None); ``train_split``/``val_split`` the splits few-shot and linear-probe fit
+    and tune on, and robustness calibrates on (:mod:`clipforge.evaluate.splits` explains
+    ``name[start:stop]`` ranges and the defaults). ``model`` (name, config JSON or checkpoint)
+    and ``pretrained`` weights go to :func:`clipforge.create_model`. ``seed`` draws the k-shot
+    sets and seeds training and WaffleCLIP. ``out`` is where :func:`run_eval` writes the result.
+    """
+
+    task: str = option(help="zeroshot, retrieval, linear-probe, fewshot or robustness.")
+    dataset: str = option(help="Registry name (shapes/heldout) or path.")
+    model: str | None = option(None, help="Model name, config JSON or checkpoint.")
+    pretrained: str | None = option(None, help="Weights file to load into MODEL.")
+    split: str | None = option(None, help="Test split, NAME or NAME[START:STOP].")
+    train_split: str | None = option(None, help="Train split (linear-probe, fewshot).")
+    val_split: str | None = option(None, help="Val split (linear-probe, fewshot, robustness).")
+    seed: int = option(0, help="Seed of the k-shot draw and of training.")
+    out: str | None = option(None, help="Result JSON (default results/TASK-DATASET-MODEL.json).")
+    data: DataSection = field(default_factory=DataSection)
+    run: RunSection = field(default_factory=RunSection)
+    head: HeadSection | None = None
+    fewshot: FewshotSection | None = None
+    robustness: RobustnessSection | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ValueError(f"dataset must name an evaluation set, got {self.dataset!r}")
+        if self.model is None and self.pretrained is None:
+            raise ValueError("give a model (name, config or checkpoint) or pretrained weights")
+        _check_int(self.seed, "seed", minimum=None)
+        for role in ("train", "val"):
+            value = getattr(self, f"{role}_split")
+            if value is not None and role not in TASK_ROLES[self.task]:
+                raise ValueError(
+                    f"{role}_split={value!r} does not apply to task {self.task!r} "
+                    f"(it reads {', '.join(TASK_ROLES[self.task])})"
+                )
+        for name, annotation in field_types(type(self)).items():
+            section = section_type(annotation)
+            if hasattr(section, "TASKS"):
+                self._fill_or_reject(name, section, section.TASKS)
+
+    def _fill_or_reject(self, name: str, section: type, tasks: tuple[str, ...]) -> None:
+        """The chosen task's section gets its defaults; another task's section is an error."""
+        value = getattr(self, name)
+        if self.task in tasks:
+            if value is None:
+                object.__setattr__(self, name, section())
+        elif value is not None:
+            given = [f"{name}.{f.name}={_shown(getattr(value, f.name))}"
+                     for f in dataclasses.fields(value)
+                     if getattr(value, f.name) != f.default] or [f"section {name!r}"]  # fmt: skip
+            raise ValueError(
+                f"{' and '.join(given)} does not apply to task {self.task!r} "
+                f"(only to {', '.join(tasks)})"
+            )
 
 
 def _shown(value: Any) -> str:
@@ -150,28 +202,26 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def _checked_methods(methods: Any) -> tuple[str, ...]:
-    items = (methods,) if isinstance(methods, str) else tuple(methods)
-    if not items:
-        raise ValueError(f"methods is empty; choose from {', '.join(METHODS)}")
-    for method in items:
+def _checked_methods(methods: tuple[str, ...]) -> tuple[str, ...]:
+    if not methods:
+        raise ValueError(f"fewshot.methods is empty; choose from {', '.join(METHODS)}")
+    for method in methods:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if len(set(items)) != len(items):
-        raise ValueError(f"methods {','.join(items)} name a method twice")
-    return items
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"fewshot.methods {','.join(methods)} name a method twice")
+    return tuple(methods)
 
 
-def _checked_shots(shots: Any) -> tuple[int, ...]:
-    items = tuple(shots)
-    if not items:
-        raise ValueError("shots is empty; give positive integers such as 1,2,4,8,16")
-    for k in items:
+def _checked_shots(shots: tuple[int, ...]) -> tuple[int, ...]:
+    if not shots:
+        raise ValueError("fewshot.shots is empty; give positive integers such as 1,2,4,8,16")
+    for k in shots:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"shots must be positive integers, got {k!r}")
-    if len(set(items)) != len(items):
-        raise ValueError(f"shots {','.join(map(str, items))} name a count twice")
-    return tuple(sorted(items))
+            raise ValueError(f"fewshot.shots must be positive integers, got {k!r}")
+    if len(set(shots)) != len(shots):
+        raise ValueError(f"fewshot.shots {','.join(map(str, shots))} name a count twice")
+    return tuple(sorted(shots))
 
 
 def _check_int(value: Any, name: str, *, minimum: int | None) -> None:

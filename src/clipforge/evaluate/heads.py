@@ -39,14 +39,14 @@ DEFAULT_TEMPLATES = "openai_imagenet"
 
 
 def head_classnames(config: EvalConfig, dataset: EvalSet) -> list[str]:
-    """The class names the prompts use: the set's, or those of ``config.classnames``."""
+    """The class names the prompts use: the set's, or those of ``config.head.classnames``."""
     names = list(dataset.classnames)
-    if config.classnames is None:
+    if config.head.classnames is None:
         return names
-    given = load_classnames(config.classnames, language=config.language)
+    given = load_classnames(config.head.classnames, language=config.head.language)
     if len(given) != len(names):
         raise ValueError(
-            f"classnames file {config.classnames!r} names {len(given)} classes; "
+            f"classnames file {config.head.classnames!r} names {len(given)} classes; "
             f"{config.dataset} has {len(names)}"
         )
     return given
@@ -63,17 +63,17 @@ def _build(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> Zero
     model, tokenizer = encoder.model, encoder.tokenizer
     common: dict[str, Any] = {
         "model_name": str(config.model if config.model is not None else config.pretrained),
-        "batch_size": config.batch_size,
+        "batch_size": config.run.batch_size,
     }
-    if config.descriptors is not None:
-        descriptors = load_descriptors(config.descriptors)
+    if config.head.descriptors is not None:
+        descriptors = load_descriptors(config.head.descriptors)
         return descriptor_head(
-            model, tokenizer, names, descriptors, source=config.descriptors, **common
+            model, tokenizer, names, descriptors, source=config.head.descriptors, **common
         )
-    if config.cupl is not None:
-        prompts = load_class_prompts(config.cupl)
-        return cupl_head(model, tokenizer, names, prompts, source=config.cupl, **common)
-    if config.waffle:
+    if config.head.cupl is not None:
+        prompts = load_class_prompts(config.head.cupl)
+        return cupl_head(model, tokenizer, names, prompts, source=config.head.cupl, **common)
+    if config.head.waffle:
         return waffle_head(model, tokenizer, names, seeds=(config.seed,), **common)
     source, templates = _templates(config, dataset)
     if templates is None:
@@ -84,11 +84,13 @@ def _build(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> Zero
 
 def _templates(config: EvalConfig, dataset: EvalSet) -> tuple[str, list[str] | None]:
     """``(source, templates)``; templates None means "use the set's class prompts"."""
-    if config.templates is not None:
-        return config.templates, load_templates(config.templates, language=config.language)
-    own_prompts = config.language == DEFAULT_LANGUAGE and config.classnames is None
+    if config.head.templates is not None:
+        return config.head.templates, load_templates(
+            config.head.templates, language=config.head.language
+        )
+    own_prompts = config.head.language == DEFAULT_LANGUAGE and config.head.classnames is None
     if own_prompts and getattr(dataset, "class_prompts", None):
         return f"{config.dataset} class prompts", None
-    if config.language == DEFAULT_LANGUAGE and getattr(dataset, "templates", None):
+    if config.head.language == DEFAULT_LANGUAGE and getattr(dataset, "templates", None):
         return f"{config.dataset} templates", list(dataset.templates)
-    return DEFAULT_TEMPLATES, load_templates(DEFAULT_TEMPLATES, language=config.language)
+    return DEFAULT_TEMPLATES, load_templates(DEFAULT_TEMPLATES, language=config.head.language)

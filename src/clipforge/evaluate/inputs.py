@@ -70,7 +70,7 @@ def open_roles(
     opened = {}
     for role in roles:
         item = open_role(
-            config.dataset, role, role_split(config, role), encoder, config.dataset_options
+            config.dataset, role, role_split(config, role), encoder, config.data.options
         )
         if item.dataset.task not in tasks:
             raise ValueError(

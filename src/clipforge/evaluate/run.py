@@ -23,31 +23,32 @@ logger = logging.getLogger(__name__)
 def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncoder:
     """The config's model (or the given one) on its device, with tokenizer, inference
     transform, identity for the cache and the run's batching settings."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.run.device)
     if model is None:
         model = create_model(
-            config.model, config.pretrained, precision=config.precision, device=device
+            config.model, config.pretrained, precision=config.run.precision, device=device
         )
     else:
         model = model.to(device)
     return CachedEncoder(
         encoder=Encoder(
             model.eval(),
-            precision=config.precision,
+            precision=config.run.precision,
             device=device,
-            batch_size=config.batch_size,
-            workers=config.workers,
-            progress=config.progress,
+            batch_size=config.run.batch_size,
+            workers=config.run.workers,
+            progress=config.run.progress,
         ),
         identity=model_identity(model, config.model, config.pretrained),
-        max_skip_rate=config.max_skip_rate,
-        cache=FeatureCache(config.cache_dir),
+        max_skip_rate=config.data.max_skip_rate,
+        cache=FeatureCache(config.run.cache_folder),
     )
 
 
 def check_inputs(config: EvalConfig) -> None:
     """Fail on a missing or unknown set, or a malformed split, before a model is loaded."""
-    for spec in (config.dataset, config.ood_dataset):
+    ood = config.robustness.ood_dataset if config.robustness else None
+    for spec in (config.dataset, ood):
         if spec is not None:
             detect_layout(spec)
     for role in ROLES:

@@ -20,14 +20,13 @@ default is a security hole in a server.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from clipforge.typed_config import build_dataclass
+from clipforge.typed_config import TypedConfig, build_dataclass, read_recipe
 
 DEFAULT_K = 20  # results when a query does not say (at most max_k)
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -48,7 +47,7 @@ class IndexSpec:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(TypedConfig):
     """Everything :func:`clipforge.search.server.create_app` needs; see the module docstring.
 
     ``dedup_threshold`` is the cosine similarity at or above which a result counts as a
@@ -65,6 +64,13 @@ class ServerConfig:
     max_text_chars: int = 20_000
     device: str = "cpu"
 
+    error: ClassVar[type[Exception]] = ServerConfigError
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ServerConfig:
+        """Build from plain data; relative paths are relative to the working directory."""
+        return _from_dict(data, base=Path.cwd(), where=source)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -75,24 +81,11 @@ def load_server_config(source: str | os.PathLike | dict[str, Any] | ServerConfig
     if isinstance(source, ServerConfig):
         return source
     if isinstance(source, dict):
-        return _from_dict(source, base=Path.cwd(), where="config")
+        return ServerConfig.from_dict(source)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"server config {path} does not exist")
-    return _from_dict(_read_document(path), base=path.parent, where=str(path))
-
-
-def _read_document(path: Path) -> dict[str, Any]:
-    import yaml
-
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ServerConfigError(f"{path}: cannot parse ({err})") from err
-    if not isinstance(data, dict):
-        raise ServerConfigError(f"{path}: expected a mapping at the top, got {type(data).__name__}")
-    return data
+    return _from_dict(read_recipe(path, ServerConfigError), base=path.parent, where=str(path))
 
 
 def _from_dict(data: dict[str, Any], *, base: Path, where: str) -> ServerConfig:

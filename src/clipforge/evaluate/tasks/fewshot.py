@@ -71,13 +71,13 @@ def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     details["val_samples_used"] = len(val[1])
     fits = _method_fits(config, encoder, head.weights[space.classes], space.names)
     train_compact = space.compact(train.labels)
-    results: dict[str, dict[str, Any]] = {method: {} for method in config.method_list}
-    hparams: dict[str, dict[str, Any]] = {method: {} for method in config.method_list}
-    for k in config.shot_list:
+    results: dict[str, dict[str, Any]] = {method: {} for method in config.fewshot.methods}
+    hparams: dict[str, dict[str, Any]] = {method: {} for method in config.fewshot.methods}
+    for k in config.fewshot.shots:
         shots = torch.from_numpy(
             sample_few_shot(train_compact, k, config.seed, num_classes=len(space.classes))
         )
-        for method in config.method_list:
+        for method in config.fewshot.methods:
             if method == "gda" and k == 1:
                 results[method][str(k)] = None
                 hparams[method][str(k)] = {"skipped": GDA_ONE_SHOT}
@@ -88,7 +88,7 @@ def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
             hparams[method][str(k)] = fitted.hparams
             logger.info("%s %d-shot: acc1 %.4f", method, k, results[method][str(k)]["acc1"])
     metrics["fewshot"] = results
-    details.update(hparams=hparams, shots=list(config.shot_list), seed=config.seed)
+    details.update(hparams=hparams, shots=list(config.fewshot.shots), seed=config.seed)
     return TaskOutput(metrics, details, {role: e.summary() for role, e in encoded.items()})
 
 

@@ -67,12 +67,12 @@ def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
         details["reliability_scaled"] = _bins(reliability_bins(scaled, test.labels, DEFAULT_BINS))
     metrics["modality_gap"] = modality_gap(test.features, head.weights[test.labels])
     data = {"test": test.summary(), "val": val.summary()}
-    if config.ood_dataset is not None:
-        ood = encode_role(encoder, open_role(config.ood_dataset, "ood", None, encoder))
+    if config.robustness.ood_dataset is not None:
+        ood = encode_role(encoder, open_role(config.robustness.ood_dataset, "ood", None, encoder))
         in_scores = mcm_score(test.features, head.weights)
         out_scores = mcm_score(ood.features, head.weights)
         metrics["ood"] = ood_metrics(in_scores, out_scores)
-        details["ood_dataset"] = config.ood_dataset
+        details["ood_dataset"] = config.robustness.ood_dataset
         data["ood"] = ood.summary()
     return TaskOutput(metrics, details, data)
 

@@ -1,0 +1,128 @@
+"""The configs of ``clipforge embed``, ``index`` and ``dedup``: typed, strict, self-checking.
+
+Each holds exactly the keyword arguments of its library function (``embed_collection``,
+``build_index``, ``dedup_collection``) besides the input and output paths, so the command
+line (flags generated from the fields), a YAML recipe and the Python API take the same
+options and reject the same mistakes, each error naming the option and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..precision import check_precision
+from ..typed_config import TypedConfig, option
+
+INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
+MODALITIES: tuple[str, ...] = ("image", "text")
+INPUT_FORMATS: tuple[str, ...] = ("auto", "folder", "wds", "table")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig(TypedConfig):
+    """``embed_collection(inputs, out, **options)``: see :mod:`clipforge.search.embed`."""
+
+    inputs: tuple[str, ...] = option(help="Image folders, shard paths/brace patterns, or tables.")
+    out: str = option(help="Output directory of the embedded collection.")
+    model: str = option(help="Model name or config JSON.")
+    pretrained: str | None = option(None, help="Weights file or hf-hub:org/name.")
+    batch_size: int = option(128, help="Images per forward pass.")
+    partition_size: int = option(10_000, help="Samples per partition (folders, tables).")
+    shards_per_partition: int = option(1, help="Shards per partition (wds).")
+    num_workers: int = option(4, flag="workers", help="DataLoader decode workers.")
+    precision: str = option("fp32", help="fp32, bf16, fp16, amp_bf16, amp_fp16 or auto.")
+    device: str | None = option(None, help="cpu, cuda, cuda:1 ... (default: auto).")
+    input_format: str = option("auto", help="Input layout: auto, folder, wds or table.")
+    image_root: str | None = option(None, help="Root of relative table paths.")
+    image_column: str | None = option(None, help="Table column of image paths.")
+    caption_column: str | None = option(None, help="Table column of captions.")
+    progress: bool = option(True, help="Show a progress bar.")
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError("inputs is empty: give image folders, shards or tables to embed")
+        _check_ints(batch_size=(self.batch_size, 1), partition_size=(self.partition_size, 1),
+                    shards_per_partition=(self.shards_per_partition, 1),
+                    num_workers=(self.num_workers, 0))  # fmt: skip
+        check_precision(self.precision)
+        _check_choice("input_format", self.input_format, INPUT_FORMATS)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``embed_collection`` besides ``inputs`` and ``out``."""
+        return _options(self, "inputs", "out")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexConfig(TypedConfig):
+    """``build_index(embeddings, out, **options)``: see :mod:`clipforge.search.index`."""
+
+    embeddings: str = option(help="An embedded collection (from embed).")
+    out: str = option(help="Output directory of the index.")
+    kind: str = option("auto", help="Index type: auto (by size), flat, hnsw, ivf-flat, ivf-pq.")
+    modality: str = option("image", help="Index image or caption (text) vectors.")
+    memory_budget_gb: float = option(4.0, help="Memory the index may use.")
+    recall_target: float = option(0.95, help="recall@10 to tune for.")
+    latency_budget_ms: float = option(10.0, help="Per-query latency budget.")
+    train_size: int | None = option(None, help="Vectors to train IVF on.")
+    seed: int = option(0, help="Sampling seed.")
+    nlist: int | None = option(None, help="IVF lists (default: 4 sqrt(n)).")
+    pq_m: int | None = option(None, help="PQ code bytes per vector (ivf-pq).")
+    sharded: bool | None = option(None, help="Build IVF shards per partition and merge them.")
+    n_queries: int = option(1000, help="Sampled rows measuring recall against exact search.")
+
+    def __post_init__(self) -> None:
+        _check_choice("kind", self.kind, INDEX_KINDS)
+        _check_choice("modality", self.modality, MODALITIES)
+        for name in ("memory_budget_gb", "latency_budget_ms"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.recall_target <= 1:
+            raise ValueError(f"recall_target must be in (0, 1], got {self.recall_target}")
+        _check_ints(n_queries=(self.n_queries, 1))
+        for name in ("train_size", "nlist", "pq_m"):
+            if getattr(self, name) is not None:
+                _check_ints(**{name: (getattr(self, name), 1)})
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``build_index`` besides ``embeddings`` and ``out``."""
+        return _options(self, "embeddings", "out")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DedupConfig(TypedConfig):
+    """``dedup_collection(embeddings, out, **options)``: see :mod:`clipforge.search.dedup`."""
+
+    embeddings: str = option(help="An embedded collection (from embed).")
+    out: str = option(help="Groups as .parquet (one row per member) or .json.")
+    threshold: float = option(0.95, help="Cosine similarity joining two items.")
+    k: int | None = option(None, help="Use the k nearest neighbours instead of a range search.")
+    index_dir: str | None = option(None, flag="index", help="Propose pairs with this index.")
+    modality: str = option("image", help="Image or caption (text) vectors.")
+
+    def __post_init__(self) -> None:
+        if not -1 <= self.threshold <= 1:
+            raise ValueError(f"threshold={self.threshold} must be a cosine in [-1, 1]")
+        if self.k is not None:
+            _check_ints(k=(self.k, 1))
+        _check_choice("modality", self.modality, MODALITIES)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``dedup_collection`` besides ``embeddings`` and ``out``."""
+        return _options(self, "embeddings", "out")
+
+
+def _options(config: TypedConfig, *paths: str) -> dict[str, Any]:
+    return {k: getattr(config, k) for k in config.to_dict() if k not in paths}
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+
+
+def _check_ints(**values: tuple[int, int]) -> None:
+    """Each ``name=(value, minimum)`` must be an int (not a bool) >= its minimum."""
+    for name, (value, minimum) in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
