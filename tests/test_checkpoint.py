@@ -339,6 +339,16 @@ def _hf_features(hf: Any, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple:
     return image, text
 
 
+def _assert_same_as_hf(model: clipforge.CLIP, hf: Any, spec: dict) -> None:
+    """Image and text features and the logit scale agree on the same pixels and tokens."""
+    pixels, tokens = _parity_inputs(spec["image"], spec["context"])
+    image, text = _features(model, {"pixels": pixels, "tokens": tokens})
+    hf_image, hf_text = _hf_features(hf, pixels, tokens)
+    torch.testing.assert_close(image, hf_image, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(text, hf_text, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.logit_scale.detach(), hf.logit_scale.detach())
+
+
 @pytest.mark.parametrize("variant", list(HF_VARIANTS))
 def test_hf_clipmodel_built_in_test_loads_with_same_features(variant: str, tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
@@ -351,12 +361,7 @@ def test_hf_clipmodel_built_in_test_loads_with_same_features(variant: str, tmp_p
     model = clipforge.create_model(tmp_path / "hf").eval()
     assert model.config.quick_gelu == (spec["act"] == "quick_gelu")
     assert model.config.embed_dim == spec["proj"]
-    pixels, tokens = _parity_inputs(spec["image"], spec["context"])
-    image, text = _features(model, {"pixels": pixels, "tokens": tokens})
-    ref_image, ref_text = _hf_features(hf, pixels, tokens)
-    torch.testing.assert_close(image, ref_image, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(text, ref_text, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(model.logit_scale.detach(), hf.logit_scale.detach())
+    _assert_same_as_hf(model, hf, spec)
 
 
 @pytest.mark.parametrize("variant", list(HF_VARIANTS))
@@ -372,9 +377,4 @@ def test_save_hf_of_built_model_loads_in_transformers(variant: str, tmp_path: Pa
     clipforge.models.save_hf(model, tmp_path / "hf")
 
     hf = transformers.CLIPModel.from_pretrained(tmp_path / "hf").eval()
-    pixels, tokens = _parity_inputs(spec["image"], spec["context"])
-    ref_image, ref_text = _features(model, {"pixels": pixels, "tokens": tokens})
-    image, text = _hf_features(hf, pixels, tokens)
-    torch.testing.assert_close(image, ref_image, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(text, ref_text, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(hf.logit_scale.detach(), model.logit_scale.detach())
+    _assert_same_as_hf(model, hf, spec)
