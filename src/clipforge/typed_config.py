@@ -246,7 +246,9 @@ def _items(value: Any, where: str, error: type[Exception]) -> list[Any]:
         return [yaml.safe_load(part) for part in value.split(",") if part.strip()]
     if isinstance(value, list | tuple):
         return list(value)
-    raise error(f"{where}={value!r} has the wrong type; expected a list or a comma list")
+    if isinstance(value, Mapping):
+        raise error(f"{where}={value!r} has the wrong type; expected a list or a comma list")
+    return [value]  # one item, as `--set fewshot.shots=4` gives it
 
 
 def _scalar(value: Any, kind: Any) -> Any:
