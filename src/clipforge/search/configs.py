@@ -8,8 +8,8 @@ options and reject the same mistakes, each error naming the option and the value
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from ..precision import check_precision
 from ..typed_config import TypedConfig, option
@@ -19,9 +19,21 @@ MODALITIES: tuple[str, ...] = ("image", "text")
 INPUT_FORMATS: tuple[str, ...] = ("auto", "folder", "wds", "table")
 
 
+class _SearchConfig(TypedConfig):
+    """A search command's config: its input and output ``PATHS``, then keyword options."""
+
+    PATHS: ClassVar[tuple[str, str]]
+
+    def options(self) -> dict[str, Any]:
+        """The library function's keyword arguments: every field but ``PATHS``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.PATHS}
+
+
 @dataclass(frozen=True, kw_only=True)
-class EmbedConfig(TypedConfig):
+class EmbedConfig(_SearchConfig):
     """``embed_collection(inputs, out, **options)``: see :mod:`clipforge.search.embed`."""
+
+    PATHS: ClassVar[tuple[str, str]] = ("inputs", "out")
 
     inputs: tuple[str, ...] = option(help="Image folders, shard paths/brace patterns, or tables.")
     out: str = option(help="Output directory of the embedded collection.")
@@ -48,14 +60,12 @@ class EmbedConfig(TypedConfig):
         check_precision(self.precision)
         _check_choice("input_format", self.input_format, INPUT_FORMATS)
 
-    def options(self) -> dict[str, Any]:
-        """The keyword arguments of ``embed_collection`` besides ``inputs`` and ``out``."""
-        return _options(self, "inputs", "out")
-
 
 @dataclass(frozen=True, kw_only=True)
-class IndexConfig(TypedConfig):
+class IndexConfig(_SearchConfig):
     """``build_index(embeddings, out, **options)``: see :mod:`clipforge.search.index`."""
+
+    PATHS: ClassVar[tuple[str, str]] = ("embeddings", "out")
 
     embeddings: str = option(help="An embedded collection (from embed).")
     out: str = option(help="Output directory of the index.")
@@ -84,14 +94,12 @@ class IndexConfig(TypedConfig):
             if getattr(self, name) is not None:
                 _check_ints(**{name: (getattr(self, name), 1)})
 
-    def options(self) -> dict[str, Any]:
-        """The keyword arguments of ``build_index`` besides ``embeddings`` and ``out``."""
-        return _options(self, "embeddings", "out")
-
 
 @dataclass(frozen=True, kw_only=True)
-class DedupConfig(TypedConfig):
+class DedupConfig(_SearchConfig):
     """``dedup_collection(embeddings, out, **options)``: see :mod:`clipforge.search.dedup`."""
+
+    PATHS: ClassVar[tuple[str, str]] = ("embeddings", "out")
 
     embeddings: str = option(help="An embedded collection (from embed).")
     out: str = option(help="Groups as .parquet (one row per member) or .json.")
@@ -106,14 +114,6 @@ class DedupConfig(TypedConfig):
         if self.k is not None:
             _check_ints(k=(self.k, 1))
         _check_choice("modality", self.modality, MODALITIES)
-
-    def options(self) -> dict[str, Any]:
-        """The keyword arguments of ``dedup_collection`` besides ``embeddings`` and ``out``."""
-        return _options(self, "embeddings", "out")
-
-
-def _options(config: TypedConfig, *paths: str) -> dict[str, Any]:
-    return {k: getattr(config, k) for k in config.to_dict() if k not in paths}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
