@@ -27,6 +27,7 @@ from .optim import set_lr
 from .state import TrainState
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+_FEATURES = ("image_features", "text_features")
 
 
 @dataclass(frozen=True)
@@ -78,27 +79,30 @@ def _forward_backward(
 ) -> torch.Tensor:
     """Accumulate the gradient of the whole batch's loss; return that loss."""
     teacher = _teacher_features(ctx, micro_batches) if ctx.teacher is not None else {}
-    if len(micro_batches) == 1:
-        with ctx.precision.autocast():
-            out = model(*micro_batches[0])
-            loss = _loss(ctx.loss_fn, out, out["image_features"], out["text_features"], teacher)
-        _backward(loss, scaler)
-        return loss
-    with torch.no_grad(), ctx.precision.autocast():
-        cached = [model(*b) for b in micro_batches]
+    cached = None
+    if len(micro_batches) > 1:
+        with torch.no_grad(), ctx.precision.autocast():
+            cached = [model(*b) for b in micro_batches]
     for j, batch in enumerate(micro_batches):
         last = j == len(micro_batches) - 1
-        with _no_sync(model, last=last), ctx.precision.autocast():
-            out = model(*batch)
-            if not last:  # every pass sees the whole loss: let one carry the scale's gradient
-                out = {k: v.detach() if k.startswith("logit_") else v for k, v in out.items()}
-            image = torch.cat([out["image_features"] if i == j else c["image_features"]
-                               for i, c in enumerate(cached)])  # fmt: skip
-            text = torch.cat([out["text_features"] if i == j else c["text_features"]
-                              for i, c in enumerate(cached)])  # fmt: skip
-            loss = _loss(ctx.loss_fn, out, image, text, teacher)
-            _backward(loss, scaler)
+        with _no_sync(model, last=last):
+            with ctx.precision.autocast():
+                out = model(*batch)
+                if not last:  # every pass sees the whole loss: let one carry the scale's gradient
+                    out = {k: v.detach() if k.startswith("logit_") else v for k, v in out.items()}
+                image, text = (_whole_batch(out, cached, j, key) for key in _FEATURES)
+                loss = ctx.loss_fn(
+                    image, text, out["logit_scale"], out.get("logit_bias"), **teacher
+                )
+            (scaler.scale(loss) if scaler is not None else loss).backward()
     return loss
+
+
+def _whole_batch(out: dict, cached: list[dict] | None, j: int, key: str) -> torch.Tensor:
+    """``key`` features of the whole batch: micro-batch ``j``'s with gradient, the rest cached."""
+    if cached is None:
+        return out[key]
+    return torch.cat([out[key] if i == j else c[key] for i, c in enumerate(cached)])
 
 
 def _teacher_features(ctx: StepContext, micro_batches: Sequence[Batch]) -> dict:
@@ -106,18 +110,9 @@ def _teacher_features(ctx: StepContext, micro_batches: Sequence[Batch]) -> dict:
     with torch.no_grad(), ctx.precision.autocast():
         outs = [ctx.teacher(*b) for b in micro_batches]
     return {
-        "teacher_image_features": torch.cat([o["image_features"] for o in outs]),
-        "teacher_text_features": torch.cat([o["text_features"] for o in outs]),
+        **{f"teacher_{key}": torch.cat([o[key] for o in outs]) for key in _FEATURES},
         "teacher_logit_scale": outs[0]["logit_scale"],
     }
-
-
-def _loss(loss_fn: LossFn, out: dict, image: torch.Tensor, text: torch.Tensor, teacher: dict):
-    return loss_fn(image, text, out["logit_scale"], out.get("logit_bias"), **teacher)
-
-
-def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
-    (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
 def _no_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
