@@ -165,3 +165,17 @@ def test_report_renders_every_task(tmp_path: Path) -> None:
 def test_report_needs_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no result files"):
         write_report([], tmp_path / "report")
+
+
+def test_report_draws_confusion_matrices_and_takes_a_preface(tmp_path: Path) -> None:
+    matrix = {"classnames": ["circle", "square"], "matrix": [[3, 1], [0, 4]]}
+    path = result_file(tmp_path / "results", "zeroshot", confusion=matrix)
+    out = tmp_path / "report"
+    (out / "extra.png").parent.mkdir(parents=True)
+    preface = [("table", ["figure", "value"], [["steps", "140"]]), ("img", "Extra", "extra.png")]
+    markdown = write_report([path], out, title="my demo", preface=preface).read_text()
+    assert markdown.startswith("# my demo\n\n| figure | value |\n|---|---|\n| steps | 140 |")
+    assert markdown.index("](extra.png)") < markdown.index("## Results")
+    assert (out / "confusion_zeroshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](confusion_zeroshot.png)" in markdown
+    assert "src='confusion_zeroshot.png'" in (out / "report.html").read_text()

@@ -124,7 +124,7 @@ def train(
     cfg = load_train_config(path, set_ or [])
     eval_fn = None
     if cfg.run.eval_every and cfg.data.kind == "shapes":
-        from .demo.evaluate import shapes_eval_fn
+        from .evaluate.shapes_suite import shapes_eval_fn
 
         eval_fn = shapes_eval_fn(seed=cfg.run.seed)
     result = fit(cfg, resume=resume, eval_fn=eval_fn)

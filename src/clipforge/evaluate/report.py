@@ -2,10 +2,12 @@
 
 The report is a list of blocks (headings, tables, images) rendered twice, as markdown and as
 HTML, so the two always say the same. Sections: an overview of every result, then one per task
-present: zero-shot, retrieval (with recall bars), linear probe, few-shot (a table and an
-accuracy-against-shots plot per result, zero-shot as the baseline) and robustness (with a
-reliability diagram per result). A file that is not a clipforge result, or whose metrics lack
-what its task reports, is an error naming the file and the missing key.
+present: zero-shot (with a confusion matrix per result that holds one), retrieval (with recall
+bars), linear probe, few-shot (a table and an accuracy-against-shots plot per result, zero-shot
+as the baseline) and robustness (with a reliability diagram per result). A caller with more to
+say (the demo: its headline figures, training curves) puts its own blocks first. A file that is
+not a clipforge result, or whose metrics lack what its task reports, is an error naming the file
+and the missing key.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text_atomic
-from .report_plots import plot_recall_bars, plot_reliability, plot_shots
+from .report_plots import plot_confusion, plot_recall_bars, plot_reliability, plot_shots
 from .results import read_result
 
 RETRIEVAL_KS = (1, 5, 10)
@@ -59,20 +61,27 @@ class Result:
 Block = tuple  # ("h2" | "h3", text) | ("table", header, rows) | ("img", caption, file)
 
 
-def write_report(results: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
+def write_report(
+    results: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    title: str | None = None,
+    preface: Sequence[Block] = (),
+) -> Path:
     """Read every result file (a folder stands for the ``*.json`` files in it), write the
-    report into ``out_dir`` and return the path of ``report.md``."""
+    report into ``out_dir`` and return the path of ``report.md``. ``preface`` blocks (images
+    already written into ``out_dir``) come before the sections of the results."""
     loaded = [Result(path, read_result(path)) for path in _expand(results)]
     if not loaded:
         raise ValueError("no result files to report on")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    blocks: list[Block] = [("h2", "Results"), _overview(loaded)]
+    blocks: list[Block] = [*preface, ("h2", "Results"), _overview(loaded)]
     for task, section in SECTIONS.items():
         chosen = [result for result in loaded if result.doc["task"] == task]
         if chosen:
             blocks += section(chosen, out)
-    title = f"clipforge evaluation report ({len(loaded)} results)"
+    title = title or f"clipforge evaluation report ({len(loaded)} results)"
     write_text_atomic(out / "report.md", _markdown(title, blocks))
     write_text_atomic(out / "report.html", _html(title, blocks))
     return out / "report.md"
@@ -129,7 +138,23 @@ def _zeroshot(results: list[Result], out: Path) -> list[Block]:
                 ]
             )
     header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "mAP %"]
-    return [("h2", "Zero-shot classification"), ("table", header, rows)]
+    return [("h2", "Zero-shot classification"), ("table", header, rows), *_confusions(results, out)]
+
+
+def _confusions(results: list[Result], out: Path) -> list[Block]:
+    """A confusion-matrix plot per result that holds one, named after the result file
+    (``confusion_<stem>.png``; the file's position is added when two stems are equal)."""
+    stems = [r.path.stem for r in results]
+    blocks: list[Block] = []
+    for index, r in enumerate(results):
+        confusion = r.doc.get("details", {}).get("confusion")
+        if confusion is None:
+            continue
+        stem = stems[index] if stems.count(stems[index]) == 1 else f"{stems[index]}_{index}"
+        file = f"confusion_{stem}.png"
+        plot_confusion(confusion["matrix"], confusion["classnames"], r.label, out / file)
+        blocks.append(("img", f"Confusion matrix: {r.label}", file))
+    return blocks
 
 
 def _retrieval(results: list[Result], out: Path) -> list[Block]:

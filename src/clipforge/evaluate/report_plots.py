@@ -1,15 +1,18 @@
-"""The report's PNG plots: accuracy against shots, reliability diagrams, retrieval recall bars.
+"""The report's PNG plots: accuracy against shots, reliability diagrams, retrieval recall bars,
+confusion matrices, retrieval examples and a training run's loss and temperature curves.
 
-Each function takes plain numbers (already read and checked from result files) and writes one
-PNG with matplotlib's file-only backend.
+Each function takes plain numbers (already read and checked from result files or a training
+log) or images, and writes one PNG with matplotlib's file-only backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 
 def _pyplot():
@@ -19,6 +22,12 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
 
 
 def plot_shots(
@@ -43,9 +52,7 @@ def plot_shots(
     ax.set(title=title, xlabel="shots per class", ylabel="top-1 accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_reliability(
@@ -83,9 +90,7 @@ def plot_reliability(
         ax.set(title=label, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_recall_bars(
@@ -106,6 +111,65 @@ def plot_recall_bars(
         ax.set_xticks(positions + width * (len(ks) - 1) / 2, labels, rotation=20, ha="right")
         ax.set(title=title, ylabel="recall (%)", ylim=(0, 100))
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], classnames: Sequence[str], title: str, path: Path
+) -> None:
+    """Rows are true classes, columns predictions; the shade is the row's share, the number the
+    count (empty cells stay blank so the off-diagonal mistakes stand out)."""
+    plt = _pyplot()
+    counts = np.asarray(matrix)
+    rates = counts / np.maximum(1, counts.sum(axis=1, keepdims=True))
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(classnames))
+    ax.set_xticks(ticks, classnames, rotation=60, ha="right")
+    ax.set_yticks(ticks, classnames)
+    ax.set(title=title, xlabel="predicted", ylabel="true")
+    for i in ticks:
+        for j in ticks:
+            if counts[i, j]:
+                colour = "white" if rates[i, j] > 0.5 else "black"
+                ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    _save(fig, path)
+
+
+def plot_retrieval_examples(
+    rows: Sequence[tuple[str, Sequence[Image.Image], Sequence[bool]]], path: Path
+) -> None:
+    """One row per query caption: its top images, best first, each framed green when the query
+    is one of that image's captions and red otherwise."""
+    plt = _pyplot()
+    columns = max(len(images) for _, images, _ in rows)
+    fig, axes = plt.subplots(
+        len(rows), columns, figsize=(1.5 * columns, 1.75 * len(rows)), squeeze=False
+    )
+    for row, (caption, images, matches) in enumerate(rows):
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        for ax, image, match in zip(axes[row], images, matches, strict=False):
+            ax.imshow(image)
+            for spine in ax.spines.values():
+                spine.set_color("tab:green" if match else "tab:red")
+                spine.set_linewidth(3)
+        short = caption if len(caption) <= 80 else caption[:77] + "..."
+        axes[row][0].set_title(f"“{short}”", loc="left", fontsize=8)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, hspace=0.35, wspace=0.08)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path) -> None:
+    """Loss and learned temperature (``exp(logit_scale)``) against the step, from the rows of
+    a training log (``log.jsonl``)."""
+    plt = _pyplot()
+    steps = [row["step"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot(steps, [row["loss"] for row in history])
+    left.set(title="training loss", xlabel="step", ylabel="loss")
+    right.plot(steps, [row["logit_scale"] for row in history], color="tab:orange")
+    right.set(title="temperature (logit scale)", xlabel="step", ylabel="exp(logit_scale)")
+    _save(fig, path)

@@ -3,6 +3,7 @@ the classes a train split holds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,9 @@ import torch
 from ..metrics import classification_metrics, mean_average_precision
 
 LABEL_TASKS = ("classification",)  # tasks that fit on labels take single-label sets only
+# A confusion matrix goes into the result only while a reader can still read it as a plot; a
+# 1000-class one would be a million numbers in every result file.
+CONFUSION_MAX_CLASSES = 32
 
 
 @dataclass
@@ -30,6 +34,21 @@ def label_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float
     if labels.ndim == 2:
         return {"mean_average_precision": mean_average_precision(logits, labels.round().long())}
     return classification_metrics(logits, labels, ks=(1, 5))
+
+
+def confusion(
+    logits: torch.Tensor, labels: torch.Tensor, classnames: Sequence[str]
+) -> dict[str, Any] | None:
+    """``{"classnames", "matrix"}`` where ``matrix[true][predicted]`` counts test images (top-1
+    of logits (N, C) against labels (N,)); None for multi-label sets and for more than
+    :data:`CONFUSION_MAX_CLASSES` classes."""
+    if labels.ndim != 1 or len(classnames) > CONFUSION_MAX_CLASSES:
+        return None
+    matrix = torch.zeros(len(classnames), len(classnames), dtype=torch.long)
+    matrix.index_put_(
+        (labels.long(), logits.argmax(-1)), torch.ones_like(labels.long()), accumulate=True
+    )
+    return {"classnames": list(classnames), "matrix": matrix.tolist()}
 
 
 class LabelSpace:

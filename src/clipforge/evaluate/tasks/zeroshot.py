@@ -1,4 +1,5 @@
-"""Zero-shot classification: the head's cosine logits against the labels.
+"""Zero-shot classification: the head's cosine logits against the labels (and, for a few
+classes, their confusion matrix in the details).
 
 On a caption-selection set (``shapes/word-order``) the "classes" are each image's own candidate
 captions, the correct one first: an image counts as right when its correct caption scores
@@ -14,7 +15,7 @@ from ..config import EvalConfig
 from ..features import CachedEncoder
 from ..heads import zero_shot_head
 from ..inputs import RoleSet, encode_role, open_roles
-from .common import TaskOutput, label_metrics
+from .common import TaskOutput, confusion, label_metrics
 
 SETS = ("classification", "multilabel", "caption_selection")
 
@@ -26,8 +27,12 @@ def run_zeroshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
         return _caption_selection(config, encoder, test)
     head = zero_shot_head(config, encoder, test.dataset)
     encoded = encode_role(encoder, test)
-    metrics = label_metrics(head.logits(encoded.features), encoded.labels)
+    logits = head.logits(encoded.features)  # (N, C)
+    metrics = label_metrics(logits, encoded.labels)
     details = {"num_classes": head.num_classes, "head": head.provenance}
+    matrix = confusion(logits, encoded.labels, head.classnames)
+    if matrix is not None:
+        details["confusion"] = matrix
     return TaskOutput(metrics, details, {"test": encoded.summary()})
 
 
