@@ -6,14 +6,11 @@ sentence pattern. Every caption names the shape of every object (a synonym from 
 below); colour is named half of the time, and size, position and background only sometimes, as
 in real alt-text. Leaving colour out of captions matters for learning: when every caption names
 colours, colour and position alone tell the captions of a batch apart, the contrastive loss
-gives shape little gradient, and a small model learns shapes far more slowly. On the demo
-recipe, zero-shot shape accuracy at step 250 of 500 was 31% with colour in three phrases of
-four, 47% with colour in half and 51% with colour in 30%, where colour itself was no longer
-learnt (13%, chance 10%). Size is named in under a third of the phrases for a like reason: small
-and large objects differ by about 3 px across, a cue as fine as a hexagon's corners against a
-circle's outline, and each caption that names it draws the image tower to it. Over four seeds of
-the demo, zero-shot shape accuracy was 88.6% on average with size in 60% of the phrases and 90.3%
-with 30%; 15% gave 89.0% over three seeds (docs/benchmarks.md, "The demo").
+gives shape little gradient, and a small model learns shapes far more slowly; naming it in half
+the phrases keeps colour learnt while shape gets its gradient. Size is named in under a third of
+the phrases for a like reason: small and large objects differ by about 3 px across, a cue as fine
+as a hexagon's corners against a circle's outline, and each caption that names it draws the image
+tower to it. The measurements behind both shares are in docs/benchmarks.md ("The demo").
 The canonical caption is a fixed function of the scene, used where a caption must be reproducible
 (retrieval ground truth, shard metadata).
 """
