@@ -53,33 +53,32 @@ def head_classnames(config: EvalConfig, dataset: EvalSet) -> list[str]:
 
 
 def zero_shot_head(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> ZeroShotHead:
-    """Build the head (see the module docstring) with the encoder's model and tokenizer; its
-    tensors are returned on the CPU, where the features are."""
+    """Build the head (see the module docstring) with the run's encoder, so prompts are encoded
+    at the run's precision; its tensors are returned on the CPU, where the features are."""
     return _build(config, encoder, dataset).to("cpu")
 
 
 def _build(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> ZeroShotHead:
     names = head_classnames(config, dataset)
-    model, tokenizer = encoder.model, encoder.tokenizer
+    text_encoder = encoder.encoder  # the run's device, precision and batch size
     common: dict[str, Any] = {
-        "model_name": str(config.model if config.model is not None else config.pretrained),
-        "batch_size": config.run.batch_size,
+        "model_name": str(config.model if config.model is not None else config.pretrained)
     }
     if config.head.descriptors is not None:
         descriptors = load_descriptors(config.head.descriptors)
         return descriptor_head(
-            model, tokenizer, names, descriptors, source=config.head.descriptors, **common
+            text_encoder, names, descriptors, source=config.head.descriptors, **common
         )
     if config.head.cupl is not None:
         prompts = load_class_prompts(config.head.cupl)
-        return cupl_head(model, tokenizer, names, prompts, source=config.head.cupl, **common)
+        return cupl_head(text_encoder, names, prompts, source=config.head.cupl, **common)
     if config.head.waffle:
-        return waffle_head(model, tokenizer, names, seeds=(config.seed,), **common)
+        return waffle_head(text_encoder, names, seeds=(config.seed,), **common)
     source, templates = _templates(config, dataset)
     if templates is None:
         prompts = dict(zip(names, dataset.class_prompts, strict=True))
-        return cupl_head(model, tokenizer, names, prompts, source=source, **common)
-    return template_head(model, tokenizer, names, templates, source=source, **common)
+        return cupl_head(text_encoder, names, prompts, source=source, **common)
+    return template_head(text_encoder, names, templates, source=source, **common)
 
 
 def _templates(config: EvalConfig, dataset: EvalSet) -> tuple[str, list[str] | None]:
