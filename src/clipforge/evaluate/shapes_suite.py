@@ -120,14 +120,3 @@ def shapes_eval_fn(
 def _figures_of(model: CLIP, *, seed: int, sizes: SuiteSizes) -> dict[str, float]:
     configs = suite_configs(model, "model in training", seed=seed, sizes=sizes)
     return suite_figures(run_suite(model, configs))
-
-
-__all__ = [
-    "FIGURES",
-    "PERIODIC_SIZES",
-    "SuiteSizes",
-    "run_suite",
-    "shapes_eval_fn",
-    "suite_configs",
-    "suite_figures",
-]
