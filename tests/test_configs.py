@@ -91,6 +91,19 @@ def test_print_config_prints_the_effective_config(command: str) -> None:
     assert yaml.safe_load(result.output)["out"] == "elsewhere"
 
 
+def test_train_print_config_validates_the_merged_recipe_and_trains_nothing(tmp_path) -> None:
+    # The fine-tune recipe needs data.train, which only the overrides give: it must be checked
+    # after they apply, and --print-config must show the result without starting a run.
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "finetune-vit-b-32", "--set", "model.pretrained=w.pt",
+                                 "--set", "data.train=captions.csv", "--set", f"run.out_dir={out}",
+                                 "--print-config"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["data"]["train"] == "captions.csv" and printed["model"]["pretrained"] == "w.pt"
+    assert printed["run"]["out_dir"] == str(out) and not out.exists()
+
+
 def test_eval_data_options_and_skip_rate_from_the_cli() -> None:
     result = runner.invoke(app, ["eval", *COMMANDS["eval"], "--size", "24", "--max-skip-rate",
                                  "0.3", "--method", "tip,gda", "--shots", "1,2", "--print-config"])  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from enum import Enum
@@ -12,8 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_config import config_command
 from .cli_eval import register as _register_eval
 from .cli_search import register as _register_search
+from .train.config import TrainConfig
 from .version import __version__
 
 app = typer.Typer(
@@ -106,32 +109,50 @@ def demo(
     console.print(f"report: {out / 'report.md'} (and report.html)")
 
 
-@app.command()
-def train(
-    config: Annotated[str, typer.Argument(help="YAML recipe: a file or a shipped recipe name.")],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override, e.g. optim.lr=1e-3 (repeatable).")
-    ] = None,
-    resume: Annotated[
-        str | None, typer.Option(help="'latest' or a checkpoint file to continue from.")
-    ] = None,
-) -> None:
-    """Train (or fine-tune) a CLIP model as the recipe says; torchrun runs it on many processes."""
+def _recipe_file(name: str) -> Path:
+    """A recipe argument as a file: a path that exists, else a shipped recipe's name."""
     from .recipes import recipe_path
-    from .train import fit, load_train_config
 
-    path = Path(config) if Path(config).is_file() else recipe_path(config)
-    cfg = load_train_config(path, set_ or [])
+    return Path(name) if Path(name).is_file() else recipe_path(name)
+
+
+def _train(config: TrainConfig, resume: str | None) -> None:
+    """Train (or fine-tune) a CLIP model as the recipe says; torchrun runs it on many processes."""
+    from .train import fit
+
     eval_fn = None
-    if cfg.run.eval_every and cfg.data.kind == "shapes":
+    if config.run.eval_every and config.data.kind == "shapes":
         from .evaluate.shapes_suite import shapes_eval_fn
 
-        eval_fn = shapes_eval_fn(seed=cfg.run.seed)
-    result = fit(cfg, resume=resume, eval_fn=eval_fn)
+        eval_fn = shapes_eval_fn(seed=config.run.seed)
+    result = fit(config, resume=resume, eval_fn=eval_fn)
     console.print(
         f"trained {result.step} steps at {result.samples_per_second:.0f} samples/s; "
         f"checkpoints in {result.run_dir / 'checkpoints'}"
     )
+
+
+_RESUME = inspect.Parameter(
+    "resume",
+    inspect.Parameter.KEYWORD_ONLY,
+    annotation=Annotated[
+        str | None, typer.Option(help="'latest' or a checkpoint file to continue from.")
+    ],
+    default=None,
+)
+# A training config has five sections of many keys: they are set with --set section.key=value
+# (and listed by --print-config), not given a flag each.
+app.command("train")(
+    config_command(
+        TrainConfig,
+        _train,
+        doc=_train.__doc__ or "",
+        recipe="required",
+        resolve_recipe=_recipe_file,
+        flags=False,
+        extra=(_RESUME,),
+    )
+)
 
 
 _register_eval(app)
