@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from ..distributed import all_gather_with_grad
@@ -35,3 +38,35 @@ def gather_features(
     """
     check_features(image_features, text_features)
     return all_gather_with_grad(image_features), all_gather_with_grad(text_features)
+
+
+def on_global_batch(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """The form of ``loss`` that every rank calls with its local batch to score the global one.
+
+    The pair's features are gathered with gradients, any other ``*_features`` option (a
+    teacher's) is gathered alongside, detached, and every rank returns the full-batch loss. In
+    one process it equals ``loss``. The signature is ``loss``'s, so that
+    :func:`~clipforge.losses.loss_options` reads the same options from either form.
+    """
+
+    @functools.wraps(loss)
+    def global_loss(
+        image_features: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor | float,
+        logit_bias: torch.Tensor | float | None = None,
+        **options: object,
+    ) -> torch.Tensor:
+        all_images, all_texts = gather_features(image_features, text_features)
+        for key, value in options.items():
+            if key.endswith("_features"):
+                options[key] = all_gather_with_grad(value.detach())
+        return loss(all_images, all_texts, logit_scale, logit_bias, **options)
+
+    name = loss.__name__
+    global_loss.__name__ = global_loss.__qualname__ = f"{name}_distributed"
+    global_loss.__doc__ = (
+        f":func:`{name}` of the batch of every rank, gathered with gradients; every rank "
+        f"returns the full-batch loss. One process: :func:`{name}`."
+    )
+    return global_loss

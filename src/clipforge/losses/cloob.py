@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import check_features, gather_features
+from ._common import check_features, on_global_batch
 
 # CLOOB's fixed inverse temperature 1/tau for InfoLOOB.
 CLOOB_INV_TAU = 30.0
@@ -116,27 +116,6 @@ def cloob_loss(
     )
 
 
-def infoloob_loss_distributed(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
-    logit_bias: torch.Tensor | float | None = None,
-) -> torch.Tensor:
-    """:func:`infoloob_loss` of the batch of every rank, gathered with gradients; every rank
-    returns the full-batch loss. One process: :func:`infoloob_loss`."""
-    return infoloob_loss(*gather_features(image_features, text_features), logit_scale)
-
-
-def cloob_loss_distributed(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
-    logit_bias: torch.Tensor | float | None = None,
-    *,
-    hopfield_beta: float = CLOOB_HOPFIELD_BETA,
-) -> torch.Tensor:
-    """:func:`cloob_loss` of the batch of every rank (the Hopfield memory is the global batch),
-    gathered with gradients; every rank returns the full-batch loss. One process:
-    :func:`cloob_loss`."""
-    all_images, all_texts = gather_features(image_features, text_features)
-    return cloob_loss(all_images, all_texts, logit_scale, hopfield_beta=hopfield_beta)
+# Every rank scores the whole gathered batch: the Hopfield memory is the global batch too.
+infoloob_loss_distributed = on_global_batch(infoloob_loss)
+cloob_loss_distributed = on_global_batch(cloob_loss)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..distributed import all_gather_with_grad
-from ._common import check_features, gather_features
+from ._common import check_features, on_global_batch
 from .clip import clip_loss
 
 
@@ -69,31 +68,5 @@ def distill_loss(
     return contrastive + distill_weight * distill_temperature**2 * distill
 
 
-def distill_loss_distributed(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    logit_scale: torch.Tensor | float,
-    logit_bias: torch.Tensor | float | None = None,
-    *,
-    teacher_image_features: torch.Tensor,
-    teacher_text_features: torch.Tensor,
-    teacher_logit_scale: torch.Tensor | float,
-    distill_weight: float = 1.0,
-    distill_temperature: float = 1.0,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """:func:`distill_loss` of the batch of every rank: student features gathered with
-    gradients, the (detached) teacher features gathered alongside; every rank returns the
-    full-batch loss. One process: :func:`distill_loss`."""
-    all_images, all_texts = gather_features(image_features, text_features)
-    return distill_loss(
-        all_images,
-        all_texts,
-        logit_scale,
-        teacher_image_features=all_gather_with_grad(teacher_image_features.detach()),
-        teacher_text_features=all_gather_with_grad(teacher_text_features.detach()),
-        teacher_logit_scale=teacher_logit_scale,
-        distill_weight=distill_weight,
-        distill_temperature=distill_temperature,
-        label_smoothing=label_smoothing,
-    )
+# Student features gathered with gradients, the teacher's alongside (detached).
+distill_loss_distributed = on_global_batch(distill_loss)
