@@ -180,15 +180,28 @@ def get_model_config(name: str) -> CLIPConfig:
     return load_config_file(path)
 
 
-def load_config_file(path: str | Path) -> CLIPConfig:
-    """A config from a JSON file (OpenCLIP's form, or ``open_clip_config.json``'s ``model_cfg``)."""
-    path = Path(path)
+def parse_json_object(
+    text: str | bytes, source: str, error: type[ValueError] = ConfigError
+) -> dict[str, Any]:
+    """The JSON object ``text`` holds; otherwise ``error`` naming ``source``."""
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid JSON ({err})") from None
-    if isinstance(data, dict) and "model_cfg" in data:
-        data = data["model_cfg"]
-    return CLIPConfig.from_dict(data, source=str(path))
+        raise error(f"{source}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise error(f"{source}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def config_from_document(data: dict[str, Any], source: str) -> CLIPConfig:
+    """clipforge's ``config.json`` and OpenCLIP's ``open_clip_config.json`` nest the
+    architecture under ``model_cfg``; a bare (OpenCLIP model) config is the architecture."""
+    return CLIPConfig.from_dict(data.get("model_cfg", data), source=source)
+
+
+def load_config_file(path: str | Path) -> CLIPConfig:
+    """A config from a JSON file, bare or nested under ``model_cfg``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    return config_from_document(parse_json_object(path.read_bytes(), str(path)), str(path))

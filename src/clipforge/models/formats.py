@@ -9,7 +9,6 @@ architecture of a bare state dict) :func:`checkpoint_config` reads off the tenso
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .config import CLIPConfig, ConfigError
+from .config import CLIPConfig, ConfigError, config_from_document, parse_json_object
 from .convert import hf_config_to_clipforge, hf_to_clipforge, is_hf_state_dict
 from .hub import HF_HUB_PREFIX, download_from_hub
 from .infer import infer_config
@@ -63,7 +62,8 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
         config = None
         if metadata and "config" in metadata:
             where = f"{source} (metadata 'config')"
-            config = _config_from_document(_parse_json(metadata["config"], where), where)
+            document = parse_json_object(metadata["config"], where, CheckpointError)
+            config = config_from_document(document, where)
         if is_hf_state_dict(state_dict):
             raise CheckpointError(
                 f"{source} holds a Hugging Face CLIPModel state dict, whose architecture is in "
@@ -81,7 +81,7 @@ def _read_directory(path: Path) -> Checkpoint:
         weights = _first_existing(
             path, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         )
-        config = _config_from_document(_read_json(openclip_config), str(openclip_config))
+        config = config_from_document(_read_json(openclip_config), str(openclip_config))
         return Checkpoint(_read_weights_file(weights), config, str(path))
     config_file = path / "config.json"
     if not config_file.is_file():
@@ -93,7 +93,7 @@ def _read_directory(path: Path) -> Checkpoint:
     weights = _first_existing(path, ["model.safetensors", "pytorch_model.bin"])
     state_dict = _read_weights_file(weights)
     if data.get("model_type") != "clip" and "CLIPModel" not in data.get("architectures", []):
-        return Checkpoint(state_dict, _config_from_document(data, str(config_file)), str(path))
+        return Checkpoint(state_dict, config_from_document(data, str(config_file)), str(path))
     try:
         return Checkpoint(hf_to_clipforge(state_dict), hf_config_to_clipforge(data), str(path))
     except KeyError as err:
@@ -161,22 +161,7 @@ def _read_torch_pickle(path: Path) -> dict[str, Tensor]:
 
 
 def _read_json(path: Path) -> dict:
-    return _parse_json(path.read_bytes(), str(path))
-
-
-def _parse_json(text: str | bytes, source: str) -> dict:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{source}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{source}: expected a JSON object")
-    return data
-
-
-def _config_from_document(data: dict, source: str) -> CLIPConfig:
-    """clipforge and OpenCLIP nest the architecture under ``model_cfg``; a bare config is it."""
-    return CLIPConfig.from_dict(data.get("model_cfg", data), source=source)
+    return parse_json_object(path.read_bytes(), str(path), CheckpointError)
 
 
 def checkpoint_config(checkpoint: Checkpoint) -> CLIPConfig:
