@@ -6,12 +6,13 @@ preprocess it, and encode a batch once it is full, all in one process. ``embed_c
 decodes in DataLoader workers while the model runs, and also writes the partitions, metadata
 and stats. Times exclude model creation; random ViT-B-32 weights cost as much as trained ones.
 
-    python bench/bench_embed.py [--images 160] [--workers 2] [--batch-size 32] [--precision fp32]
+    python bench/bench_embed.py [--images 160] [--workers 2] [--batch-size 32] [--precision fp32|bf16|amp_bf16|...]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import tempfile
 import time
@@ -22,21 +23,24 @@ import torch.nn.functional as F
 
 import clipforge
 from clipforge.data.shapes import write_shapes
+from clipforge.precision import PRECISIONS, resolve_precision
 from clipforge.search.embed import embed_collection
 from clipforge.transforms import image_transform, load_image
 
 
 def plain_loop(model, paths: list[Path], batch_size: int, precision: str) -> float:
-    """Images/s of load -> preprocess -> encode, one batch at a time, in this process."""
+    """Images/s of load -> preprocess -> encode, one batch at a time, in this process, at the
+    same precision as ``embed_collection`` (weights cast, or autocast)."""
     transform = image_transform(model.image_size)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    resolved = resolve_precision(precision, "cpu")
+    model = copy.deepcopy(model).to(resolved.weight_dtype)
     started = time.perf_counter()
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), resolved.autocast():
         for start in range(0, len(paths), batch_size):
             pixels = torch.stack(
                 [transform(load_image(p)) for p in paths[start : start + batch_size]]
             )
-            F.normalize(model.encode_image(pixels).float(), dim=-1)
+            F.normalize(model.encode_image(pixels.to(resolved.weight_dtype)).float(), dim=-1)
     return len(paths) / (time.perf_counter() - started)
 
 
@@ -47,7 +51,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=320, help="side of the generated JPEGs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 

@@ -11,12 +11,12 @@ token, so short captions should cost far less than the full context.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import torch
 
 import clipforge
+from clipforge.precision import resolve_precision
 
 CAPTIONS = [
     "a photo of a large red star on the left of a small blue square",
@@ -53,12 +53,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")  # fmt: skip
 
     rows = []
-    for precision in ("fp32", "bf16"):
-        autocast = (
-            torch.autocast(args.device, dtype=torch.bfloat16)
-            if precision == "bf16"
-            else contextlib.nullcontext()
-        )
+    for precision in ("fp32", "amp_bf16"):
+        autocast = resolve_precision(precision, args.device).autocast()
         for batch in (int(b) for b in args.batches.split(",")):
             pixels = torch.randn(batch, 3, size, size, device=args.device)
             short = tokenizer([CAPTIONS[i % len(CAPTIONS)] for i in range(batch)])
