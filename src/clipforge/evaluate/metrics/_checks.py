@@ -79,29 +79,19 @@ def as_binary(value: ArrayLike, name: str, *, ndim: int) -> torch.Tensor:
     return binary
 
 
-def check_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Raise unless ``a`` and ``b`` have the same number of rows (samples)."""
-    if a.shape[0] != b.shape[0]:
+# What a dimension of a (rows, columns) input is, for messages.
+_SIZE_OF = {0: "number of rows", 1: "number of columns", None: "shape"}
+
+
+def check_agree(
+    name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, dim: int | None = 0
+) -> None:
+    """Raise unless ``a`` and ``b`` have the same size along ``dim``: 0 the samples, 1 the
+    features or classes, None the whole shape."""
+    sizes = (a.shape, b.shape) if dim is None else (a.shape[dim], b.shape[dim])
+    if sizes[0] != sizes[1]:
         raise ValueError(
-            f"{name_a} and {name_b} must have the same number of rows, got shapes "
-            f"{tuple(a.shape)} and {tuple(b.shape)}"
-        )
-
-
-def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Raise unless ``a`` and ``b`` have equal shapes."""
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and "
-            f"{tuple(b.shape)}"
-        )
-
-
-def check_feature_dims(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
-    """Raise unless two (N, D) feature matrices share the feature dimension D."""
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same feature dimension, got shapes "
+            f"{name_a} and {name_b} must have the same {_SIZE_OF[dim]}, got shapes "
             f"{tuple(a.shape)} and {tuple(b.shape)}"
         )
 
@@ -112,7 +102,28 @@ def check_positive_int(value: int, name: str) -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def l2_normalize(features: torch.Tensor, name: str) -> torch.Tensor:
+def as_logits_and_labels(
+    logits: ArrayLike, labels: ArrayLike, names: tuple[str, str], *, finite: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 scores (N, C) and int64 classes (N,) in ``[0, C)``, named ``names`` in errors."""
+    scores = as_scores(logits, names[0], ndim=2, finite=finite)  # (N, C)
+    targets = as_labels(labels, names[1], num_classes=scores.shape[1])  # (N,)
+    check_agree(names[0], scores, names[1], targets)
+    return scores, targets
+
+
+def as_unit_rows(
+    a: ArrayLike, name_a: str, b: ArrayLike, name_b: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two embedding matrices (N, D) and (M, D) as float64 rows of unit L2 norm, both on the
+    device of ``a``: their products are the expensive part, worth an accelerator."""
+    first = as_scores(a, name_a, ndim=2, finite=True, keep_device=True)
+    second = as_scores(b, name_b, ndim=2, finite=True, keep_device=True)
+    check_agree(name_a, first, name_b, second, dim=1)
+    return _l2_normalize(first, name_a), _l2_normalize(second, name_b).to(first.device)
+
+
+def _l2_normalize(features: torch.Tensor, name: str) -> torch.Tensor:
     """Rows of a (N, D) float tensor scaled to unit L2 norm; a zero row has no direction."""
     norms = torch.linalg.vector_norm(features, dim=1, keepdim=True)  # (N, 1)
     zero = torch.nonzero(norms[:, 0] == 0).flatten()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import ArrayLike, as_labels, as_scores, check_positive_int, check_rows
+from ._checks import ArrayLike, as_logits_and_labels, check_agree, check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,7 @@ class ReliabilityBins:
 def _inputs(
     logits: ArrayLike, labels: ArrayLike, prefix: str = ""
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = as_scores(logits, f"{prefix}logits", ndim=2, finite=True)  # (N, C)
-    targets = as_labels(labels, f"{prefix}labels", num_classes=scores.shape[1])  # (N,)
-    check_rows(f"{prefix}logits", scores, f"{prefix}labels", targets)
-    return scores, targets
+    return as_logits_and_labels(logits, labels, (f"{prefix}logits", f"{prefix}labels"), finite=True)
 
 
 def reliability_bins(
@@ -192,11 +189,7 @@ def temperature_scaling(
     """
     fit_scores, _ = _inputs(fit_logits, fit_labels, "fit_")
     scores, targets = _inputs(eval_logits, eval_labels, "eval_")
-    if fit_scores.shape[1] != scores.shape[1]:
-        raise ValueError(
-            f"fit_logits and eval_logits must have the same number of classes, got shapes "
-            f"{tuple(fit_scores.shape)} and {tuple(scores.shape)}"
-        )
+    check_agree("fit_logits", fit_scores, "eval_logits", scores, dim=1)
     temperature = fit_temperature(fit_logits, fit_labels)
     scaled = scores / temperature
     return TemperatureScaling(

@@ -21,24 +21,14 @@ import torch
 from ._checks import (
     ArrayLike,
     as_binary,
-    as_labels,
+    as_logits_and_labels,
     as_scores,
+    check_agree,
     check_positive_int,
-    check_rows,
-    check_same_shape,
 )
 from ._ranking import first_positive_rank
 
 logger = logging.getLogger(__name__)
-
-
-def _single_label_inputs(
-    logits: ArrayLike, targets: ArrayLike
-) -> tuple[torch.Tensor, torch.Tensor]:
-    scores = as_scores(logits, "logits", ndim=2)  # (N, C)
-    labels = as_labels(targets, "targets", num_classes=scores.shape[1])  # (N,)
-    check_rows("logits", scores, "targets", labels)
-    return scores, labels
 
 
 def _balanced_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -61,7 +51,7 @@ def target_ranks(logits: ArrayLike, targets: ArrayLike) -> np.ndarray:
     Returns:
         (N,) int64; 1 means the true class has the highest score (ties: lower index first).
     """
-    scores, labels = _single_label_inputs(logits, targets)
+    scores, labels = as_logits_and_labels(logits, targets, ("logits", "targets"))
     return first_positive_rank(scores, labels[:, None]).numpy()
 
 
@@ -86,7 +76,7 @@ def mean_per_class_recall(logits: ArrayLike, targets: ArrayLike) -> float:
     Args:
         logits: (N, C) class scores. targets: (N,) int true classes.
     """
-    return _balanced_accuracy(*_single_label_inputs(logits, targets))
+    return _balanced_accuracy(*as_logits_and_labels(logits, targets, ("logits", "targets")))
 
 
 def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
@@ -105,7 +95,7 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     """
     values = as_scores(scores, "scores", ndim=2)  # (N, C)
     truth = as_binary(targets, "targets", ndim=2)  # (N, C)
-    check_same_shape("scores", values, "targets", truth)
+    check_agree("scores", values, "targets", truth, dim=None)
     order = torch.sort(values, dim=0, descending=True, stable=True).indices  # (N, C)
     ranked_truth = torch.gather(truth, 0, order).double()  # (N, C)
     ranks = torch.arange(1, values.shape[0] + 1, dtype=torch.float64)[:, None]  # (N, 1)
@@ -134,7 +124,7 @@ def classification_metrics(
     """
     for k in ks:
         check_positive_int(k, "ks")
-    scores, labels = _single_label_inputs(logits, targets)
+    scores, labels = as_logits_and_labels(logits, targets, ("logits", "targets"))
     ranks = first_positive_rank(scores, labels[:, None])  # (N,)
     metrics = {f"acc{k}": float((ranks <= k).double().mean()) for k in ks}
     metrics["mean_per_class_recall"] = _balanced_accuracy(scores, labels)

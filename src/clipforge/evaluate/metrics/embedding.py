@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import ArrayLike, as_scores, check_feature_dims, l2_normalize
+from ._checks import ArrayLike, as_unit_rows
 
 
 def modality_gap(image_features: ArrayLike, text_features: ArrayLike) -> float:
@@ -17,9 +17,5 @@ def modality_gap(image_features: ArrayLike, text_features: ArrayLike) -> float:
         image_features: (N, D) image embeddings. text_features: (M, D) text embeddings; N and M
             may differ. Rows are L2-normalised here.
     """
-    images = as_scores(image_features, "image_features", ndim=2, finite=True, keep_device=True)
-    texts = as_scores(text_features, "text_features", ndim=2, finite=True, keep_device=True)
-    check_feature_dims("image_features", images, "text_features", texts)
-    images = l2_normalize(images, "image_features")
-    texts = l2_normalize(texts, "text_features").to(images.device)
+    images, texts = as_unit_rows(image_features, "image_features", text_features, "text_features")
     return float(torch.linalg.vector_norm(images.mean(dim=0) - texts.mean(dim=0)))

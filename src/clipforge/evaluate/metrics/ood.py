@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._checks import ArrayLike, as_scores, check_feature_dims, l2_normalize
+from ._checks import ArrayLike, as_scores, as_unit_rows
 
 
 def mcm_score(
@@ -42,21 +42,18 @@ def mcm_score(
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    images = as_scores(image_features, "image_features", ndim=2, finite=True, keep_device=True)
-    texts = as_scores(
-        class_text_features, "class_text_features", ndim=2, finite=True, keep_device=True
+    images, texts = as_unit_rows(
+        image_features, "image_features", class_text_features, "class_text_features"
     )
-    check_feature_dims("image_features", images, "class_text_features", texts)
-    images = l2_normalize(images, "image_features")
-    texts = l2_normalize(texts, "class_text_features").to(images.device)
     cosine = images @ texts.T  # (N, C)
     return torch.softmax(cosine / temperature, dim=1).amax(dim=1).cpu().numpy()
 
 
 def _scores(in_scores: ArrayLike, out_scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    positive = as_scores(in_scores, "in_scores", ndim=1).cpu().numpy()
-    negative = as_scores(out_scores, "out_scores", ndim=1).cpu().numpy()
-    return positive, negative
+    return (
+        as_scores(in_scores, "in_scores", ndim=1).numpy(),
+        as_scores(out_scores, "out_scores", ndim=1).numpy(),
+    )
 
 
 def auroc(in_scores: ArrayLike, out_scores: ArrayLike) -> float:

@@ -23,15 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import (
-    ArrayLike,
-    as_labels,
-    as_scores,
-    check_feature_dims,
-    check_positive_int,
-    check_rows,
-    l2_normalize,
-)
+from ._checks import ArrayLike, as_labels, as_scores, as_unit_rows, check_agree, check_positive_int
 from ._ranking import first_positive_rank
 
 
@@ -111,7 +103,7 @@ def retrieval_ranks(
     check_positive_int(batch_size, "batch_size")
     values = as_scores(scores, "scores", ndim=2)  # (T, I)
     index = _check_image_index(texts_image_index, values.shape[1])
-    check_rows("scores", values, "texts_image_index", index)
+    check_agree("scores", values, "texts_image_index", index)
     return _ranks(
         values.shape[1],
         index,
@@ -141,16 +133,9 @@ def retrieval_ranks_from_embeddings(
         batch_size: queries scored at once.
     """
     check_positive_int(batch_size, "batch_size")
-    images = l2_normalize(
-        as_scores(image_features, "image_features", ndim=2, keep_device=True), "image_features"
-    )
-    texts = l2_normalize(
-        as_scores(text_features, "text_features", ndim=2, keep_device=True), "text_features"
-    )
-    check_feature_dims("image_features", images, "text_features", texts)
+    images, texts = as_unit_rows(image_features, "image_features", text_features, "text_features")
     index = _check_image_index(texts_image_index, images.shape[0]).to(images.device)
-    check_rows("text_features", texts, "texts_image_index", index)
-    texts = texts.to(images.device)
+    check_agree("text_features", texts, "texts_image_index", index)
     return _ranks(
         images.shape[0],
         index,
