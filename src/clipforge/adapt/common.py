@@ -1,4 +1,5 @@
-"""What every adaptation method shares: input checks, accuracy, and the head file format.
+"""What every adaptation method shares: input checks, the validation search, the minibatch
+loop, accuracy, and the head file format.
 
 Every method fits on frozen features: ``features`` is a float tensor (N, D) and ``labels`` a
 long tensor (N,) of class indices in ``[0, C)``. A fitted method is a :class:`FewShotHead`:
@@ -12,16 +13,14 @@ parameters and whose string metadata holds one JSON document under ``"clipforge.
 
 from __future__ import annotations
 
-import json
+import math
 import os
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..atomic import atomic_path
+from ..zeroshot.head_files import read_document_file, write_document_file
 
 METADATA_KEY = "clipforge.adapt"
 
@@ -73,16 +72,28 @@ def check_split(
     return features, labels
 
 
-def check_val_pair(val_features: torch.Tensor | None, val_labels: torch.Tensor | None) -> bool:
-    """True when a validation split is given; an error when only half of it is."""
+def check_splits(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_features: torch.Tensor | None,
+    val_labels: torch.Tensor | None,
+    *,
+    num_classes: int | None = None,
+    dim: int | None = None,
+) -> tuple[int, bool]:
+    """Check the train split and the optional val split (both halves or neither).
+
+    Returns ``(num_classes, has_val)``: ``num_classes`` if given, else one more than the
+    largest train label. Val features must have the train features' dimension.
+    """
+    check_split(train_features, train_labels, "train", num_classes=num_classes, dim=dim)
     if (val_features is None) != (val_labels is None):
         raise ValueError("give both val_features and val_labels, or neither")
-    return val_features is not None
-
-
-def num_classes_of(labels: torch.Tensor, num_classes: int | None) -> int:
-    """``num_classes`` if given, else one more than the largest label."""
-    return int(labels.max()) + 1 if num_classes is None else num_classes
+    num_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
+    if val_features is not None:
+        dim = train_features.shape[1]
+        check_split(val_features, val_labels, "val", num_classes=num_classes, dim=dim)
+    return num_classes, val_features is not None
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -90,14 +101,51 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(dim=-1) == labels).double().mean())
 
 
+def best_candidate(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, float]:
+    """``(index, accuracy)`` of the most accurate of A candidates' logits (A, N, C) on labels
+    (N,); ties go to the first candidate, so a grid's order decides them."""
+    accuracies = (logits.argmax(dim=-1) == labels).double().mean(dim=-1)  # (A,)
+    index = int(accuracies.argmax())
+    return index, float(accuracies[index])
+
+
+def minibatch_epochs(
+    optimizer: torch.optim.Optimizer,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    num_samples: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> Iterator[list[float]]:
+    """Train ``epochs`` passes of shuffled minibatches; yield each epoch's batch losses.
+
+    ``batch_loss(indices)`` is the loss of the samples at ``indices`` (B,). The shuffle comes
+    from a CPU generator seeded with ``seed``, so a run repeats; the learning rate follows a
+    cosine schedule over all steps.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    steps = epochs * math.ceil(num_samples / batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        losses = []
+        for batch in torch.randperm(num_samples, generator=generator).split(batch_size):
+            loss = batch_loss(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+        yield losses
+
+
 def save_head(
     path: str | os.PathLike, method: str, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> None:
     """Write ``tensors`` and ``{"method": method, **meta}`` to one safetensors file, atomically."""
-    header = json.dumps({"method": method, **meta})
-    contiguous = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata={METADATA_KEY: header})
+    write_document_file(path, METADATA_KEY, tensors, {"method": method, **meta})
 
 
 def load_head(
@@ -111,15 +159,7 @@ def load_head(
     ``tensor_keys`` and ``meta_keys`` are the entries the caller needs; a file lacking one is
     an error here rather than a ``KeyError`` later.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no {method} head file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[METADATA_KEY])
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path} is not a clipforge {method} head file ({err!r})") from err
+    tensors, meta = read_document_file(path, METADATA_KEY, f"{method} head")
     if meta.get("method") != method:
         raise ValueError(f"{path} holds a {meta.get('method')!r} head, not {method!r}")
     missing = [key for key in tensor_keys if key not in tensors]

@@ -13,7 +13,6 @@ decay 5e-4), cosine schedule, batch 32 (the paper's one-epoch warm-up is left ou
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import nn
 
 from ..models import CLIP
 from ..tokenizer import Tokenizer
-from .common import accuracy, check_features, check_split, check_val_pair
+from .common import accuracy, check_features, check_splits, minibatch_epochs
 from .prompt_learner import PromptLearner
 
 log = logging.getLogger(__name__)
@@ -88,11 +87,10 @@ def fit_coop(
 
     CoOp has no hyperparameter search: every setting is recorded in ``hparams`` as given.
     """
-    num_classes, dim = len(classnames), model.text_projection.shape[1]
-    check_split(train_features, train_labels, "train", num_classes=num_classes, dim=dim)
-    has_val = check_val_pair(val_features, val_labels)
-    if has_val:
-        check_split(val_features, val_labels, "val", num_classes=num_classes, dim=dim)
+    dim = model.text_projection.shape[1]
+    _, has_val = check_splits(
+        train_features, train_labels, val_features, val_labels, num_classes=len(classnames), dim=dim
+    )
     learner = PromptLearner(
         model,
         tokenizer,
@@ -106,17 +104,14 @@ def fit_coop(
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
     settings.update(weight_decay=weight_decay, seed=seed)
     history = train_prompt_learner(learner, model, train_features, train_labels, **settings)
+    head = coop_head(learner, model)
     learner.hparams = {
         "method": "coop",
-        "n_ctx": learner.n_ctx,
-        "ctx_init": ctx_init,
-        "class_specific": class_specific,
-        "position": position,
+        **learner.settings,
         **settings,
-        "logit_scale": float(model.logit_scale.detach().exp()),
+        "logit_scale": head.logit_scale,
         "history": history,
     }
-    head = coop_head(learner, model)
     if has_val:
         head.hparams["val_accuracy"] = accuracy(head.logits(val_features), val_labels)
     return head
@@ -136,30 +131,25 @@ def train_prompt_learner(
     seed: int,
 ) -> list[dict[str, float]]:
     """SGD on the context alone, the model frozen throughout; per-epoch mean train loss."""
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
     scale = float(model.logit_scale.detach().exp())
     x = F.normalize(features.float(), dim=-1).to(learner.ctx.device)  # (N, D)
     y = labels.to(learner.ctx.device)
     optimizer = torch.optim.SGD(
         learner.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
-    steps = epochs * math.ceil(x.shape[0] / batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    generator = torch.Generator().manual_seed(seed)
-    history = []
+
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        logits = scale * x[batch] @ learner.class_embeddings(model).T  # (B, C)
+        return F.cross_entropy(logits, y[batch])
+
     with frozen(model):
-        for epoch in range(1, epochs + 1):
-            losses = []
-            for batch in torch.randperm(x.shape[0], generator=generator).split(batch_size):
-                logits = scale * x[batch] @ learner.class_embeddings(model).T  # (B, C)
-                loss = F.cross_entropy(logits, y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                losses.append(float(loss.detach()))
-            history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses)})
+        epochs_run = minibatch_epochs(
+            optimizer, batch_loss, x.shape[0], epochs=epochs, batch_size=batch_size, seed=seed
+        )
+        history = [
+            {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
+            for epoch, losses in enumerate(epochs_run, start=1)
+        ]
     log.info("coop: train loss %.4f -> %.4f", history[0]["train_loss"], history[-1]["train_loss"])
     return history
 

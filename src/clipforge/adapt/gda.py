@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .common import check_features, check_split, check_val_pair, num_classes_of
+from .common import best_candidate, check_features, check_splits
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +124,11 @@ def fit_gda(
     """
     dim = None
     if zero_shot_weights is not None:
-        if zero_shot_weights.ndim != 2:
-            shape = tuple(zero_shot_weights.shape)
-            raise ValueError(f"zero_shot_weights must be (C, D), got {shape}")
-        num_classes, dim = zero_shot_weights.shape
+        num_classes, dim = check_features(zero_shot_weights, "zero_shot_weights").shape
         zero_shot_weights = zero_shot_weights.detach().float()
-    check_split(train_features, train_labels, "train", num_classes=num_classes, dim=dim)
-    num_classes = num_classes_of(train_labels, num_classes)
-    dim = train_features.shape[1]
+    num_classes, has_val = check_splits(
+        train_features, train_labels, val_features, val_labels, num_classes=num_classes, dim=dim
+    )
     x = F.normalize(train_features, dim=-1) if normalize else train_features
     weight, bias, rho = gda_classifier(x, train_labels, num_classes, shrinkage)
     head = GDAHead(weight.float(), bias.float(), zero_shot_weights, alpha, normalize, logit_scale)
@@ -143,16 +140,12 @@ def fit_gda(
         "logit_scale": logit_scale,
         "searched_on": None,
     }
-    has_val = check_val_pair(val_features, val_labels)
     if has_val and zero_shot_weights is not None:
-        check_split(val_features, val_labels, "val", num_classes=num_classes, dim=dim)
         alpha_t = torch.tensor(list(alphas), dtype=torch.float32)  # (A,)
-        predictions = _combine(val_features, head, alpha_t).argmax(dim=-1)  # (A, N)
-        accuracies = (predictions == val_labels).double().mean(dim=-1)  # (A,)
-        index = int(accuracies.argmax())  # ties: the first in ``alphas``
+        index, val_acc = best_candidate(_combine(val_features, head, alpha_t), val_labels)
         head.alpha = float(alphas[index])
-        head.hparams.update(searched_on="val", val_accuracy=float(accuracies[index]))
-        log.info("gda: alpha=%g (val accuracy %.4f)", head.alpha, accuracies[index])
+        head.hparams.update(searched_on="val", val_accuracy=val_acc)
+        log.info("gda: alpha=%g (val accuracy %.4f)", head.alpha, val_acc)
     head.hparams["alpha"] = head.alpha
     return head
 

@@ -24,15 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .common import (
-    accuracy,
-    check_features,
-    check_split,
-    check_val_pair,
-    load_head,
-    num_classes_of,
-    save_head,
-)
+from .common import accuracy, check_features, check_splits, load_head, save_head
 
 log = logging.getLogger(__name__)
 
@@ -146,21 +138,18 @@ def fit_linear_probe(
     After the search the probe is refitted with the best ``λ`` on train, or on train + val
     when ``refit_with_val``. ``hparams`` records ``lambda``, the whole sweep and the refit set.
     """
-    check_split(train_features, train_labels, "train", num_classes=num_classes)
-    num_classes = num_classes_of(train_labels, num_classes)
-    dim = train_features.shape[1]
-    has_val = check_val_pair(val_features, val_labels)
+    num_classes, has_val = check_splits(
+        train_features, train_labels, val_features, val_labels, num_classes=num_classes
+    )
     if lam is None and not has_val:
         raise ValueError("fit_linear_probe needs val_features/val_labels to search lambda, or lam")
     if lam is not None and not lam > 0:
         raise ValueError(f"lam must be positive, got {lam!r}")
     x = _prepare(train_features, normalize)
+    x_val = _prepare(val_features, normalize) if has_val else None
     fit_kw: dict[str, Any] = {"num_classes": num_classes, "max_iter": max_iter}
     sweep: list[dict[str, float]] = []
     init = None
-    if has_val:
-        check_split(val_features, val_labels, "val", num_classes=num_classes, dim=dim)
-        x_val = _prepare(val_features, normalize)
     if lam is None:
         lam, init, sweep = _search_lambda(x, train_labels, x_val, val_labels, fit_kw)
         log.info("linear probe: lambda=%.4g chosen on validation (%d fits)", lam, len(sweep))

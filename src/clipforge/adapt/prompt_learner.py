@@ -24,16 +24,8 @@ from .common import load_head, save_head
 from .prompts import build_prompt_ids, encode_prompt_embeddings, text_tower_fingerprint
 
 DEFAULT_N_CTX = 16
-META_KEYS = (
-    "classnames",
-    "n_ctx",
-    "ctx_init",
-    "class_specific",
-    "position",
-    "model_config",
-    "model_fingerprint",
-    "hparams",
-)
+PROMPT_KEYS = ("n_ctx", "ctx_init", "class_specific", "position")
+META_KEYS = ("classnames", *PROMPT_KEYS, "model_config", "model_fingerprint", "hparams")
 
 
 class PromptLearner(nn.Module):
@@ -93,6 +85,11 @@ class PromptLearner(nn.Module):
         self.model_fingerprint = text_tower_fingerprint(model)
         self.hparams: dict[str, Any] = {}  # how it was trained; saved with it
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How the prompts are built (with ``classnames``): recorded in hparams and files."""
+        return {key: getattr(self, key) for key in PROMPT_KEYS}
+
     def prompt_embeddings(self, model: CLIP) -> torch.Tensor:
         """Token embeddings (C, L, W) of the prompts with the context vectors in their slots."""
         x = model.token_embedding(self.token_ids)  # (C, L, W)
@@ -123,15 +120,7 @@ class PromptLearner(nn.Module):
                 f"{path}: trained for other text-tower weights (fingerprint "
                 f"{meta['model_fingerprint']} vs {text_tower_fingerprint(model)})"
             )
-        learner = cls(
-            model,
-            tokenizer,
-            meta["classnames"],
-            n_ctx=meta["n_ctx"],
-            ctx_init=meta["ctx_init"],
-            class_specific=meta["class_specific"],
-            position=meta["position"],
-        )
+        learner = cls(model, tokenizer, meta["classnames"], **{k: meta[k] for k in PROMPT_KEYS})
         if tensors["ctx"].shape != learner.ctx.shape:
             raise ValueError(f"{path}: ctx {tuple(tensors['ctx'].shape)} does not match metadata")
         with torch.no_grad():

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .common import accuracy, check_features, check_split, check_val_pair
+from .common import accuracy, best_candidate, check_features, check_splits, minibatch_epochs
 
 log = logging.getLogger(__name__)
 
@@ -97,46 +97,32 @@ def fit_tip_adapter(
     ``alpha``/``beta`` are used while training and kept when no validation split is given;
     with one, the pair is searched over ``alphas`` x ``betas`` after training.
     """
-    if zero_shot_weights.ndim != 2:
-        raise ValueError(f"zero_shot_weights must be (C, D), got {tuple(zero_shot_weights.shape)}")
-    num_classes, dim = zero_shot_weights.shape
-    check_split(train_features, train_labels, "train", num_classes=num_classes, dim=dim)
+    num_classes, dim = check_features(zero_shot_weights, "zero_shot_weights").shape
+    _, has_val = check_splits(
+        train_features, train_labels, val_features, val_labels, num_classes=num_classes, dim=dim
+    )
     zs = zero_shot_weights.detach().float()
     keys = F.normalize(train_features.detach().float(), dim=-1)  # (M, D)
     values = F.one_hot(train_labels, num_classes).float()  # (M, C)
-    hparams: dict[str, Any] = {
+    tip = TipAdapter(zs, keys, values, alpha, beta, logit_scale)
+    tip.hparams = {
         "method": "tip-f" if finetune else "tip",
         "logit_scale": logit_scale,
         "cache_size": keys.shape[0],
     }
     if finetune:
-        keys, history = train_cache_keys(
-            train_features,
-            train_labels,
-            zs,
-            keys,
-            values,
-            alpha=alpha,
-            beta=beta,
-            logit_scale=logit_scale,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            seed=seed,
+        schedule = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+        tip.keys, history = train_cache_keys(tip, train_features, train_labels, **schedule)
+        tip.hparams.update(schedule, train_alpha=alpha, train_beta=beta, history=history)
+    tip.hparams["searched_on"] = None
+    if has_val:
+        tip.alpha, tip.beta, val_acc = search_alpha_beta(
+            val_features.float(), val_labels, zs, tip.keys, values, alphas, betas, logit_scale
         )
-        hparams.update(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
-        hparams.update(train_alpha=alpha, train_beta=beta, history=history)
-    if check_val_pair(val_features, val_labels):
-        check_split(val_features, val_labels, "val", num_classes=num_classes, dim=dim)
-        alpha, beta, val_acc = search_alpha_beta(
-            val_features.float(), val_labels, zs, keys, values, alphas, betas, logit_scale
-        )
-        log.info("tip-adapter: alpha=%g beta=%g (val accuracy %.4f)", alpha, beta, val_acc)
-        hparams.update(searched_on="val", val_accuracy=val_acc)
-    else:
-        hparams.update(searched_on=None)
-    hparams.update(alpha=alpha, beta=beta)
-    return TipAdapter(zs, keys, values, alpha, beta, logit_scale, hparams)
+        log.info("tip-adapter: alpha=%g beta=%g (val accuracy %.4f)", tip.alpha, tip.beta, val_acc)
+        tip.hparams.update(searched_on="val", val_accuracy=val_acc)
+    tip.hparams.update(alpha=tip.alpha, beta=tip.beta)
+    return tip
 
 
 def search_alpha_beta(
@@ -164,44 +150,35 @@ def search_alpha_beta(
         best = (-math.inf, 0.0, 0.0)
         for beta in betas:
             cache = torch.exp(-beta * (1 - affinity)) @ values  # (N, C)
-            predictions = (zs_logits + alpha_t * cache).argmax(dim=-1)  # (A, N)
-            accuracies = (predictions == labels).double().mean(dim=-1)  # (A,)
-            index = int(accuracies.argmax())
-            if accuracies[index] > best[0]:
-                best = (float(accuracies[index]), float(alphas[index]), float(beta))
+            index, acc = best_candidate(zs_logits + alpha_t * cache, labels)  # over (A, N, C)
+            if acc > best[0]:
+                best = (acc, float(alphas[index]), float(beta))
     return best[1], best[2], best[0]
 
 
 def train_cache_keys(
+    tip: TipAdapter,
     features: torch.Tensor,
     labels: torch.Tensor,
-    zero_shot_weights: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
     *,
-    alpha: float,
-    beta: float,
-    logit_scale: float,
     epochs: int,
     lr: float,
     batch_size: int,
     seed: int,
 ) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """Tip-Adapter-F: train the keys (M, D); returns them and per-epoch train loss/accuracy.
+    """Tip-Adapter-F: train ``tip``'s keys (M, D) on features (N, D) and labels (N,); returns
+    the trained keys and per-epoch train loss/accuracy.
 
     ``history[0]`` is measured before the first step, so it shows what training changed.
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-    trained = torch.nn.Parameter(keys.clone())
+    trained = torch.nn.Parameter(tip.keys.clone())
     optimizer = torch.optim.AdamW([trained], lr=lr, eps=1e-4)
-    steps_per_epoch = math.ceil(features.shape[0] / batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
-    generator = torch.Generator().manual_seed(seed)
     x = features.detach().float()
 
     def logits_of(batch: torch.Tensor) -> torch.Tensor:
-        return tip_logits(batch, zero_shot_weights, trained, values, alpha, beta, logit_scale)
+        return tip_logits(
+            batch, tip.zero_shot_weights, trained, tip.values, tip.alpha, tip.beta, tip.logit_scale
+        )
 
     def measure(epoch: int) -> dict[str, float]:
         with torch.no_grad():
@@ -209,15 +186,14 @@ def train_cache_keys(
         loss = float(F.cross_entropy(logits, labels))
         return {"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy(logits, labels)}
 
+    def batch_loss(batch: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits_of(x[batch]), labels[batch])
+
     history = [measure(0)]
-    for epoch in range(1, epochs + 1):
-        for batch in torch.randperm(x.shape[0], generator=generator).split(batch_size):
-            loss = F.cross_entropy(logits_of(x[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        history.append(measure(epoch))
+    epochs_run = minibatch_epochs(
+        optimizer, batch_loss, x.shape[0], epochs=epochs, batch_size=batch_size, seed=seed
+    )
+    history += [measure(epoch) for epoch, _ in enumerate(epochs_run, start=1)]
     log.info(
         "tip-adapter-f: train accuracy %.4f -> %.4f",
         history[0]["train_accuracy"],

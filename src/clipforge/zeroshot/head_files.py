@@ -7,6 +7,8 @@ Tensors: ``weights`` (C, D) and, for ``"mean_similarity"`` heads, ``prompt_embed
 "scoring", "provenance"}`` for a head, ``{"format_version", "kind", "head_weights",
 "members": [head documents]}`` for an ensemble. Tensors are stored bit for bit and the JSON
 parts are JSON already (heads keep their provenance as JSON), so save then load is exact.
+The file layer (:func:`write_document_file`, :func:`read_document_file`) also writes and reads
+:mod:`clipforge.adapt`'s head files.
 """
 
 from __future__ import annotations
@@ -44,22 +46,12 @@ def save_head(head: Head, path: str | os.PathLike) -> None:
         }
     else:
         raise TypeError(f"cannot save a {type(head).__name__}; expected a zero-shot head")
-    header = json.dumps({"format_version": FORMAT_VERSION, **document})
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: header})
+    write_document_file(path, METADATA_KEY, tensors, {"format_version": FORMAT_VERSION, **document})
 
 
 def load_head(path: str | os.PathLike) -> Head:
     """Read a file written by :func:`save_head`; every error names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no zero-shot head file at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            document = json.loads((f.metadata() or {})[METADATA_KEY])
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path} is not a clipforge zero-shot head file ({err!r})") from err
+    tensors, document = read_document_file(path, METADATA_KEY, "zero-shot head")
     if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported head format {document!r:.80}")
     try:
@@ -76,12 +68,41 @@ def load_head(path: str | os.PathLike) -> Head:
     raise ValueError(f"{path}: unknown head kind {document.get('kind')!r}")
 
 
+def write_document_file(
+    path: str | os.PathLike, metadata_key: str, tensors: dict[str, torch.Tensor], document: Any
+) -> None:
+    """Write ``tensors`` and the JSON ``document`` (under ``metadata_key``) atomically.
+
+    Tensors are stored from CPU copies: safetensors refuses tensors that share memory.
+    """
+    copies = {key: value.detach().cpu().contiguous().clone() for key, value in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(copies, str(tmp), metadata={metadata_key: json.dumps(document)})
+
+
+def read_document_file(
+    path: str | os.PathLike, metadata_key: str, what: str
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """The tensors and JSON document of a file written by :func:`write_document_file`.
+
+    A missing file or one that is not such a file is an error naming the file and ``what``
+    it was expected to hold.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            document = json.loads((f.metadata() or {})[metadata_key])
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is not a clipforge {what} file ({err!r})") from err
+    return tensors, document
+
+
 def _head_tensors(head: ZeroShotHead, prefix: str) -> dict[str, torch.Tensor]:
-    """The head's tensors on CPU, cloned (safetensors refuses tensors that share memory)."""
     return {
-        prefix + name: getattr(head, name).detach().cpu().contiguous().clone()
-        for name in _TENSORS
-        if getattr(head, name) is not None
+        prefix + name: getattr(head, name) for name in _TENSORS if getattr(head, name) is not None
     }
 
 
