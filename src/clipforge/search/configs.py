@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from ..data.plan import INPUT_FORMATS
 from ..precision import check_precision
 from ..typed_config import TypedConfig, option
 
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
 MODALITIES: tuple[str, ...] = ("image", "text")
-INPUT_FORMATS: tuple[str, ...] = ("auto", "folder", "wds", "table")
 
 
 class _SearchConfig(TypedConfig):
@@ -82,17 +82,18 @@ class IndexConfig(_SearchConfig):
     n_queries: int = option(1000, help="Sampled rows measuring recall against exact search.")
 
     def __post_init__(self) -> None:
-        _check_choice("kind", self.kind, INDEX_KINDS)
+        check_plan_options(
+            self.kind,
+            self.memory_budget_gb,
+            self.latency_budget_ms,
+            train_size=self.train_size,
+            nlist=self.nlist,
+            pq_m=self.pq_m,
+        )
         _check_choice("modality", self.modality, MODALITIES)
-        for name in ("memory_budget_gb", "latency_budget_ms"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 < self.recall_target <= 1:
             raise ValueError(f"recall_target must be in (0, 1], got {self.recall_target}")
         _check_ints(n_queries=(self.n_queries, 1))
-        for name in ("train_size", "nlist", "pq_m"):
-            if getattr(self, name) is not None:
-                _check_ints(**{name: (getattr(self, name), 1)})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,11 +110,31 @@ class DedupConfig(_SearchConfig):
     modality: str = option("image", help="Image or caption (text) vectors.")
 
     def __post_init__(self) -> None:
-        if not -1 <= self.threshold <= 1:
-            raise ValueError(f"threshold={self.threshold} must be a cosine in [-1, 1]")
-        if self.k is not None:
-            _check_ints(k=(self.k, 1))
+        check_dedup_options(self.threshold, self.k)
         _check_choice("modality", self.modality, MODALITIES)
+
+
+def check_plan_options(
+    kind: str, memory_budget_gb: float, latency_budget_ms: float, **sizes: int | None
+) -> None:
+    """The checks of :func:`~clipforge.search.index_choice.plan_index`'s options, which an
+    :class:`IndexConfig` holds too; ``sizes`` (train_size, nlist, pq_m) may be None (automatic)."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
+    budgets = {"memory_budget_gb": memory_budget_gb, "latency_budget_ms": latency_budget_ms}
+    for name, value in budgets.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    _check_ints(**{name: (value, 1) for name, value in sizes.items() if value is not None})
+
+
+def check_dedup_options(threshold: float, k: int | None) -> None:
+    """The checks of :func:`~clipforge.search.dedup.near_duplicate_groups`'s options, which a
+    :class:`DedupConfig` holds too."""
+    if not -1 <= threshold <= 1:
+        raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise ValueError(f"k must be a positive integer or None (range search), got {k!r}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -122,7 +143,8 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_ints(**values: tuple[int, int]) -> None:
-    """Each ``name=(value, minimum)`` must be an int (not a bool) >= its minimum."""
+    """Each ``name=(value, minimum)`` must be an int (not a bool) >= its minimum, 0 or 1."""
     for name, (value, minimum) in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
+            sign = "positive" if minimum else "non-negative"
+            raise ValueError(f"{name} must be a {sign} integer, got {value!r}")

@@ -25,6 +25,7 @@ import numpy as np
 
 from clipforge.atomic import atomic_path, write_json_atomic
 from clipforge.search import layout
+from clipforge.search.configs import DedupConfig, check_dedup_options
 from clipforge.search.index import SearchIndex, load_index
 from clipforge.search.vectors import VectorSource
 
@@ -48,10 +49,7 @@ def near_duplicate_groups(
     vectors, or a :class:`VectorSource`. ``k=None`` finds edges by range search, an int by k-NN
     search; ``index`` (built over the same vectors) replaces the exact in-memory flat index.
     """
-    if not -1 <= threshold <= 1:
-        raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be a positive integer or None (range search), got {k!r}")
+    check_dedup_options(threshold, k)
     source = _source(embeddings, modality)
     searcher = index if index is not None else _exact_index(source)
     if (searcher.dim, searcher.ntotal) != (source.dim, source.ntotal):
@@ -77,21 +75,19 @@ def near_duplicate_groups(
 
 
 def dedup_collection(
-    emb_dir: str | os.PathLike,
-    out_path: str | os.PathLike,
-    threshold: float,
-    *,
-    k: int | None = None,
-    index_dir: str | os.PathLike | None = None,
-    modality: str = "image",
+    emb_dir: str | os.PathLike, out_path: str | os.PathLike, threshold: float = 0.95, **options: Any
 ) -> dict[str, Any]:
     """Find a collection's near-duplicate groups and write them to ``out_path``; return a summary.
 
-    ``out_path`` ends in ``.parquet`` (one row per member: group, id, key, keep) or ``.json``
-    (the summary plus ``groups``: ``[{"ids": [...], "keys": [...]}]``). ``keep`` marks the
-    smallest id of each group, the copy to keep. ``index_dir`` uses a built index (see
+    ``threshold`` and ``options`` (``k``, ``index_dir``, ``modality``) are the fields of
+    :class:`~clipforge.search.configs.DedupConfig`, which checks them. ``out_path`` ends in
+    ``.parquet`` (one row per member: group, id, key, keep) or ``.json`` (the summary plus
+    ``groups``: ``[{"ids": [...], "keys": [...]}]``). ``keep`` marks the smallest id of each
+    group, the copy to keep. ``index_dir`` uses a built index (see
     :func:`near_duplicate_groups`); ``key`` comes from the collection's metadata.
     """
+    config = DedupConfig(embeddings=str(emb_dir), out=str(out_path), threshold=threshold, **options)
+    k, index_dir, modality = config.k, config.index_dir, config.modality
     out = Path(out_path)
     if out.suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"{out}: output must end in one of {OUTPUT_SUFFIXES}")

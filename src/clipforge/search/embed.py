@@ -30,14 +30,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from clipforge.atomic import write_json_atomic
 from clipforge.data.partition_reader import PartitionReader
 from clipforge.data.plan import CollectionPlan, Partition, TableColumns, plan_collection
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
-from clipforge.precision import check_precision
+from clipforge.search.configs import EmbedConfig
 from clipforge.search.embed_writer import Assembly, PartitionWriter
 from clipforge.search.layout import INFO_FILE, complete_partitions, read_info, stats_path
 from clipforge.version import __version__
@@ -61,23 +59,14 @@ def embed_collection(
     inputs: list[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
-    model: str,
-    pretrained: str | os.PathLike | None = None,
-    batch_size: int = 128,
-    partition_size: int = 10_000,
-    shards_per_partition: int = 1,
-    num_workers: int = 4,
-    precision: str = "fp32",
-    device: str | torch.device | None = None,
     rank: int | None = None,
     world_size: int | None = None,
-    input_format: str = "auto",
-    image_root: str | os.PathLike | None = None,
-    image_column: str | None = None,
-    caption_column: str | None = None,
-    progress: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Embed ``inputs`` with ``model`` into ``out_dir``; return this rank's summary.
+    """Embed ``inputs`` into ``out_dir``; return this rank's summary.
+
+    ``options`` are the fields of :class:`~clipforge.search.configs.EmbedConfig`, which checks
+    them before any input is read or model loaded (``model`` is required).
 
     ``inputs`` are image folders, tar shards (paths or brace patterns) or tables (see
     :mod:`clipforge.data.plan`; ``input_format`` forces one of ``folder``, ``wds``,
@@ -96,27 +85,27 @@ def embed_collection(
     ``RANK``/``WORLD_SIZE``, then to a single process; this rank embeds the partitions ``p``
     with ``p % world_size == rank`` that are not complete yet.
     """
-    _check_options(batch_size, partition_size, shards_per_partition, num_workers, precision)
+    config = EmbedConfig(inputs=inputs, out=str(out_dir), **options)
     rank, world_size = resolve_rank(rank, world_size)
     collection = plan_collection(
-        inputs,
-        input_format=input_format,
-        partition_size=partition_size,
-        shards_per_partition=shards_per_partition,
-        image_root=image_root,
-        columns=TableColumns(image=image_column, caption=caption_column),
+        config.inputs,
+        input_format=config.input_format,
+        partition_size=config.partition_size,
+        shards_per_partition=config.shards_per_partition,
+        image_root=config.image_root,
+        columns=TableColumns(image=config.image_column, caption=config.caption_column),
     )
     encoder = Encoder.load(
-        model,
-        pretrained,
-        precision=precision,
-        device=device,
-        batch_size=batch_size,
-        workers=num_workers,
-        progress=progress and rank == 0,
+        config.model,
+        config.pretrained,
+        precision=config.precision,
+        device=config.device,
+        batch_size=config.batch_size,
+        workers=config.num_workers,
+        progress=config.progress and rank == 0,
     )
     out = Path(out_dir)
-    partitioning = _partitioning(collection, partition_size, shards_per_partition)
+    partitioning = _partitioning(collection, config.partition_size, config.shards_per_partition)
     ensure_info(out, collection_info(collection, encoder, partitioning=partitioning))
     mine = [p for p in collection.partitions if p.index % world_size == rank]
     todo = [p for p in mine if not stats_path(out, p.index).is_file()]
@@ -128,7 +117,7 @@ def embed_collection(
         todo,
         transform=encoder.transform,
         tokenizer=encoder.tokenizer if collection.text else None,
-        batch_size=batch_size,
+        batch_size=config.batch_size,
         images=collection.images,
     )
     started = time.perf_counter()
@@ -141,26 +130,6 @@ def embed_collection(
     )
     _log_summary(summary)
     return summary
-
-
-def _check_options(
-    batch_size: int,
-    partition_size: int,
-    shards_per_partition: int,
-    num_workers: int,
-    precision: str,
-) -> None:
-    """Fail on a bad option before any input is read or model loaded; the one check of the
-    options, kept apart so that a typed config can take it over whole."""
-    for name, value, minimum in (
-        ("batch_size", batch_size, 1),
-        ("partition_size", partition_size, 1),
-        ("shards_per_partition", shards_per_partition, 1),
-        ("num_workers", num_workers, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name}={value!r} must be an int >= {minimum}")
-    check_precision(precision)
 
 
 def _partitioning(collection: CollectionPlan, partition_size: int, shards: int) -> dict[str, int]:

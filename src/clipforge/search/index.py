@@ -17,6 +17,7 @@ vectors, skipping the all-zero rows of samples without a caption (see ``vectors.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import faiss
 import numpy as np
 
 from clipforge.atomic import atomic_path, write_json_atomic
+from clipforge.search.configs import IndexConfig
 from clipforge.search.index_build import build_faiss_index
 from clipforge.search.index_choice import HNSW_EF_CONSTRUCTION, HNSW_M, IndexPlan, plan_index
 from clipforge.search.index_tune import RECALL_K, Tuning, held_out_queries, set_search_params, tune
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 
 INFO_FILE = "index_info.json"
 _REQUIRED_KEYS = ("index_file", "kind", "dim", "ntotal", "search_params")
+# plan_index's options, every one of them a field of IndexConfig.
+_PLAN_KEYS = [
+    p.name for p in inspect.signature(plan_index).parameters.values() if p.kind == p.KEYWORD_ONLY
+]
 
 
 class SearchIndex:
@@ -102,74 +108,52 @@ class SearchIndex:
 
 
 def build_index(
-    emb_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    kind: str = "auto",
-    memory_budget_gb: float = 4.0,
-    recall_target: float = 0.95,
-    latency_budget_ms: float = 10.0,
-    train_size: int | None = None,
-    seed: int = 0,
-    modality: str = "image",
-    nlist: int | None = None,
-    pq_m: int | None = None,
-    sharded: bool | None = None,
-    n_queries: int = 1000,
+    emb_dir: str | os.PathLike, out_dir: str | os.PathLike, **options: Any
 ) -> dict[str, Any]:
-    """Build, tune and save the index of a collection's ``modality`` vectors; return its info.
+    """Build, tune and save the index of a collection's vectors; return its info.
 
-    ``kind`` is "auto" or one of flat, hnsw, ivf-flat, ivf-pq (rules in ``index_choice``);
-    ``train_size`` (IVF kinds), ``nlist`` and ``pq_m`` override the automatic sizes;
-    ``sharded`` builds IVF shards per partition and merges them (default: above 2M vectors).
-    ``n_queries`` sampled rows measure recall@10 against exact search and tune nprobe/efSearch
-    to the smallest value reaching ``recall_target`` within ``latency_budget_ms`` per query.
+    ``options`` are the fields of :class:`~clipforge.search.configs.IndexConfig`, which checks
+    them: ``modality`` picks the image or caption vectors; ``kind`` is "auto" or one of flat,
+    hnsw, ivf-flat, ivf-pq (rules in ``index_choice``); ``train_size`` (IVF kinds), ``nlist``
+    and ``pq_m`` override the automatic sizes; ``sharded`` builds IVF shards per partition and
+    merges them (default: above 2M vectors). ``n_queries`` sampled rows measure recall@10
+    against exact search and tune nprobe/efSearch to the smallest value reaching
+    ``recall_target`` within ``latency_budget_ms`` per query.
     """
-    if not 0 < recall_target <= 1:
-        raise ValueError(f"recall_target must be in (0, 1], got {recall_target}")
-    if n_queries < 1:
-        raise ValueError(f"n_queries must be >= 1, got {n_queries}")
+    config = IndexConfig(embeddings=str(emb_dir), out=str(out_dir), **options)
     start = time.perf_counter()
-    source = VectorSource.from_collection(emb_dir, modality)
+    source = VectorSource.from_collection(emb_dir, config.modality)
     plan = plan_index(
-        source.ntotal,
-        source.dim,
-        kind=kind,
-        memory_budget_gb=memory_budget_gb,
-        latency_budget_ms=latency_budget_ms,
-        train_size=train_size,
-        nlist=nlist,
-        pq_m=pq_m,
-        sharded=sharded,
+        source.ntotal, source.dim, **{key: getattr(config, key) for key in _PLAN_KEYS}
     )
     log.info(
         "building %s (%s) over %d %s vectors of dimension %d: %s",
         plan.kind,
         plan.factory,
         source.ntotal,
-        modality,
+        config.modality,
         source.dim,
         plan.reason,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index, timings = build_faiss_index(
-        plan, source, seed=seed, shard_dir=out / f".{modality}.shards"
+        plan, source, seed=config.seed, shard_dir=out / f".{config.modality}.shards"
     )
     evaluated = time.perf_counter()
-    tuning, k = _evaluate(index, plan, source, n_queries, seed, recall_target, latency_budget_ms)
+    tuning, k = _evaluate(index, plan, source, config)
     timings["evaluate_s"] = time.perf_counter() - evaluated
-    index_file = f"{modality}.index"
+    index_file = f"{config.modality}.index"
     with atomic_path(out / index_file) as tmp:
         faiss.write_index(index, str(tmp))
     info = {
-        "modality": modality,
+        "modality": config.modality,
         "index_file": index_file,
-        "requested_kind": kind,
-        **_plan_info(plan, seed),
+        "requested_kind": config.kind,
+        **_plan_info(plan, config.seed),
         **_source_info(source, emb_dir),
-        **_tuning_info(tuning, k, recall_target, latency_budget_ms),
-        "memory_budget_gb": memory_budget_gb,
+        **_tuning_info(tuning, k, config),
+        "memory_budget_gb": config.memory_budget_gb,
         "index_bytes": (out / index_file).stat().st_size,
         "build_seconds": time.perf_counter() - start,
         "timings": timings,
@@ -221,26 +205,20 @@ def load_index(index_dir: str | os.PathLike) -> SearchIndex:
 
 
 def _evaluate(
-    index: faiss.Index,
-    plan: IndexPlan,
-    source: VectorSource,
-    n_queries: int,
-    seed: int,
-    recall_target: float,
-    latency_budget_ms: float,
+    index: faiss.Index, plan: IndexPlan, source: VectorSource, config: IndexConfig
 ) -> tuple[Tuning | None, int]:
     """Tune ``index`` on held-out rows; ``(None, 0)`` when there is no other row to find."""
     k = min(RECALL_K, source.ntotal - 1)
     if k < 1:
         return None, 0
-    held = held_out_queries(source, n_queries, k, seed)
+    held = held_out_queries(source, config.n_queries, k, config.seed)
     tuning = tune(
         index,
         plan.kind,
         held,
         source,
-        recall_target=recall_target,
-        latency_budget_ms=latency_budget_ms,
+        recall_target=config.recall_target,
+        latency_budget_ms=config.latency_budget_ms,
         nlist=plan.nlist,
     )
     return tuning, k
@@ -277,9 +255,7 @@ def _plan_info(plan: IndexPlan, seed: int) -> dict[str, Any]:
     }
 
 
-def _tuning_info(
-    tuning: Tuning | None, k: int, recall_target: float, latency_budget_ms: float
-) -> dict[str, Any]:
+def _tuning_info(tuning: Tuning | None, k: int, config: IndexConfig) -> dict[str, Any]:
     """Tuned parameters and figures; None figures when there were too few vectors to measure."""
     chosen = tuning.chosen if tuning else None
     return {
@@ -289,8 +265,8 @@ def _tuning_info(
         "latency_ms_mean": chosen.latency_ms["mean"] if chosen else None,
         "latency_ms_p50": chosen.latency_ms["p50"] if chosen else None,
         "latency_ms_p99": chosen.latency_ms["p99"] if chosen else None,
-        "recall_target": recall_target,
-        "latency_budget_ms": latency_budget_ms,
+        "recall_target": config.recall_target,
+        "latency_budget_ms": config.latency_budget_ms,
         "target_met": tuning.target_met if tuning else None,
         "warnings": [tuning.warning] if tuning and tuning.warning else [],
         "tuning": [

@@ -33,9 +33,11 @@ import logging
 import math
 from dataclasses import dataclass
 
+from clipforge.search.configs import INDEX_KINDS, check_plan_options
+
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "hnsw", "ivf-flat", "ivf-pq")
+KINDS = INDEX_KINDS[1:]  # all but "auto"
 IVF_KINDS = ("ivf-flat", "ivf-pq")
 GIB = 2**30
 
@@ -120,7 +122,15 @@ def plan_index(
     ``kind="auto"``, an IVF kind). Raises ValueError naming the argument for bad values and when
     nothing fits ``memory_budget_gb``; a forced kind over budget is built with a warning.
     """
-    _check_args(n, dim, kind, memory_budget_gb, latency_budget_ms, train_size, nlist, pq_m)
+    check_plan_options(
+        kind, memory_budget_gb, latency_budget_ms, train_size=train_size, nlist=nlist, pq_m=pq_m
+    )
+    if n < 1 or dim < 1:
+        raise ValueError(f"cannot index {n} vectors of dimension {dim}")
+    if pq_m is not None and dim % pq_m:
+        raise ValueError(
+            f"pq_m={pq_m} does not divide the dimension {dim}; choose from {pq_sizes(dim)}"
+        )
     budget = int(memory_budget_gb * GIB)
     lists = nlist or max(1, round(4 * math.sqrt(n)))
     auto = kind == "auto"
@@ -140,26 +150,6 @@ def plan_index(
         m = pq_m or _pq_m_for_budget(n, dim, lists, budget, required=auto)
     shard = n > SHARD_ABOVE if sharded is None else sharded
     return _plan(kind, n, dim, budget, lists, m, n_train, shard, reason, fallbacks)
-
-
-def _check_args(n, dim, kind, memory_budget_gb, latency_budget_ms, train_size, nlist, pq_m):
-    if kind != "auto" and kind not in KINDS:
-        raise ValueError(f"unknown index kind {kind!r}; expected 'auto' or one of {KINDS}")
-    if n < 1 or dim < 1:
-        raise ValueError(f"cannot index {n} vectors of dimension {dim}")
-    for name, value in (
-        ("memory_budget_gb", memory_budget_gb),
-        ("latency_budget_ms", latency_budget_ms),
-    ):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-    for name, value in (("train_size", train_size), ("nlist", nlist), ("pq_m", pq_m)):
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if pq_m is not None and dim % pq_m:
-        raise ValueError(
-            f"pq_m={pq_m} does not divide the dimension {dim}; choose from {pq_sizes(dim)}"
-        )
 
 
 def _auto_kind(n, dim, budget, latency_budget_ms, lists, sharded) -> tuple[str, str]:
