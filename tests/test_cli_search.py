@@ -5,12 +5,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 import clipforge
 from clipforge.cli import app
 from clipforge.data.shapes import write_shapes
 from clipforge.search.index import load_index
+from clipforge.search.server_config import load_server_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
@@ -52,3 +54,13 @@ def test_serve_needs_exactly_one_source() -> None:
     result = runner.invoke(app, ["serve"])
     assert result.exit_code != 0
     assert "CONFIG" in str(result.exception)
+
+
+def test_serve_set_max_k_alone_lowers_the_default_k(tmp_path: Path) -> None:
+    args = ["serve", "--index", str(tmp_path), "--set", "max_k=5", "--print-config"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["max_k"] == 5 and printed["default_k"] is None
+    assert load_server_config(printed).resolved_default_k == 5
+    assert load_server_config({**printed, "default_k": 3}).resolved_default_k == 3

@@ -130,7 +130,7 @@ def _add_routes(app: FastAPI, service: SearchService, metrics: Metrics) -> None:
     def indices() -> dict[str, Any]:
         config = service.config
         return {"indices": service.indices_summary(), "max_k": config.max_k,
-                "default_k": config.default_k, "max_upload_mb": config.max_upload_mb}  # fmt: skip
+                "default_k": config.resolved_default_k, "max_upload_mb": config.max_upload_mb}  # fmt: skip
 
     @app.get("/health", summary="Liveness")
     def health() -> dict[str, Any]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clipforge.typed_config import TypedConfig, build_dataclass, read_recipe
+from clipforge.typed_config import TypedConfig, build_dataclass, check_positive, read_recipe
 
 DEFAULT_K = 20  # results when a query does not say (at most max_k)
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -59,7 +59,7 @@ class ServerConfig(TypedConfig):
     indices: dict[str, IndexSpec]
     max_upload_mb: float = 8.0
     max_k: int = 1000
-    default_k: int = DEFAULT_K
+    default_k: int | None = None  # results when a query does not say; None: min(DEFAULT_K, max_k)
     dedup_threshold: float = 0.98
     max_text_chars: int = 20_000
     device: str = "cpu"
@@ -74,6 +74,12 @@ class ServerConfig(TypedConfig):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def resolved_default_k(self) -> int:
+        """The number of results of a query that does not say: ``default_k`` when set. Derived
+        here rather than stored, so that ``--set max_k=5`` alone lowers it too."""
+        return min(DEFAULT_K, self.max_k) if self.default_k is None else self.default_k
 
 
 def load_server_config(source: str | os.PathLike | dict[str, Any] | ServerConfig) -> ServerConfig:
@@ -100,8 +106,6 @@ def _from_dict(data: dict[str, Any], *, base: Path, where: str) -> ServerConfig:
         name: _index_spec(name, spec, base, f"{where}.indices.{name}")
         for name, spec in indices.items()
     }
-    if "default_k" not in data and isinstance(data.get("max_k"), int):
-        data["default_k"] = min(DEFAULT_K, data["max_k"])
     config = build_dataclass(ServerConfig, data, where, ServerConfigError)
     _check_limits(config, where)
     return config
@@ -134,16 +138,12 @@ def _resolve_path(value: str, base: Path) -> str:
 
 
 def _check_limits(config: ServerConfig, where: str) -> None:
-    if not config.max_upload_mb > 0:
-        raise ServerConfigError(f"{where}.max_upload_mb={config.max_upload_mb!r} must be > 0")
-    if config.max_k < 1:
-        raise ServerConfigError(f"{where}.max_k={config.max_k!r} must be >= 1")
-    if not 1 <= config.default_k <= config.max_k:
+    limits = ("max_upload_mb", "max_k", "max_text_chars")
+    check_positive(ServerConfigError, where, **{name: getattr(config, name) for name in limits})
+    if config.default_k is not None and not 1 <= config.default_k <= config.max_k:
         raise ServerConfigError(
             f"{where}.default_k={config.default_k!r} must be in [1, max_k={config.max_k}]"
         )
-    if config.max_text_chars < 1:
-        raise ServerConfigError(f"{where}.max_text_chars={config.max_text_chars!r} must be >= 1")
     if not 0 < config.dedup_threshold <= 1:
         raise ServerConfigError(
             f"{where}.dedup_threshold={config.dedup_threshold!r} must be in (0, 1]"

@@ -108,7 +108,7 @@ class SearchService:
 
     def _checked_k(self, k: int | None) -> int:
         if k is None:
-            return self.config.default_k
+            return self.config.resolved_default_k
         if not 1 <= k <= self.config.max_k:
             raise ApiError(422, f"k={k} is out of range; k must be in [1, {self.config.max_k}]",
                            {"field": "k", "min": 1, "max": self.config.max_k})  # fmt: skip
