@@ -32,6 +32,7 @@ from clipforge.data.stream import (
     ImageTransform,
     ResumePoint,
     TextTokenizer,
+    check_loader_options,
 )
 from clipforge.data.tables import ImageTextTable
 from clipforge.data.wds import WebDatasetSource
@@ -162,11 +163,6 @@ class ImageTextLoader:
         self.stats = SkipStats.from_dict(state["stats"])
 
 
-def _check_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"build_image_text_loader: {name}={value!r} must be an int >= {minimum}")
-
-
 def _build_source(
     spec: DataSpec, *, resampled: bool, shuffle_buffer: int, slots: int
 ) -> SampleSource:
@@ -241,15 +237,18 @@ def build_image_text_loader(
     to whole batches per worker, or endless without it. Skips above ``max_skip_rate`` of the
     samples seen, once ``min_samples`` have been seen, raise :class:`DataError`.
     """
-    _check_int("batch_size", batch_size, 1)
-    _check_int("workers", workers, 0)
-    _check_int("world_size", world_size, 1)
-    _check_int("shuffle_buffer", shuffle_buffer, 0)
-    _check_int("min_samples", min_samples, 1)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+    check_loader_options(
+        "build_image_text_loader",
+        max_skip_rate=max_skip_rate,
+        batch_size=(batch_size, 1),
+        workers=(workers, 0),
+        world_size=(world_size, 1),
+        shuffle_buffer=(shuffle_buffer, 0),
+        min_samples=(min_samples, 1),
+        rank=(rank, 0),
+    )
+    if rank >= world_size:
         raise ValueError(f"build_image_text_loader: rank={rank!r} must be in [0, {world_size})")
-    if not 0.0 <= max_skip_rate <= 1.0:
-        raise ValueError(f"build_image_text_loader: max_skip_rate={max_skip_rate!r} not in [0, 1]")
     streams = max(1, workers)
     source = _build_source(
         spec, resampled=resampled, shuffle_buffer=shuffle_buffer, slots=streams * world_size
@@ -259,7 +258,7 @@ def build_image_text_loader(
         global_batches = math.ceil(spec.num_samples / (batch_size * world_size))
         batches_per_stream = math.ceil(global_batches / streams)
     stream = ImageTextStream(
-        source,
+        source=source,
         transform=transform,
         tokenizer=tokenizer,
         batch_size=batch_size,

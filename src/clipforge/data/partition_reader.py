@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import KW_ONLY, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from clipforge.data.conventions import image_member
 from clipforge.data.plan import FileSample, Partition
 from clipforge.data.skips import SampleSkipped, SkipReason, open_sample_image
-from clipforge.data.wds import parse_captions, read_shard_members
+from clipforge.data.stream import ImageTransform, TextTokenizer, pin_tensors
+from clipforge.data.wds import MemberFault, parse_captions, read_shard_members
 
-ImageTransform = Callable[[Image.Image], torch.Tensor]
-TextTokenizer = Callable[[list[str]], torch.Tensor]
+Row = dict[str, Any]
+Note = dict[str, str]
 
 
 @dataclass
@@ -50,43 +51,23 @@ class Chunk:
     unit: int
     units: int  # how many units the partition has
     part: int
-    last: bool  # the last chunk of its unit
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    last: bool = False  # the last chunk of its unit
+    rows: list[Row] = field(default_factory=list)
     pixels: torch.Tensor | None = None
     tokens: torch.Tensor | None = None
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    warnings: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[Note] = field(default_factory=list)
+    warnings: list[Note] = field(default_factory=list)
 
     def pin_memory(self) -> Chunk:
-        """Called by ``DataLoader(pin_memory=True)`` for faster host-to-GPU copies."""
-        pixels = None if self.pixels is None else self.pixels.pin_memory()
-        return replace(self, pixels=pixels)
+        """Called by ``DataLoader(pin_memory=True)``."""
+        return pin_tensors(self)
 
 
-@dataclass
-class _Builder:
-    """Collects decoded samples of one chunk."""
-
-    chunk: Chunk
-    images: list[torch.Tensor] = field(default_factory=list)
-    captions: list[str] = field(default_factory=list)
-
-    def add(self, row: dict[str, Any], image: torch.Tensor | None) -> None:
-        self.chunk.rows.append(row)
-        if image is not None:
-            self.images.append(image)
-        if row["caption"] is not None:
-            self.captions.append(row["caption"])
-
-    def skip(self, key: str, reason: SkipReason, detail: str) -> None:
-        self.chunk.skipped.append(
-            {"key": key, "reason": SkipReason(reason).value, "detail": detail}
-        )
-
-    def warn(self, key: str, reason: str, detail: str) -> None:
-        self.chunk.warnings.append({"key": key, "reason": reason, "detail": detail})
+def _note(key: str, reason: str, detail: str) -> Note:
+    return {"key": key, "reason": reason, "detail": detail}
 
 
+@dataclass(eq=False)
 class PartitionReader(IterableDataset[Chunk]):
     """Chunks of ``partitions`` for one rank; see the module docstring.
 
@@ -94,20 +75,12 @@ class PartitionReader(IterableDataset[Chunk]):
     captions untokenized (they are still kept in the metadata).
     """
 
-    def __init__(
-        self,
-        partitions: list[Partition],
-        *,
-        transform: ImageTransform,
-        tokenizer: TextTokenizer | None,
-        batch_size: int,
-        images: bool,
-    ) -> None:
-        self.partitions = partitions
-        self.transform = transform
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.images = images
+    partitions: list[Partition]
+    _: KW_ONLY
+    transform: ImageTransform
+    tokenizer: TextTokenizer | None
+    batch_size: int
+    images: bool
 
     def units(self, partition: Partition) -> int:
         """The number of units of ``partition``: its shards, or its batches of samples."""
@@ -127,94 +100,91 @@ class PartitionReader(IterableDataset[Chunk]):
                 counter += 1
 
     def _read_unit(self, partition: Partition, unit: int, units: int) -> Iterator[Chunk]:
+        """The chunks of one unit (a batch of file samples fills one), each sent once full;
+        the last one, which may be empty, is always sent: it marks the unit done."""
         if partition.shards:
-            yield from self._read_shard(partition, unit, units)
-            return
-        start = unit * self.batch_size
-        builder = self._builder(partition.index, unit, units, part=0)
-        for sample in partition.samples[start : start + self.batch_size]:
-            self._add_file_sample(builder, sample)
-        yield self._finish(builder, last=True)
+            shard = partition.shards[unit]
+            reads = (
+                partial(self._shard_sample, shard, *item) for item in read_shard_members(shard)
+            )
+        else:
+            start = unit * self.batch_size
+            samples = partition.samples[start : start + self.batch_size]
+            reads = (partial(self._file_sample, sample) for sample in samples)
+        chunk, images = Chunk(partition.index, unit, units, part=0), []
+        for read in reads:
+            if len(chunk.rows) == self.batch_size:
+                yield self._finish(chunk, images)
+                chunk, images = Chunk(partition.index, unit, units, part=chunk.part + 1), []
+            try:
+                row, image = read(chunk.warnings)
+            except SampleSkipped as skip:
+                chunk.skipped.append(_note(skip.sample_id, skip.reason.value, skip.detail))
+                continue
+            chunk.rows.append(row)
+            images.append(image)
+        chunk.last = True
+        yield self._finish(chunk, images)
 
-    def _builder(self, partition: int, unit: int, units: int, part: int) -> _Builder:
-        return _Builder(Chunk(partition=partition, unit=unit, units=units, part=part, last=False))
-
-    def _finish(self, builder: _Builder, *, last: bool) -> Chunk:
-        chunk = builder.chunk
-        chunk.last = last
-        if self.images and builder.images:
-            chunk.pixels = torch.stack(builder.images)  # (B, 3, S, S)
-        if self.tokenizer is not None and builder.captions:
-            chunk.tokens = self.tokenizer(builder.captions)  # (C, L)
+    def _finish(self, chunk: Chunk, images: list[torch.Tensor | None]) -> Chunk:
+        captions = [row["caption"] for row in chunk.rows if row["caption"] is not None]
+        if self.images and images:
+            chunk.pixels = torch.stack(images)  # (B, 3, S, S)
+        if self.tokenizer is not None and captions:
+            chunk.tokens = self.tokenizer(captions)  # (C, L)
         return chunk
 
-    def _image(self, source: bytes | Path | None, name: str | None) -> torch.Tensor | None:
+    def _image(
+        self, key: str, source: bytes | Path | None, caption: str | None, name: str | None
+    ) -> torch.Tensor | None:
         """The preprocessed image ``(3, S, S)``, None in caption-only mode; :class:`SampleSkipped`
-        with the reason when there is no usable image. ``name`` labels bytes in errors."""
+        for ``key`` when the sample has nothing to embed. ``name`` labels bytes in errors."""
         if not self.images:
+            if caption is None:
+                raise SampleSkipped(
+                    SkipReason.NO_CAPTION, "caption-only input without caption", key
+                )
             return None
-        return self.transform(open_sample_image(source, name=name))
+        try:
+            return self.transform(open_sample_image(source, name=name))
+        except SampleSkipped as skip:
+            raise SampleSkipped(skip.reason, skip.detail, key) from None
 
-    def _add_file_sample(self, builder: _Builder, sample: FileSample) -> None:
+    def _file_sample(
+        self, sample: FileSample, warnings: list[Note]
+    ) -> tuple[Row, torch.Tensor | None]:
+        """The metadata row and image of a folder or table sample (see :meth:`_image`)."""
         caption = sample.caption
         if sample.caption_file is not None:
             try:
                 captions = parse_captions({"txt": sample.caption_file.read_bytes()}, None)
                 caption = captions[0] if captions else None
             except (OSError, ValueError) as err:
-                builder.warn(sample.key, "bad_caption", f"{sample.caption_file}: {err}")
-        if not self.images and caption is None:
-            builder.skip(sample.key, SkipReason.NO_CAPTION, "caption-only input without caption")
-            return
-        try:
-            image = self._image(sample.path, None)
-        except SampleSkipped as skip:
-            builder.skip(sample.key, skip.reason, skip.detail)
-            return
+                warnings.append(_note(sample.key, "bad_caption", f"{sample.caption_file}: {err}"))
+        image = self._image(sample.key, sample.path, caption, None)
         path = None if sample.path is None else str(sample.path)
         row = {"key": sample.key, "path": path, "member": None, "caption": caption}
-        builder.add({**row, "json": sample.json}, image)
+        return {**row, "json": sample.json}, image
 
-    def _read_shard(self, partition: Partition, unit: int, units: int) -> Iterator[Chunk]:
-        """The chunks of shard ``unit``: full chunks as they fill, then the last one (which
-        may be empty but is always sent, to mark the unit done)."""
-        shard = partition.shards[unit]
-        part = 0
-        builder = self._builder(partition.index, unit, units, part)
-        for key, files, fault in read_shard_members(shard):
-            self._add_shard_sample(builder, shard, key, files, fault)
-            if len(builder.chunk.rows) == self.batch_size:
-                yield self._finish(builder, last=False)
-                part += 1
-                builder = self._builder(partition.index, unit, units, part)
-        yield self._finish(builder, last=True)
-
-    def _add_shard_sample(
+    def _shard_sample(
         self,
-        builder: _Builder,
         shard: str,
         key: str,
         files: dict[str, tuple[str, bytes]],
-        fault: tuple[SkipReason, str] | None,
-    ) -> None:
+        fault: MemberFault | None,
+        warnings: list[Note],
+    ) -> tuple[Row, torch.Tensor | None]:
+        """The metadata row and image of a shard sample (see :meth:`_image`)."""
         if fault is not None:
-            builder.skip(key, *fault)
-            return
+            raise SampleSkipped(*fault, key)
         member, data = image_member(files) or (None, None)
         try:
-            captions = parse_captions({ext: data for ext, (_, data) in files.items()}, None)
+            captions = parse_captions({ext: content for ext, (_, content) in files.items()}, None)
         except ValueError as err:
             captions = ()
-            builder.warn(key, "bad_caption", str(err))
+            warnings.append(_note(key, "bad_caption", str(err)))
         caption = captions[0] if captions else None
-        if not self.images and caption is None:
-            builder.skip(key, SkipReason.NO_CAPTION, "no caption")
-            return
-        try:
-            image = self._image(data, f"{shard}:{key}")
-        except SampleSkipped as skip:
-            builder.skip(key, skip.reason, skip.detail)
-            return
+        image = self._image(key, data, caption, f"{shard}:{key}")
         text = None
         if "json" in files:
             try:
@@ -222,6 +192,6 @@ class PartitionReader(IterableDataset[Chunk]):
                 json.loads(text)
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 text = None
-                builder.warn(key, "bad_json", f".json does not parse ({err})")
+                warnings.append(_note(key, "bad_json", f".json does not parse ({err})"))
         row = {"key": key, "path": shard, "member": member, "caption": caption, "json": text}
-        builder.add(row, image)
+        return row, image

@@ -10,7 +10,8 @@ workers to the main process inside each batch (see :class:`clipforge.data.stream
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +19,11 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from clipforge.transforms import ImageDecodeError, load_image
+
+logger = logging.getLogger(__name__)
+
+# Per reason, the first few skips are logged, then only the 2**k-th.
+LOG_FIRST_SKIPS = 3
 
 
 class DataError(ValueError):
@@ -105,16 +111,24 @@ class SkipStats:
         """``skipped / seen``, 0.0 before anything was seen."""
         return self.skipped / self.seen if self.seen else 0.0
 
-    def add(self, reason: SkipReason, sample_id: str) -> int:
-        """Count one skip (the sample must also be counted in ``seen``); return its reason's
-        new count, which callers use to rate-limit their log messages."""
+    def add(self, reason: SkipReason, sample_id: str, detail: str | None = None) -> None:
+        """Count one skip (the sample must also be counted in ``seen``). With ``detail``, log
+        it too, rate-limited (the first few per reason, then the 2**k-th) so that a shard of
+        broken samples cannot flood the log."""
         key = SkipReason(reason).value
         count = self.counts.get(key, 0) + 1
         self.counts[key] = count
         examples = self.examples.setdefault(key, [])
         if len(examples) < self.max_examples:
             examples.append(sample_id)
-        return count
+        if detail is not None and (count <= LOG_FIRST_SKIPS or count & (count - 1) == 0):
+            logger.warning(
+                "skipped sample %r: %s: %s [%d so far for this reason]",
+                sample_id,
+                key,
+                detail,
+                count,
+            )
 
     def merge(self, other: SkipStats) -> None:
         """Add ``other``'s numbers to these (examples are kept up to ``max_examples``)."""
@@ -145,12 +159,8 @@ class SkipStats:
             ) from None  # raised while handling a skip, whose details were logged
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for checkpoints and logs."""
-        return {
-            "seen": self.seen,
-            "counts": dict(self.counts),
-            "examples": {key: list(ids) for key, ids in self.examples.items()},
-        }
+        """Plain-data form for checkpoints and logs (a deep copy)."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> SkipStats:

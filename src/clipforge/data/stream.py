@@ -13,9 +13,9 @@ each transform call), so neither the process a slot runs in nor a resume changes
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 from PIL import Image
@@ -24,17 +24,53 @@ from torch.utils.data import IterableDataset, get_worker_info
 from clipforge.data.skips import SampleSkipped, SkipReason, SkipStats, open_sample_image
 from clipforge.data.sources import RawSample, SampleSource, choose_caption, stable_seed
 
-logger = logging.getLogger(__name__)
-
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 TextTokenizer = Callable[[list[str]], torch.Tensor]
 
-# Per slot and reason, the first few skips are logged, then only the 2**k-th.
-LOG_FIRST_SKIPS = 3
+R = TypeVar("R")
+
+
+def check_loader_options(owner: str, *, max_skip_rate: float, **counts: tuple[int, int]) -> None:
+    """Raise naming ``owner`` and the option unless each ``name=(value, minimum)`` is an int
+    (not a bool) >= its minimum and ``max_skip_rate`` lies in [0, 1]."""
+    for name, (value, minimum) in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{owner}: {name}={value!r} must be an int >= {minimum}")
+    if not 0.0 <= max_skip_rate <= 1.0:
+        raise ValueError(f"{owner}: max_skip_rate={max_skip_rate!r} not in [0, 1]")
+
+
+def pin_tensors(record: R) -> R:
+    """A copy of the dataclass ``record`` with every tensor field in pinned memory, for faster
+    host-to-GPU copies; what the records' ``pin_memory`` (called by
+    ``DataLoader(pin_memory=True)``) returns."""
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    pinned = {k: v.pin_memory() for k, v in values.items() if isinstance(v, torch.Tensor)}
+    return replace(record, **pinned)
+
+
+class BatchRecord:
+    """Base of the batch dataclasses DataLoader workers send (:class:`Batch`, the evaluation
+    loader's ``LabelBatch`` and ``CaptionBatch``): a record with ``keys`` naming its samples,
+    which unpacks as the fields named in ``unpacks``."""
+
+    unpacks: ClassVar[tuple[str, ...]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return (getattr(self, name) for name in self.unpacks)
+
+    @property
+    def size(self) -> int:
+        """``B``, the number of samples (0 for a record that only carries skips)."""
+        return len(self.keys)
+
+    def pin_memory(self) -> Self:
+        """Called by ``DataLoader(pin_memory=True)``."""
+        return pin_tensors(self)
 
 
 @dataclass(frozen=True)
-class Batch:
+class Batch(BatchRecord):
     """One batch: ``pixels`` float32 ``(B, 3, H, W)`` and ``tokens`` int64 ``(B, L)``.
 
     It unpacks as the 2-tuple of the batch contract (``pixels, tokens = batch``); the other
@@ -44,32 +80,14 @@ class Batch:
     the slot that made it and ``position`` the number of raw samples that slot had read.
     """
 
+    unpacks: ClassVar[tuple[str, ...]] = ("pixels", "tokens")
+
     pixels: torch.Tensor  # (B, 3, H, W) float32
     tokens: torch.Tensor  # (B, L) int64
     keys: tuple[str, ...]
     skips: SkipStats
     stream: int
     position: int
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        return iter((self.pixels, self.tokens))
-
-    @property
-    def size(self) -> int:
-        """``B``, the number of samples (0 only for the loader-internal end-of-slot record)."""
-        return len(self.keys)
-
-    def pin_memory(self) -> Batch:
-        """Called by ``DataLoader(pin_memory=True)`` for faster host-to-GPU copies."""
-        return replace(self, pixels=self.pixels.pin_memory(), tokens=self.tokens.pin_memory())
-
-    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Batch:
-        """The batch with both tensors on ``device``."""
-        return replace(
-            self,
-            pixels=self.pixels.to(device, non_blocking=non_blocking),
-            tokens=self.tokens.to(device, non_blocking=non_blocking),
-        )
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,7 @@ class ResumePoint:
     positions: tuple[int, ...]
 
 
+@dataclass(eq=False, kw_only=True)
 class ImageTextStream(IterableDataset[Batch]):
     """Batches of ``(pixels, tokens)`` from a source, for one rank.
 
@@ -95,36 +114,20 @@ class ImageTextStream(IterableDataset[Batch]):
     workers receive copies of the dataset, so they must be set before the iterator is made.
     """
 
-    def __init__(
-        self,
-        source: SampleSource,
-        *,
-        transform: ImageTransform,
-        tokenizer: TextTokenizer,
-        batch_size: int,
-        seed: int,
-        rank: int,
-        world_size: int,
-        streams: int,
-        shuffle: bool,
-        batches_per_stream: int | None,
-        max_skip_rate: float,
-        min_samples: int,
-    ) -> None:
-        self.source = source
-        self.transform = transform
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.streams = streams
-        self.shuffle = shuffle
-        self.batches_per_stream = batches_per_stream
-        self.max_skip_rate = max_skip_rate
-        self.min_samples = min_samples
-        self.epoch = 0
-        self.resume: ResumePoint | None = None
+    source: SampleSource
+    transform: ImageTransform
+    tokenizer: TextTokenizer
+    batch_size: int
+    seed: int
+    rank: int
+    world_size: int
+    streams: int
+    shuffle: bool
+    batches_per_stream: int | None
+    max_skip_rate: float
+    min_samples: int
+    epoch: int = 0
+    resume: ResumePoint | None = None
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -189,15 +192,11 @@ class ImageTextStream(IterableDataset[Batch]):
     def _record_skip(
         self, skip: SampleSkipped, sample_id: str, totals: SkipStats, stream: int
     ) -> None:
-        """Count a skip in the slot's totals, log it (rate-limited: the first few per reason,
-        then the 2**k-th), and fail once the slot alone passes the skip-rate limit, so that a
-        worker reading only broken data stops the run without waiting for a batch."""
-        count = totals.add(skip.reason, sample_id)
-        if count <= LOG_FIRST_SKIPS or count & (count - 1) == 0:
-            logger.warning(
-                "skipped sample %r (epoch %d, rank %d, slot %d): %s: %s [%d so far for this reason]",
-                sample_id, self.epoch, self.rank, stream, skip.reason.value, skip.detail, count,
-            )  # fmt: skip
+        """Count and log a skip in the slot's totals, and fail once the slot alone passes the
+        skip-rate limit, so that a worker reading only broken data stops the run without
+        waiting for a batch."""
+        where = f"epoch {self.epoch}, rank {self.rank}, slot {stream}"
+        totals.add(skip.reason, sample_id, f"{skip.detail} ({where})")
         totals.check(
             source=f"{self.source.name} (rank {self.rank}, slot {stream})",
             max_rate=self.max_skip_rate,

@@ -14,15 +14,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clipforge.data.evalsets.base import CAPTION_TASKS, TASKS, EvalSet
 from clipforge.data.skips import DataError, SampleSkipped, SkipReason, SkipStats
-from clipforge.data.stream import LOG_FIRST_SKIPS
+from clipforge.data.stream import BatchRecord, check_loader_options
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class LabelBatch:
+class LabelBatch(BatchRecord):
     """A classification batch; unpacks as ``pixels, labels = batch``.
 
     ``pixels`` float ``(B, 3, H, W)``; ``labels`` int64 ``(B,)`` class indices, or float32
@@ -47,26 +47,17 @@ class LabelBatch:
     that could not be read (already counted in :attr:`EvalLoader.stats`).
     """
 
+    unpacks: ClassVar[tuple[str, ...]] = ("pixels", "labels")
+
     pixels: torch.Tensor  # (B, 3, H, W)
     labels: torch.Tensor  # (B,) int64 or (B, C) float32
     indices: torch.Tensor  # (B,) int64
     keys: tuple[str, ...]
     skipped: tuple[Skipped, ...]
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        return iter((self.pixels, self.labels))
-
-    @property
-    def size(self) -> int:
-        return len(self.keys)
-
-    def pin_memory(self) -> LabelBatch:
-        """Called by ``DataLoader(pin_memory=True)``."""
-        return replace(self, pixels=self.pixels.pin_memory(), labels=self.labels.pin_memory())
-
 
 @dataclass(frozen=True)
-class CaptionBatch:
+class CaptionBatch(BatchRecord):
     """A retrieval or caption-selection batch; unpacks as
     ``pixels, captions, caption_image = batch``.
 
@@ -78,23 +69,14 @@ class CaptionBatch:
     ``indices``, ``keys`` and ``skipped`` as in :class:`LabelBatch`.
     """
 
+    unpacks: ClassVar[tuple[str, ...]] = ("pixels", "captions", "caption_image")
+
     pixels: torch.Tensor  # (B, 3, H, W)
     captions: tuple[str, ...]
     caption_image: torch.Tensor  # (T,) int64
     indices: torch.Tensor  # (B,) int64
     keys: tuple[str, ...]
     skipped: tuple[Skipped, ...]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.pixels, self.captions, self.caption_image))
-
-    @property
-    def size(self) -> int:
-        return len(self.keys)
-
-    def pin_memory(self) -> CaptionBatch:
-        """Called by ``DataLoader(pin_memory=True)``."""
-        return replace(self, pixels=self.pixels.pin_memory())
 
 
 class _Guarded(Dataset):
@@ -167,11 +149,13 @@ class EvalLoader:
                 f"EvalLoader({dataset.name}): the set has no transform to turn images into "
                 "pixels; pass transform= when opening it"
             )
-        for name, value, minimum in (("batch_size", batch_size, 1), ("workers", workers, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"EvalLoader: {name}={value!r} must be an int >= {minimum}")
-        if not 0.0 <= max_skip_rate <= 1.0:
-            raise ValueError(f"EvalLoader: max_skip_rate={max_skip_rate!r} not in [0, 1]")
+        check_loader_options(
+            "EvalLoader",
+            max_skip_rate=max_skip_rate,
+            batch_size=(batch_size, 1),
+            workers=(workers, 0),
+            min_samples=(min_samples, 1),
+        )
         self.dataset = dataset
         self.batch_size = batch_size
         self.workers = workers
@@ -197,7 +181,7 @@ class EvalLoader:
         for batch in loader:
             self.stats.seen += batch.size + len(batch.skipped)
             for skip in batch.skipped:
-                self._record(skip)
+                self.stats.add(skip.reason, skip.sample_id, skip.detail)
             self._check(self.min_samples)
             if batch.size:
                 delivered += batch.size
@@ -207,14 +191,6 @@ class EvalLoader:
             logger.warning("%s: %s", self.dataset.name, self.stats.summary())
         if delivered == 0:
             raise DataError(f"{self.dataset.name}: no readable sample ({self.stats.summary()})")
-
-    def _record(self, skip: Skipped) -> None:
-        count = self.stats.add(skip.reason, skip.sample_id)
-        if count <= LOG_FIRST_SKIPS or count & (count - 1) == 0:
-            logger.warning(
-                "skipped evaluation sample %r: %s: %s [%d so far for this reason]",
-                skip.sample_id, skip.reason.value, skip.detail, count,
-            )  # fmt: skip
 
     def _check(self, min_samples: int) -> None:
         self.stats.check(
