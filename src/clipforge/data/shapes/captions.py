@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 from clipforge.data.shapes.draws import pick
 from clipforge.data.shapes.scene import Scene, SceneObject
-from clipforge.data.shapes.vocab import POSITION_GRID, relation
+from clipforge.data.shapes.vocab import COLOURS, POSITION_GRID, relation
 
 # Word choices per attribute; the first entry is the canonical word.
 SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural)
@@ -35,17 +35,9 @@ SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural)
     "cross": (("cross", "crosses"), ("plus sign", "plus signs")),
     "diamond": (("diamond", "diamonds"), ("rhombus", "rhombuses")),
 }
-COLOUR_WORDS: dict[str, tuple[str, ...]] = {
-    "red": ("red",),
-    "green": ("green",),
-    "blue": ("blue",),
-    "yellow": ("yellow",),
+COLOUR_WORDS: dict[str, tuple[str, ...]] = {colour: (colour,) for colour in COLOURS} | {
     "purple": ("purple", "violet"),
-    "orange": ("orange",),
-    "pink": ("pink",),
     "cyan": ("cyan", "turquoise"),
-    "white": ("white",),
-    "black": ("black",),
 }
 SIZE_WORDS: dict[str, tuple[str, ...]] = {
     "small": ("small", "little", "tiny"),

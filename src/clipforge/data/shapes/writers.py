@@ -21,8 +21,8 @@ import logging
 import os
 import tarfile
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,9 +118,8 @@ def write_shapes(
         for index, start in enumerate(range(0, n, shard_size))
     ]
     began = time.perf_counter()
-    rows_by_shard = dict(_run(shards, workers, began, n))
+    rows = _run(shards, workers, began, n)
     if format == "csv":
-        rows = [row for index in sorted(rows_by_shard) for row in rows_by_shard[index]]
         _write_tables(rows, out / "captions")
     summary = WriteSummary(out, format, split, n, len(shards), time.perf_counter() - began)
     logger.info(
@@ -130,34 +129,27 @@ def write_shapes(
     return summary
 
 
-def _run(shards: list[_Shard], workers: int, began: float, n: int) -> Iterator[tuple[int, list]]:
-    """Yield ``(shard index, rows)`` as shards finish, logging progress."""
+def _run(shards: list[_Shard], workers: int, began: float, n: int) -> list[dict]:
+    """Write every shard, logging progress; return the rows of the run-wide caption table
+    (csv) in sample order. A webdataset shard writes its own parquet and adds no rows."""
+    rows: list[dict] = []
     done = 0
-
-    def progress(shard: _Shard) -> None:
-        nonlocal done
-        done += shard.stop - shard.start
-        rate = done / max(time.perf_counter() - began, 1e-9)
-        logger.info("shard %05d done: %d/%d samples (%.0f samples/s)", shard.index, done, n, rate)
-
-    if workers == 1 or len(shards) <= 1:
-        for shard in shards:
-            rows = _write_shard(shard)
-            progress(shard)
-            yield shard.index, rows
-        return
-    with ProcessPoolExecutor(max_workers=min(workers, len(shards))) as pool:
-        futures = {pool.submit(_write_shard, shard): shard for shard in shards}
-        for future in as_completed(futures):
-            shard = futures[future]
-            rows = future.result()
-            progress(shard)
-            yield shard.index, rows
+    with ExitStack() as stack:
+        results = map(_write_shard, shards)
+        if workers > 1 and len(shards) > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(shards))))
+            results = pool.map(_write_shard, shards)
+        for shard, shard_rows in zip(shards, results, strict=True):
+            rows += shard_rows
+            done += shard.stop - shard.start
+            rate = done / max(time.perf_counter() - began, 1e-9)
+            logger.info(
+                "shard %05d done: %d/%d samples (%.0f samples/s)", shard.index, done, n, rate
+            )
+    return rows
 
 
 def _write_shard(shard: _Shard) -> list[dict]:
-    """Render and write one shard's samples. Returns the rows still to be written to the
-    run-wide caption table (csv); a webdataset shard writes its own parquet and returns []."""
     if shard.format == "csv":
         return _write_images(shard)
     _write_tar(shard)
