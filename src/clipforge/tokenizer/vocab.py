@@ -40,15 +40,8 @@ def byte_symbols() -> tuple[str, ...]:
     printable = set(
         itertools.chain(range(ord("!"), ord("~") + 1), range(0xA1, 0xAC + 1), range(0xAE, 0xFF + 1))
     )
-    symbols = []
-    next_spare = 256
-    for byte in range(256):
-        if byte in printable:
-            symbols.append(chr(byte))
-        else:
-            symbols.append(chr(next_spare))
-            next_spare += 1
-    return tuple(symbols)
+    spare = itertools.count(256)
+    return tuple(chr(byte if byte in printable else next(spare)) for byte in range(256))
 
 
 @dataclass(frozen=True)
