@@ -7,7 +7,6 @@ default and feed the model differently framed images than it was trained on.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from PIL import Image
 
 # Re-exported here: the preprocessing API is where callers look for them.
 from clipforge.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from clipforge.typed_config import build_dataclass, to_plain
 
 # Pillow filters behind the interpolation names. Pillow still picks NEAREST for "P" and "1"
 # images whatever is asked, exactly as torchvision's PIL path does.
@@ -64,21 +64,12 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe form (lists, not tuples: ``yaml.safe_dump`` rejects tuples)."""
-        out = dataclasses.asdict(self)
-        out["mean"] = list(self.mean)
-        out["std"] = list(self.std)
-        return out
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"PreprocessConfig: unknown key(s) {unknown}; expected a subset of {sorted(known)}"
-            )
-        return cls(**data)
+        return build_dataclass(cls, data, "PreprocessConfig", ValueError)
 
 
 def _three_floats(name: str, value: Any) -> tuple[float, float, float]:

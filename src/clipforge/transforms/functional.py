@@ -108,26 +108,30 @@ def adjust_hue(img: Image.Image, shift: float) -> Image.Image:
 
 def color_jitter(
     img: Image.Image,
-    *,
-    brightness: float,
-    contrast: float,
-    saturation: float,
-    hue: float,
-    order: list[int],
+    amounts: tuple[float, float, float, float],
+    generator: torch.Generator | None,
 ) -> Image.Image:
-    """Apply sampled colour changes to an RGB image in the given ``order`` of operation indices.
+    """Random brightness, contrast, saturation and hue changes of an RGB image, in random order.
 
-    Factors are multiplicative (1.0 = unchanged) for brightness, contrast and saturation, and
-    ``hue`` is a shift in turns; the order matters because the operations do not commute.
+    An amount ``a`` > 0 of the first three draws a multiplicative factor in
+    ``[max(0, 1 - a), 1 + a]`` (1.0 = unchanged); a hue amount draws a shift in ``[-a, a]``
+    turns. The order is drawn too, because the operations do not commute; an amount of 0
+    leaves its operation out.
     """
+    factors = [
+        uniform(max(0.0, 1.0 - amount), 1.0 + amount, generator) if amount > 0 else 1.0
+        for amount in amounts[:3]
+    ]
+    shift = uniform(-amounts[3], amounts[3], generator) if amounts[3] > 0 else 0.0
     ops = (
-        lambda im: ImageEnhance.Brightness(im).enhance(brightness),
-        lambda im: ImageEnhance.Contrast(im).enhance(contrast),
-        lambda im: ImageEnhance.Color(im).enhance(saturation),
-        lambda im: adjust_hue(im, hue),
+        lambda im: ImageEnhance.Brightness(im).enhance(factors[0]),
+        lambda im: ImageEnhance.Contrast(im).enhance(factors[1]),
+        lambda im: ImageEnhance.Color(im).enhance(factors[2]),
+        lambda im: adjust_hue(im, shift),
     )
-    for index in order:
-        img = ops[index](img)
+    for index in torch.randperm(4, generator=generator).tolist():
+        if amounts[index] > 0:
+            img = ops[index](img)
     return img
 
 

@@ -125,25 +125,6 @@ class TrainTransform(_NormalizingTransform):
     def _happens(self, probability: float) -> bool:
         return probability > 0.0 and uniform(0.0, 1.0, self.generator) < probability
 
-    def _jitter(self, img: Image.Image) -> Image.Image:
-        brightness, contrast, saturation, hue = self.color_jitter
-        g = self.generator
-        factors = [
-            uniform(max(0.0, 1.0 - amount), 1.0 + amount, g) if amount > 0 else 1.0
-            for amount in (brightness, contrast, saturation)
-        ]
-        shift = uniform(-hue, hue, g) if hue > 0 else 0.0
-        enabled = {i for i, amount in enumerate(self.color_jitter) if amount > 0}
-        order = [i for i in torch.randperm(4, generator=g).tolist() if i in enabled]
-        return color_jitter(
-            img,
-            brightness=factors[0],
-            contrast=factors[1],
-            saturation=factors[2],
-            hue=shift,
-            order=order,
-        )
-
     def __call__(self, img: Image.Image) -> torch.Tensor:
         self._check_input(img)
         size = self.config.image_size
@@ -154,7 +135,7 @@ class TrainTransform(_NormalizingTransform):
         img = img.crop((left, top, left + crop_w, top + crop_h))
         rgb = to_rgb(resize_to(img, size, size, self._resample))
         if self.color_jitter is not None and self._happens(self.color_jitter_prob):
-            rgb = self._jitter(rgb)
+            rgb = color_jitter(rgb, self.color_jitter, self.generator)
         if self._happens(self.grayscale_prob):
             rgb = rgb.convert("L").convert("RGB")
         return self._normalize(rgb)
