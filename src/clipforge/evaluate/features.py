@@ -22,9 +22,7 @@ from typing import Any
 import torch
 
 from ..data.evalsets import EvalLoader, EvalSet, LabelBatch
-from ..encoder import Encoder, Tokenizer
-from ..models import CLIP
-from ..transforms import InferenceTransform, PreprocessConfig
+from ..encoder import Encoder
 from .cache import FeatureCache, keys_digest
 
 logger = logging.getLogger(__name__)
@@ -65,29 +63,13 @@ class EncodedSet:
 
 @dataclass
 class CachedEncoder:
-    """The run's encoder, the cache in front of it, and what tells its features apart."""
+    """The run's encoder (its model, tokenizer and transform are ``encoder.model``, ...), the
+    cache in front of it, and what tells its features apart."""
 
     encoder: Encoder
     identity: dict[str, Any]
     max_skip_rate: float = 0.1
     cache: FeatureCache = dataclasses.field(default_factory=lambda: FeatureCache(None))
-
-    @property
-    def model(self) -> CLIP:
-        return self.encoder.model
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.encoder.tokenizer
-
-    @property
-    def transform(self) -> InferenceTransform:
-        return self.encoder.transform
-
-    @property
-    def preprocess(self) -> PreprocessConfig:
-        """How images are resized and normalised (part of every image-feature cache key)."""
-        return self.transform.config
 
     def _key(self, kind: str) -> dict[str, Any]:
         """The cache key's common part: the resolved precision, since ``auto`` differs by
@@ -96,10 +78,11 @@ class CachedEncoder:
 
     def images(self, dataset: EvalSet, describe: dict[str, Any]) -> EncodedSet:
         """Encode every readable image of ``dataset``; ``describe`` names the set for the cache
-        key (spec, split, layout options); model, preprocessing and sample keys are added here."""
+        key (spec, split, layout options); model, preprocessing (how images are resized and
+        normalised) and sample keys are added here."""
         key = self._key("images")
         key.update(
-            preprocess=dataclasses.asdict(self.preprocess),
+            preprocess=dataclasses.asdict(self.encoder.transform.config),
             set=describe,
             samples=len(dataset),
             keys_sha256=keys_digest([dataset.key(i) for i in range(len(dataset))]),

@@ -58,7 +58,7 @@ def open_role(
 ) -> RoleSet:
     """Open ``spec`` at ``split`` with the encoder's preprocessing."""
     options = EvalOptions() if options is None else options
-    dataset = open_split(spec, split, encoder.transform, options)
+    dataset = open_split(spec, split, encoder.encoder.transform, options)
     return RoleSet(role, spec, split, options, dataset)
 
 

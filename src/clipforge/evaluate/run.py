@@ -28,8 +28,6 @@ def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncode
         model = create_model(
             config.model, config.pretrained, precision=config.run.precision, device=device
         )
-    else:
-        model = model.to(device)
     return CachedEncoder(
         encoder=Encoder(
             model.eval(),
@@ -70,8 +68,8 @@ def run_eval(config: EvalConfig, model: CLIP | None = None) -> dict[str, Any]:
         "name": config.model,
         "pretrained": config.pretrained,
         "identity": encoder.identity,
-        "embed_dim": encoder.model.config.embed_dim,
-        "image_size": encoder.model.image_size,
+        "embed_dim": encoder.encoder.dim,
+        "image_size": encoder.encoder.model.image_size,
     }
     document = build_result(config, output, model_info, time.perf_counter() - start)
     if config.out is not None:

@@ -37,8 +37,7 @@ from ...adapt import (
 from ..config import EvalConfig
 from ..features import CachedEncoder
 from ..heads import zero_shot_head
-from ..inputs import encode_role, open_roles
-from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
+from .common import TaskOutput, fit_splits, label_metrics, summaries
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +47,9 @@ GDA_ONE_SHOT = "GDA needs at least two shots per class to estimate a covariance"
 
 def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Zero-shot baseline plus ``metrics["fewshot"][method][k]`` for each method and k."""
-    roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
-    test_set = roles["test"].dataset
-    head = zero_shot_head(config, encoder, test_set)
-    encoded = {role: encode_role(encoder, item) for role, item in roles.items()}
+    test_set, encoded, space = fit_splits(config, encoder)
     test, train = encoded["test"], encoded["train"]
-    space = LabelSpace(train.labels, list(test_set.classnames))
+    head = zero_shot_head(config, encoder, test_set)
     zs_logits = head.logits(test.features)  # (N, C) cosine
     metrics: dict[str, Any] = {"zeroshot": label_metrics(zs_logits, test.labels)}
     details: dict[str, Any] = {"head": head.provenance, "num_classes": space.num_classes}
@@ -89,7 +85,7 @@ def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
             logger.info("%s %d-shot: acc1 %.4f", method, k, results[method][str(k)]["acc1"])
     metrics["fewshot"] = results
     details.update(hparams=hparams, shots=list(config.fewshot.shots), seed=config.seed)
-    return TaskOutput(metrics, details, {role: e.summary() for role, e in encoded.items()})
+    return TaskOutput(metrics, details, summaries(encoded))
 
 
 Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], FewShotHead]
@@ -113,8 +109,8 @@ def _method_fits(
             y,
             vx,
             vy,
-            model=encoder.model,
-            tokenizer=encoder.tokenizer,
+            model=encoder.encoder.model,
+            tokenizer=encoder.encoder.tokenizer,
             classnames=classnames,
             seed=seed,
         ),

@@ -13,16 +13,13 @@ from typing import Any
 from ...adapt import fit_linear_probe
 from ..config import EvalConfig
 from ..features import CachedEncoder
-from ..inputs import encode_role, open_roles
-from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
+from .common import TaskOutput, fit_splits, label_metrics, summaries
 
 
 def run_linear_probe(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Test metrics of the probe; ``details["hparams"]`` holds the chosen lambda and sweep."""
-    roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
-    encoded = {role: encode_role(encoder, item) for role, item in roles.items()}
+    _, encoded, space = fit_splits(config, encoder)
     train, test = encoded["train"], encoded["test"]
-    space = LabelSpace(train.labels, list(roles["test"].dataset.classnames))
     val_features, val_labels = space.val_subset(encoded["val"].features, encoded["val"].labels)
     probe = fit_linear_probe(
         train.features,
@@ -36,5 +33,4 @@ def run_linear_probe(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     details["val_samples_used"] = len(val_labels)
     if space.missing:
         details["classes_without_training_samples"] = space.describe_missing()
-    metrics = label_metrics(logits, test.labels)
-    return TaskOutput(metrics, details, {role: e.summary() for role, e in encoded.items()})
+    return TaskOutput(label_metrics(logits, test.labels), details, summaries(encoded))

@@ -13,18 +13,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
-
-import numpy as np
 
 from ..config import EvalConfig
 from ..features import CachedEncoder
 from ..heads import zero_shot_head
 from ..inputs import encode_role, open_role, open_roles
 from ..metrics import (
-    ReliabilityBins,
     classification_metrics,
-    expected_calibration_error,
     mcm_score,
     modality_gap,
     negative_log_likelihood,
@@ -43,19 +40,20 @@ def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     head = zero_shot_head(config, encoder, roles["test"].dataset)
     test = encode_role(encoder, roles["test"])
     val = encode_role(encoder, roles["val"])
-    scale = float(encoder.model.logit_scale.detach().float().exp())
+    scale = float(encoder.encoder.model.logit_scale.detach().float().exp())
     logits = scale * head.logits(test.features)  # (N, C)
     val_logits = scale * head.logits(val.features)  # (M, C)
+    bins = reliability_bins(logits, test.labels)  # DEFAULT_BINS
     metrics: dict[str, Any] = {
         "acc1": classification_metrics(logits, test.labels, ks=(1,))["acc1"],
-        "ece": expected_calibration_error(logits, test.labels, DEFAULT_BINS),
+        "ece": bins.expected_calibration_error(),
         "nll": negative_log_likelihood(logits, test.labels),
     }
     details: dict[str, Any] = {
         "logit_scale": scale,
         "bins": DEFAULT_BINS,
         "head": head.provenance,
-        "reliability": _bins(reliability_bins(logits, test.labels, DEFAULT_BINS)),
+        "reliability": asdict(bins),
     }
     try:
         fitted = temperature_scaling(val_logits, val.labels, logits, test.labels)
@@ -64,7 +62,7 @@ def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     else:
         metrics["temperature_scaling"] = fitted.as_dict()
         scaled = logits / fitted.temperature
-        details["reliability_scaled"] = _bins(reliability_bins(scaled, test.labels, DEFAULT_BINS))
+        details["reliability_scaled"] = asdict(reliability_bins(scaled, test.labels))
     metrics["modality_gap"] = modality_gap(test.features, head.weights[test.labels])
     data = {"test": test.summary(), "val": val.summary()}
     if config.robustness.ood_dataset is not None:
@@ -75,18 +73,3 @@ def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
         details["ood_dataset"] = config.robustness.ood_dataset
         data["ood"] = ood.summary()
     return TaskOutput(metrics, details, data)
-
-
-def _bins(bins: ReliabilityBins) -> dict[str, list[float | None]]:
-    """Bins as JSON lists; an empty bin's NaN confidence and accuracy become null."""
-
-    def listed(values: np.ndarray) -> list[float | None]:
-        return [None if np.isnan(v) else float(v) for v in np.asarray(values, dtype=float)]
-
-    return {
-        "lower": listed(bins.lower),
-        "upper": listed(bins.upper),
-        "confidence": listed(bins.confidence),
-        "accuracy": listed(bins.accuracy),
-        "count": [int(c) for c in bins.count],
-    }
