@@ -1,18 +1,18 @@
 """Zero-shot classifier heads: class names x templates (CLIP), descriptors (DCLIP), random
 descriptors (WaffleCLIP), per-class prompts (CuPL); saving, loading and ensembling heads.
 
-Typical use (``model`` from ``clipforge.create_model``, ``tokenizer`` from
-``clipforge.get_tokenizer(model)``)::
+Typical use (``model`` from ``clipforge.create_model``)::
 
     classnames = load_classnames(dataset="imagenet1k")
     templates = load_templates("openai_imagenet")  # OpenAI's 80 ImageNet templates
-    head = template_head(model, tokenizer, classnames, templates, model_name="ViT-B-32")
+    encoder = Encoder(model)  # clipforge.encoder: device, precision, tokenizer
+    head = template_head(encoder, classnames, templates, model_name="ViT-B-32")
     logits = head.logits(model.encode_image(pixels))  # (B, C) cosine similarities
     save_head(head, "imagenet_head.safetensors")
 """
 
-from .builders import cupl_head, descriptor_head, template_head, waffle_head
-from .classifier import build_classifier, class_means, encode_prompt_sets
+from .builders import build_classifier, cupl_head, descriptor_head, template_head, waffle_head
+from .classifier import class_means, encode_prompt_sets
 from .descriptors import (
     DCLIP_FORMAT,
     descriptor_prompts,

@@ -15,11 +15,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 
 from ..encoder import Encoder
 from ..version import __version__
-from .classifier import build_classifier, class_means, encode_prompt_sets
+from .classifier import class_means, encode_prompt_sets
 from .descriptors import DCLIP_FORMAT, descriptor_prompts, lists_for_classes
 from .heads import ZeroShotHead, checked_classnames
 from .waffle import DEFAULT_CHARACTERS, DEFAULT_PAIRS, WAFFLE_FORMAT, waffle_descriptors
@@ -35,12 +36,21 @@ def template_head(
 ) -> ZeroShotHead:
     """CLIP's recipe: W_c = normalise(mean_t normalise(embed(template_t.format(c))))."""
     classnames = checked_classnames(classnames)
-    weights = build_classifier(encoder, classnames, templates)
+    if not templates:
+        raise ValueError("a zero-shot classifier needs at least one template")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise ValueError(f"templates must contain '{{}}' for the class name: {bad[:3]}")
     prompts = [[template.format(name) for template in templates] for name in classnames]
     extra = {"templates": list(templates)}
-    return ZeroShotHead(
-        classnames, weights, provenance=_provenance("templates", model_name, source, prompts, extra)
-    )
+    return _head(encoder, classnames, prompts, "templates", model_name, source, extra)
+
+
+def build_classifier(
+    encoder: Encoder, classnames: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
+    """Zero-shot weights (C, D) of :func:`template_head`: unit-norm rows, ``logits = f @ W.T``."""
+    return template_head(encoder, classnames, templates).weights
 
 
 def cupl_head(
@@ -54,11 +64,7 @@ def cupl_head(
     """CuPL: W_c = normalise(mean over c's own prompts of their normalised embeddings)."""
     classnames = checked_classnames(classnames)
     prompts = lists_for_classes(classnames, class_prompts, "prompt", source)
-    embeddings, class_index = encode_prompt_sets(encoder, prompts)
-    weights = F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)  # (C, D)
-    return ZeroShotHead(
-        classnames, weights, provenance=_provenance("cupl", model_name, source, prompts, {})
-    )
+    return _head(encoder, classnames, prompts, "cupl", model_name, source)
 
 
 def descriptor_head(
@@ -77,8 +83,9 @@ def descriptor_head(
         classnames, descriptors, prompt_format=prompt_format, rewrite=rewrite, source=source
     )
     extra = {"prompt_format": prompt_format, "rewrite": rewrite}
-    provenance = _provenance("dclip", model_name, source, prompts, extra)
-    return _mean_similarity_head(encoder, classnames, prompts, provenance)
+    return _head(
+        encoder, classnames, prompts, "dclip", model_name, source, extra, mean_similarity=True
+    )
 
 
 def waffle_head(
@@ -118,18 +125,38 @@ def waffle_head(
         "word_pool": "clip_bpe_vocabulary" if words is None else f"{len(words)} given words",
         "characters": characters,
     }
-    provenance = _provenance("waffle", model_name, "random", prompts, extra)
-    return _mean_similarity_head(encoder, classnames, prompts, provenance)
+    return _head(
+        encoder, classnames, prompts, "waffle", model_name, "random", extra, mean_similarity=True
+    )
 
 
-def _mean_similarity_head(
+def _head(
     encoder: Encoder,
     classnames: tuple[str, ...],
     prompts: list[list[str]],
-    provenance: dict[str, Any],
+    method: str,
+    model_name: str | None,
+    source: str | None,
+    extra: dict[str, Any] | None = None,
+    *,
+    mean_similarity: bool = False,
 ) -> ZeroShotHead:
+    """The head of ``prompts[c]`` per class, ``"dot"`` or ``"mean_similarity"`` scored, with
+    its provenance (module docstring; ``extra`` holds the method's own settings)."""
     embeddings, class_index = encode_prompt_sets(encoder, prompts)
     weights = F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)  # (C, D)
+    digest = hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode("utf-8")).hexdigest()
+    provenance = {
+        "method": method,
+        "model": model_name,
+        "source": source,
+        "num_prompts": sum(len(p) for p in prompts),
+        "prompts_sha256": digest,
+        **(extra or {}),
+        "clipforge_version": __version__,
+    }
+    if not mean_similarity:
+        return ZeroShotHead(classnames, weights, provenance=provenance)
     return ZeroShotHead(
         classnames,
         weights,
@@ -138,22 +165,3 @@ def _mean_similarity_head(
         prompt_class=class_index,
         provenance=provenance,
     )
-
-
-def _provenance(
-    method: str,
-    model_name: str | None,
-    source: str | None,
-    prompts: list[list[str]],
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    digest = hashlib.sha256(json.dumps(prompts, ensure_ascii=False).encode("utf-8")).hexdigest()
-    return {
-        "method": method,
-        "model": model_name,
-        "source": source,
-        "num_prompts": sum(len(p) for p in prompts),
-        "prompts_sha256": digest,
-        **extra,
-        "clipforge_version": __version__,
-    }

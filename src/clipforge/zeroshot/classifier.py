@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..encoder import Encoder
 
@@ -49,17 +48,3 @@ def class_means(
     sums.index_add_(0, class_index, embeddings)  # (C, D)
     counts = torch.bincount(class_index, minlength=num_classes).to(embeddings.dtype)  # (C,)
     return sums / counts[:, None]
-
-
-def build_classifier(
-    encoder: Encoder, classnames: Sequence[str], templates: Sequence[str]
-) -> torch.Tensor:
-    """Zero-shot weights (C, D): rows are unit-norm class embeddings; ``logits = f @ W.T``."""
-    if not classnames or not templates:
-        raise ValueError("a zero-shot classifier needs at least one class name and one template")
-    bad = [t for t in templates if "{}" not in t]
-    if bad:
-        raise ValueError(f"templates must contain '{{}}' for the class name: {bad[:3]}")
-    prompt_sets = [[template.format(name) for template in templates] for name in classnames]
-    embeddings, class_index = encode_prompt_sets(encoder, prompt_sets)
-    return F.normalize(class_means(embeddings, class_index, len(classnames)), dim=-1)
