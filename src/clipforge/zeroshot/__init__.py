@@ -11,8 +11,14 @@ Typical use (``model`` from ``clipforge.create_model``)::
     save_head(head, "imagenet_head.safetensors")
 """
 
-from .builders import build_classifier, cupl_head, descriptor_head, template_head, waffle_head
-from .classifier import class_means, encode_prompt_sets
+from .builders import (
+    build_classifier,
+    cupl_head,
+    descriptor_head,
+    encode_prompt_sets,
+    template_head,
+    waffle_head,
+)
 from .descriptors import (
     DCLIP_FORMAT,
     descriptor_prompts,
@@ -39,7 +45,6 @@ __all__ = [
     "ZeroShotHead",
     "average_weights",
     "build_classifier",
-    "class_means",
     "cupl_head",
     "descriptor_head",
     "descriptor_prompts",
