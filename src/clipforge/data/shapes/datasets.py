@@ -15,8 +15,16 @@ from torch.utils.data import Dataset
 
 from clipforge.data.shapes.captions import article, canonical_caption
 from clipforge.data.shapes.scene import Scene
-from clipforge.data.shapes.vocab import ALL_PAIRS, COLOURS, SHAPES, check_split, pair_name
-from clipforge.data.shapes.world import ShapesWorld, check_count
+from clipforge.data.shapes.vocab import (
+    ALL_PAIRS,
+    COLOURS,
+    SHAPES,
+    check_choice,
+    check_count,
+    check_split,
+    pair_name,
+)
+from clipforge.data.shapes.world import ShapesWorld
 
 CAPTION_MODES: tuple[str, ...] = ("random", "canonical")
 TASKS: tuple[str, ...] = ("shape", "colour", "heldout_pair")
@@ -42,8 +50,7 @@ class ShapesImageText(Dataset):
         tokenizer: Callable[[str], Any] | None = None,
         captions: str = "random",
     ) -> None:
-        if captions not in CAPTION_MODES:
-            raise ValueError(f"captions {captions!r} is unknown; expected random or canonical")
+        check_choice("captions", captions, CAPTION_MODES)
         self.world = world
         self.split = check_split(split)
         self.size = check_count("size", size)
@@ -85,8 +92,7 @@ class ShapesClassification(Dataset):
         size: int = 1000,
         transform: Callable[[Any], Any] | None = None,
     ) -> None:
-        if task not in TASKS:
-            raise ValueError(f"task {task!r} is unknown; expected one of {', '.join(TASKS)}")
+        check_choice("task", task, TASKS)
         if split is None:
             split = "heldout" if task == "heldout_pair" else "val"
         if task == "heldout_pair" and split != "heldout":

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from clipforge.data.shapes.scene import Background, Scene, SceneObject
+from clipforge.data.shapes.vocab import check_count
 
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
@@ -64,17 +65,7 @@ UNIT_OUTLINES: dict[str, np.ndarray] = {
 
 
 def check_image_size(image_size: int) -> int:
-    """Return ``image_size`` if it is an int in the supported range, else raise naming it."""
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, int)
-        or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE
-    ):
-        raise ValueError(
-            f"image_size {image_size!r} is invalid; expected an int in "
-            f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}]"
-        )
-    return image_size
+    return check_count("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
 
 
 def render(scene: Scene, image_size: int) -> Image.Image:

@@ -15,8 +15,8 @@ from typing import NamedTuple
 from PIL import Image
 
 from clipforge.data.shapes.captions import relation_caption
-from clipforge.data.shapes.vocab import OPPOSITE_RELATION, relation
-from clipforge.data.shapes.world import ShapesWorld, check_count
+from clipforge.data.shapes.vocab import OPPOSITE_RELATION, check_count, relation
+from clipforge.data.shapes.world import ShapesWorld
 
 SWAPS: tuple[str, ...] = ("colour", "shape", "relation")
 

@@ -17,15 +17,11 @@ from clipforge.data.shapes.vocab import (
     SHAPES,
     SIZE_RADIUS,
     SIZES,
+    check_choice,
 )
 
 RGB = tuple[int, int, int]
 BACKGROUND_KINDS: tuple[str, ...] = ("plain", "noise", "stripes", "gradient")
-
-
-def _check_name(field: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{field} {value!r} is unknown; expected one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -44,10 +40,10 @@ class SceneObject:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_name("shape", self.shape, SHAPES)
-        _check_name("colour", self.colour, COLOURS)
-        _check_name("size", self.size, SIZES)
-        _check_name("position", self.position, POSITIONS)
+        check_choice("shape", self.shape, SHAPES)
+        check_choice("colour", self.colour, COLOURS)
+        check_choice("size", self.size, SIZES)
+        check_choice("position", self.position, POSITIONS)
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -80,7 +76,7 @@ class Background:
     texture_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_name("background kind", self.kind, BACKGROUND_KINDS)
+        check_choice("background kind", self.kind, BACKGROUND_KINDS)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ report agrees on which compositions a model has never seen in training.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
+
 SHAPES: tuple[str, ...] = (
     "circle",
     "square",
@@ -81,11 +84,24 @@ def pair_name(pair: tuple[str, str]) -> str:
     return f"{pair[0]} {pair[1]}"
 
 
+def check_choice(name: str, value: str, options: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``options``, else raise an error naming ``name``."""
+    if value not in options:
+        raise ValueError(f"{name} {value!r} is unknown; expected one of {', '.join(options)}")
+    return value
+
+
+def check_count(name: str, value: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int in [minimum, maximum], else raise an error naming ``name``."""
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or value < minimum or (maximum is not None and value > maximum):
+        expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} {value!r} is invalid; expected an int {expected}")
+    return int(value)
+
+
 def check_split(split: str) -> str:
-    """Return ``split`` if it is a known split, else raise an error that names it."""
-    if split not in SPLITS:
-        raise ValueError(f"split {split!r} is unknown; expected one of {', '.join(SPLITS)}")
-    return split
+    return check_choice("split", split, SPLITS)
 
 
 def split_pairs(split: str) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,6 @@ its caption, the classification view, the probe) so that changing one never shif
 
 from __future__ import annotations
 
-import numbers
 import random
 from dataclasses import dataclass
 
@@ -18,17 +17,10 @@ from clipforge.data.shapes.captions import caption
 from clipforge.data.shapes.drawing import check_image_size, render
 from clipforge.data.shapes.sampling import sample_probe, sample_scene, sample_single
 from clipforge.data.shapes.scene import Scene
-from clipforge.data.shapes.vocab import check_split
+from clipforge.data.shapes.vocab import check_count, check_split
 
 # Independent random streams per sample index.
 _SCENE, _CAPTION, _SINGLE, _PROBE = "scene", "caption", "single", "probe"
-
-
-def check_count(name: str, value: int, minimum: int = 0) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise an error naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} {value!r} is invalid; expected an int >= {minimum}")
-    return int(value)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from clipforge.atomic import atomic_path
 from clipforge.data.shapes.captions import canonical_caption
-from clipforge.data.shapes.vocab import check_split
-from clipforge.data.shapes.world import ShapesWorld, check_count
+from clipforge.data.shapes.vocab import check_choice, check_count, check_split
+from clipforge.data.shapes.world import ShapesWorld
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +104,9 @@ def write_shapes(
     """Write samples ``0..n-1`` of ``split`` to ``out_dir`` as webdataset shards (``"wds"``)
     or an image folder with a caption table (``"csv"``), ``workers`` processes in parallel."""
     check_count("n", n)
-    if format not in FORMATS:
-        raise ValueError(f"format {format!r} is unknown; expected one of {', '.join(FORMATS)}")
+    check_choice("format", format, FORMATS)
     check_split(split)
-    if check_count("shard_size", shard_size, minimum=1) > MAX_SHARD_SIZE:
-        raise ValueError(f"shard_size {shard_size!r} is too large; at most {MAX_SHARD_SIZE}")
+    check_count("shard_size", shard_size, 1, MAX_SHARD_SIZE)
     check_count("workers", workers, minimum=1)
     world = ShapesWorld(seed=seed, image_size=image_size)
     out = Path(out_dir)
