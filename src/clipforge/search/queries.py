@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,12 +111,16 @@ def _validated(data: dict[str, Any]) -> SearchRequest:
     try:
         return SearchRequest.model_validate(data)
     except ValidationError as err:
-        problems = [
-            {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]}
-            for e in err.errors(include_url=False)
-        ]
-        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        raise ApiError(422, f"invalid search request: {summary}", problems) from None
+        raise validation_error("search request", err.errors(include_url=False)) from None
+
+
+def validation_error(what: str, errors: Sequence[Any]) -> ApiError:
+    """A 422 naming each field pydantic (or FastAPI) rejected, with its reason."""
+    problems = [
+        {"field": ".".join(str(part) for part in e["loc"]), "message": e["msg"]} for e in errors
+    ]
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+    return ApiError(422, f"invalid {what}: {summary}", problems)
 
 
 def _to_query(request: SearchRequest, upload: bytes | None, max_image_bytes: int) -> Query:

@@ -52,6 +52,7 @@ from clipforge.search.queries import (
     parse_form,
     parse_json_body,
     too_large,
+    validation_error,
 )
 from clipforge.search.server_config import ServerConfig, load_server_config
 from clipforge.search.service import SearchService
@@ -69,11 +70,6 @@ def create_app(config: ServerConfig | dict[str, Any] | str | os.PathLike) -> Fas
     """Load every index of ``config`` (a :class:`ServerConfig`, its dict, or a YAML/JSON file)
     and return the app; loading errors (missing index, model/index mismatch) raise here."""
     service = SearchService.from_config(load_server_config(config))
-    return build_app(service)
-
-
-def build_app(service: SearchService) -> FastAPI:
-    """The app around an already loaded service."""
     app = FastAPI(
         title="clipforge search",
         version=__version__,
@@ -81,12 +77,11 @@ def build_app(service: SearchService) -> FastAPI:
         docs_url=None,  # served below, with an offline fallback
     )
     app.state.service = service
-    metrics = Metrics()
-    app.state.metrics = metrics
+    app.state.metrics = Metrics()
     _add_error_handlers(app)
-    _add_routes(app, service, metrics)
+    _add_routes(app, service, app.state.metrics)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_MetricsMiddleware, metrics=app.state.metrics)
     return app
 
 
@@ -225,10 +220,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                    for e in err.errors()]  # fmt: skip
-        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-        return body(422, f"invalid request: {summary}", problems)
+        return await api_error(request, validation_error("request", err.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -269,25 +261,18 @@ class _MetricsMiddleware:
             self.metrics.observe_request(route, scope["method"], status, seconds)
 
 
+# A form carries the JSON body's fields as text, the image as a file part and the embedding as
+# a JSON list in text.
+_FORM_FIELDS = SearchRequest.model_json_schema()["properties"] | {
+    "image": {"type": "string", "format": "binary"},
+    "embedding": {"type": "string", "description": "a JSON list of floats"},
+}
 _SEARCH_BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": SearchRequest.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "text": {"type": "string"},
-                        "embedding": {"type": "string", "description": "a JSON list of floats"},
-                        "id": {"type": "integer"},
-                        "index": {"type": "string"},
-                        "k": {"type": "integer"},
-                        "dedup": {"type": "boolean"},
-                    },
-                }
-            },
+            "multipart/form-data": {"schema": {"type": "object", "properties": _FORM_FIELDS}},
         },
     }
 }

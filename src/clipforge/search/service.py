@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from clipforge.search.collection import Collection, ItemNotFound
 from clipforge.search.queries import ApiError, Query
 from clipforge.search.server_config import IndexSpec, ServerConfig
 
+if TYPE_CHECKING:  # faiss is imported when the first index loads
+    from clipforge.search.index import SearchIndex
+
 logger = logging.getLogger(__name__)
 
 # One query model per distinct (model, pretrained, precision), shared by the indices that name it.
@@ -25,22 +28,12 @@ EncoderKey = tuple[str, str | None, str]
 DEDUP_FETCH_FACTORS = (2, 8)  # candidates fetched per wanted result, tried in turn
 
 
-class VectorIndex(Protocol):
-    """What the server needs of :class:`clipforge.search.index.SearchIndex`."""
-
-    info: dict[str, Any]
-    dim: int
-    ntotal: int
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
-
-
 @dataclass
 class ServedIndex:
     """One named index with the collection its ids point into and the model for its queries."""
 
     name: str
-    index: VectorIndex
+    index: SearchIndex
     collection: Collection
     encoder: Encoder
 
@@ -69,9 +62,10 @@ class SearchService:
     def from_config(cls, config: ServerConfig) -> SearchService:
         """Load every index, its collection and its model (one model per distinct spec)."""
         encoders: dict[EncoderKey, Encoder] = {}
-        served = {}
-        for name, spec in config.indices.items():
-            served[name] = _load_served(name, spec, config.device, encoders)
+        served = {
+            name: _load_served(name, spec, config.device, encoders)
+            for name, spec in config.indices.items()
+        }
         return cls(config, served)
 
     def resolve(self, name: str | None) -> ServedIndex:
@@ -179,10 +173,8 @@ def near_duplicate_free(vectors: np.ndarray, threshold: float) -> list[int]:
     return kept
 
 
-def _search(index: VectorIndex, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _search(index: SearchIndex, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of one query: ``(scores (m,), ids (m,))`` with the -1 padding removed."""
-    if k <= 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.int64)
     scores, ids = index.search(vector[None, :].astype(np.float32), k)  # (1, k) each
     valid = ids[0] >= 0
     return scores[0][valid], ids[0][valid]
@@ -244,7 +236,7 @@ def _load_served(
 
 
 def _check_same_model(
-    encoder: Encoder, collection: Collection, index: VectorIndex, where: str
+    encoder: Encoder, collection: Collection, index: SearchIndex, where: str
 ) -> None:
     """Queries embedded by another model than the collection's give meaningless rankings with
     no error at all, so a width or weights mismatch stops the server from starting."""
