@@ -105,40 +105,48 @@ def num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _table(rows: list[dict[str, str]]) -> Block:
+    """A table whose header is the keys of its rows (each row names its cells, so a column's
+    header and its values are written side by side)."""
+    return ("table", list(rows[0]), [list(row.values()) for row in rows])
+
+
 def _overview(results: list[Result]) -> Block:
-    rows = [
+    return _table(
         [
-            r.path.name,
-            r.doc["task"],
-            r.doc["dataset"],
-            r.label,
-            r.doc["created"],
-            num(r.doc.get("time"), 1),
+            {
+                "file": r.path.name,
+                "task": r.doc["task"],
+                "dataset": r.doc["dataset"],
+                "model": r.label,
+                "created": r.doc["created"],
+                "time (s)": num(r.doc.get("time"), 1),
+            }
+            for r in results
         ]
-        for r in results
-    ]
-    return ("table", ["file", "task", "dataset", "model", "created", "time (s)"], rows)
+    )
+
+
+# Classification columns shared by zero-shot and linear probe: header -> metric key.
+LABEL_COLUMNS = {
+    "acc@1 %": "acc1",
+    "acc@5 %": "acc5",
+    "mean per-class recall %": "mean_per_class_recall",
+}
 
 
 def _zeroshot(results: list[Result], out: Path) -> list[Block]:
     rows = []
     for r in results:
+        row = {"model and data": r.label, **dict.fromkeys(LABEL_COLUMNS, ""), "mAP %": ""}
         if r.metric("accuracy", optional=True) is not None:  # caption selection
-            rows.append([r.label, pct(r.metric("accuracy")), "", "", ""])
+            row["acc@1 %"] = pct(r.metric("accuracy"))
         elif r.metric("mean_average_precision", optional=True) is not None:
-            rows.append([r.label, "", "", "", pct(r.metric("mean_average_precision"))])
+            row["mAP %"] = pct(r.metric("mean_average_precision"))
         else:
-            rows.append(
-                [
-                    r.label,
-                    pct(r.metric("acc1")),
-                    pct(r.metric("acc5")),
-                    pct(r.metric("mean_per_class_recall")),
-                    "",
-                ]
-            )
-    header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "mAP %"]
-    return [("h2", "Zero-shot classification"), ("table", header, rows), *_confusions(results, out)]
+            row.update({header: pct(r.metric(key)) for header, key in LABEL_COLUMNS.items()})
+        rows.append(row)
+    return [("h2", "Zero-shot classification"), _table(rows), *_confusions(results, out)]
 
 
 def _confusions(results: list[Result], out: Path) -> list[Block]:
@@ -158,30 +166,25 @@ def _confusions(results: list[Result], out: Path) -> list[Block]:
 
 
 def _retrieval(results: list[Result], out: Path) -> list[Block]:
+    directions = {"image": "caption→image", "text": "image→caption"}
     rows, recalls = [], {}
     for r in results:
-        values = {
+        recalls[r.label] = {
             f"{d}_retrieval_recall@{k}": r.metric(f"{d}_retrieval_recall@{k}")
-            for d in ("image", "text")
+            for d in directions
             for k in RETRIEVAL_KS
         }
-        recalls[r.label] = values
-        rows.append(
-            [r.label]
-            + [pct(values[f"image_retrieval_recall@{k}"]) for k in RETRIEVAL_KS]
-            + [pct(values[f"text_retrieval_recall@{k}"]) for k in RETRIEVAL_KS]
-            + [
-                num(r.metric("image_retrieval_median_rank"), 1),
-                num(r.metric("text_retrieval_median_rank"), 1),
-            ]
-        )
-    header = ["model and data"] + [f"caption→image R@{k} %" for k in RETRIEVAL_KS]
-    header += [f"image→caption R@{k} %" for k in RETRIEVAL_KS]
-    header += ["caption→image median rank", "image→caption median rank"]
+        row = {"model and data": r.label}
+        for d, arrow in directions.items():
+            for k in RETRIEVAL_KS:
+                row[f"{arrow} R@{k} %"] = pct(recalls[r.label][f"{d}_retrieval_recall@{k}"])
+        for d, arrow in directions.items():
+            row[f"{arrow} median rank"] = num(r.metric(f"{d}_retrieval_median_rank"), 1)
+        rows.append(row)
     plot_recall_bars(recalls, RETRIEVAL_KS, out / "retrieval_recall.png")
     return [
         ("h2", "Retrieval"),
-        ("table", header, rows),
+        _table(rows),
         ("img", "Retrieval recall@k", "retrieval_recall.png"),
     ]
 
@@ -190,17 +193,10 @@ def _linear_probe(results: list[Result], out: Path) -> list[Block]:
     rows = []
     for r in results:
         lam = r.doc.get("details", {}).get("hparams", {}).get("lambda")
-        rows.append(
-            [
-                r.label,
-                pct(r.metric("acc1")),
-                pct(r.metric("acc5")),
-                pct(r.metric("mean_per_class_recall")),
-                "–" if lam is None else f"{lam:.3g}",
-            ]
-        )
-    header = ["model and data", "acc@1 %", "acc@5 %", "mean per-class recall %", "lambda"]
-    return [("h2", "Linear probe"), ("table", header, rows)]
+        row = {"model and data": r.label}
+        row.update({header: pct(r.metric(key)) for header, key in LABEL_COLUMNS.items()})
+        rows.append({**row, "lambda": "–" if lam is None else f"{lam:.3g}"})
+    return [("h2", "Linear probe"), _table(rows)]
 
 
 def _fewshot(results: list[Result], out: Path) -> list[Block]:
@@ -234,25 +230,24 @@ def _fewshot(results: list[Result], out: Path) -> list[Block]:
 
 
 def _robustness(results: list[Result], out: Path) -> list[Block]:
-    rows: list[list[str]] = []
-    blocks: list[Block] = [("h2", "Calibration, OOD detection, modality gap")]
+    rows: list[dict[str, str]] = []
     images: list[Block] = []
     for index, r in enumerate(results):
         scaling = r.metric("temperature_scaling")
         ood = r.metric("ood", optional=True) or {}
         rows.append(
-            [
-                r.label,
-                pct(r.metric("acc1")),
-                pct(r.metric("ece")),
-                pct(scaling.get("ece_after")),
-                num(r.metric("nll")),
-                num(scaling.get("nll_after")),
-                num(scaling.get("temperature")),
-                pct(ood.get("auroc")),
-                pct(ood.get("fpr@95tpr")),
-                num(r.metric("modality_gap")),
-            ]
+            {
+                "model and data": r.label,
+                "acc@1 %": pct(r.metric("acc1")),
+                "ECE %": pct(r.metric("ece")),
+                "ECE after T %": pct(scaling.get("ece_after")),
+                "NLL": num(r.metric("nll")),
+                "NLL after T": num(scaling.get("nll_after")),
+                "T": num(scaling.get("temperature")),
+                "OOD AUROC %": pct(ood.get("auroc")),
+                "FPR@95 %": pct(ood.get("fpr@95tpr")),
+                "modality gap": num(r.metric("modality_gap")),
+            }
         )
         details = r.doc.get("details", {})
         if "reliability" not in details:
@@ -263,19 +258,7 @@ def _robustness(results: list[Result], out: Path) -> list[Block]:
         file = f"reliability_{index}.png"
         plot_reliability(diagrams, r.label, out / file)
         images.append(("img", f"Reliability diagram: {r.label}", file))
-    header = [
-        "model and data",
-        "acc@1 %",
-        "ECE %",
-        "ECE after T %",
-        "NLL",
-        "NLL after T",
-        "T",
-        "OOD AUROC %",
-        "FPR@95 %",
-        "modality gap",
-    ]
-    return blocks + [("table", header, rows)] + images
+    return [("h2", "Calibration, OOD detection, modality gap"), _table(rows), *images]
 
 
 SECTIONS = {
