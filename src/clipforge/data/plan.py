@@ -45,7 +45,14 @@ from clipforge.data.conventions import (
     visible_files,
 )
 from clipforge.data.spec import expand_urls
-from clipforge.data.tables import cell_text, pick_column, read_columns, table_columns
+from clipforge.data.tables import (
+    cell_text,
+    check_table,
+    pick_column,
+    read_columns,
+    resolve_image_root,
+    table_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -289,12 +296,8 @@ def _resolve_table(
 ) -> _Resolved:
     """One sample per row; the key is the row's ``key`` cell when there is one, else its
     0-based row number."""
-    if not path.is_file():
-        raise FileNotFoundError(f"table {str(path)!r} does not exist")
-    table_path = path.resolve()
-    root = table_path.parent if image_root is None else Path(image_root).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"image root {str(root)!r} of table {str(path)!r} is not a folder")
+    table_path = check_table(path).resolve()
+    root = resolve_image_root(table_path, image_root).resolve()
     kinds = table_columns(table_path)
     names = list(kinds)
     image_col = pick_column(path, kinds, columns.image, IMAGE_COLUMNS, "image", required=False)

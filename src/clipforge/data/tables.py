@@ -12,6 +12,7 @@ across ranks and workers, so resuming skips rows by index without opening a sing
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,15 @@ def check_table(path: str | Path) -> Path:
     if not table.is_file():
         raise MissingDataError(f"table {str(table)!r} not found")
     return table
+
+
+def resolve_image_root(source: Path, given: str | os.PathLike[str] | None) -> Path:
+    """The folder the image paths of ``source`` (a table or annotation file) are relative to:
+    ``given``, else the file's own folder; :class:`MissingDataError` when it is not a folder."""
+    root = source.parent if given is None else Path(given)
+    if not root.is_dir():
+        raise MissingDataError(f"image root {str(root)!r} of {str(source)!r} is not a folder")
+    return root
 
 
 def _delimiter(path: Path) -> str:
@@ -64,14 +74,12 @@ def _is_text(pa, kind) -> bool:  # noqa: ANN001 (pyarrow is imported lazily)
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def table_header(path: Path) -> list[str]:
-    """The column names of a table, in order."""
-    return list(table_columns(path))
-
-
 def read_columns(path: Path, columns: Sequence[str]) -> dict[str, list[object]]:
     """The named columns of a table, as lists; DataError naming any column that is missing."""
-    _check_columns(path, columns, table_header(path))
+    available = list(table_columns(path))
+    missing = [column for column in columns if column not in available]
+    if missing:
+        raise DataError(f"table {str(path)!r}: no column {missing} (columns: {available})")
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -82,12 +90,6 @@ def read_columns(path: Path, columns: Sequence[str]) -> dict[str, list[object]]:
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"table {str(path)!r}: cannot read ({err})") from err
     return {column: [row[column] for row in rows] for column in columns}
-
-
-def _check_columns(path: Path, columns: Sequence[str], available: Sequence[str]) -> None:
-    missing = [column for column in columns if column not in available]
-    if missing:
-        raise DataError(f"table {str(path)!r}: no column {missing} (columns: {list(available)})")
 
 
 def pick_column(
@@ -128,12 +130,22 @@ def cell_text(value: object) -> str:
 
 @dataclass(frozen=True)
 class TableRows:
-    """The requested columns of the selected rows; ``rows[i]`` is the row's 0-based position
-    in the table (data rows, header excluded), for error messages and keys."""
+    """The requested columns of the selected rows of table ``path``; ``rows[i]`` is the row's
+    0-based position in the table (data rows, header excluded), for error messages and keys."""
 
+    path: Path
     columns: dict[str, list[object]]
     rows: list[int]
     total: int  # rows in the whole table
+
+    def paths(self, column: str) -> list[str]:
+        """The image path cells of ``column``, stripped; an empty one is an error naming its
+        row."""
+        cells = [cell_text(value) for value in self.columns[column]]
+        if "" in cells:
+            row = self.rows[cells.index("")] + 1
+            raise DataError(f"table {str(self.path)!r}: row {row} has an empty {column!r} cell")
+        return cells
 
 
 def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> TableRows:
@@ -142,7 +154,7 @@ def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> Ta
     A table without a ``split`` column holds one split, so asking it for a split is an error
     rather than a silent "all rows"; so is a split that selects no row.
     """
-    if split is not None and SPLIT_COLUMN not in table_header(path):
+    if split is not None and SPLIT_COLUMN not in table_columns(path):
         raise DataError(
             f"table {str(path)!r} has no {SPLIT_COLUMN!r} column to select split {split!r} "
             "from; pass split=None to read all its rows"
@@ -160,18 +172,8 @@ def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> Ta
             )
     if not rows:
         raise DataError(f"table {str(path)!r} has no rows")
-    return TableRows({name: [cells[name][row] for row in rows] for name in columns}, rows, count)
-
-
-def path_cells(path: Path, column: str, table: TableRows) -> list[str]:
-    """The image path cells, stripped; an empty cell is an error naming its row."""
-    cells = [cell_text(value) for value in table.columns[column]]
-    for position, cell in enumerate(cells):
-        if not cell:
-            raise DataError(
-                f"table {str(path)!r}: row {table.rows[position] + 1} has an empty {column!r} cell"
-            )
-    return cells
+    selected = {name: [cells[name][row] for row in rows] for name in columns}
+    return TableRows(path, selected, rows, count)
 
 
 class ImageTextTable(Dataset[RawSample]):
@@ -192,11 +194,7 @@ class ImageTextTable(Dataset[RawSample]):
         caption_columns: Sequence[str] = ("caption",),
     ) -> None:
         self.path = check_table(path)
-        self.image_root = self.path.parent if image_root is None else Path(image_root)
-        if not self.image_root.is_dir():
-            raise DataError(
-                f"image root {str(self.image_root)!r} of table {str(self.path)!r} is not a folder"
-            )
+        self.image_root = resolve_image_root(self.path, image_root)
         columns = read_columns(self.path, [image_column, *caption_columns])
         self._paths = [cell_text(value) for value in columns[image_column]]
         self._captions = [

@@ -18,7 +18,7 @@ Targets by task:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,42 @@ class EvalSet(Dataset):
         return (image if self.transform is None else self.transform(image)), target
 
 
-class ClassificationSet(EvalSet):
+class StoredSet(EvalSet):
+    """A set whose samples are lists held in memory: ``keys``, ``images`` and one target
+    entry per sample (``what`` names them in the length error)."""
+
+    def __init__(
+        self,
+        name: str,
+        keys: Sequence[str],
+        images: Sequence[ImageRef],
+        targets: Sized,
+        what: str,
+        transform: ImageTransform | None,
+    ) -> None:
+        if not len(keys) == len(images) == len(targets):
+            raise ValueError(
+                f"{name}: {len(keys)} keys, {len(images)} images and {len(targets)} {what}"
+            )
+        if not keys:
+            raise DataError(f"{name}: no samples")
+        self.name = name
+        self.transform = transform
+        self._keys = list(keys)
+        self._images = list(images)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def key(self, index: int) -> str:
+        return self._keys[index]
+
+    def image(self, index: int) -> Image.Image:
+        """The decoded image of sample ``index`` (see :func:`read_image`)."""
+        return read_image(self._images[index], self.sample_id(index))
+
+
+class ClassificationSet(StoredSet):
     """Images with a class label (``task="classification"``) or a multi-hot label vector
     (``"multilabel"``), read from files or tar members.
 
@@ -130,36 +165,20 @@ class ClassificationSet(EvalSet):
         templates: Sequence[str] | None = None,
         transform: ImageTransform | None = None,
     ) -> None:
-        if len(keys) != len(images) or len(keys) != len(labels):
-            raise ValueError(
-                f"{name}: {len(keys)} keys, {len(images)} images and {len(labels)} labels"
-            )
-        if not keys:
-            raise DataError(f"{name}: no samples")
-        self.name = name
+        super().__init__(name, keys, images, labels, "labels", transform)
         self.task = "multilabel" if labels.ndim == 2 else "classification"
         self.classnames = list(classnames)
         self.templates = None if templates is None else list(templates)
         self.class_prompts: list[list[str]] | None = None
         self.labels = labels
-        self.transform = transform
-        self._keys = list(keys)
-        self._images = list(images)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def key(self, index: int) -> str:
-        return self._keys[index]
 
     def load(self, index: int) -> tuple[Image.Image, int | torch.Tensor]:
-        image = read_image(self._images[index], self.sample_id(index))
         if self.task == "multilabel":
-            return image, torch.from_numpy(self.labels[index].astype(np.float32))  # (C,)
-        return image, int(self.labels[index])
+            return self.image(index), torch.from_numpy(self.labels[index].astype(np.float32))
+        return self.image(index), int(self.labels[index])
 
 
-class RetrievalSet(EvalSet):
+class RetrievalSet(StoredSet):
     """Images with one or more captions each (``task="retrieval"``); ``captions[i]`` lists the
     captions of image ``i``, so texts can be encoded without decoding a single image."""
 
@@ -174,29 +193,14 @@ class RetrievalSet(EvalSet):
         captions: Sequence[Sequence[str]],
         transform: ImageTransform | None = None,
     ) -> None:
-        if len(keys) != len(images) or len(keys) != len(captions):
-            raise ValueError(
-                f"{name}: {len(keys)} keys, {len(images)} images and {len(captions)} caption lists"
-            )
-        if not keys:
-            raise DataError(f"{name}: no samples")
+        super().__init__(name, keys, images, captions, "caption lists", transform)
         empty = [key for key, texts in zip(keys, captions, strict=True) if not texts]
         if empty:
             raise DataError(f"{name}: {len(empty)} images have no caption (first: {empty[0]!r})")
-        self.name = name
         self.captions = [list(texts) for texts in captions]
-        self.transform = transform
-        self._keys = list(keys)
-        self._images = list(images)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def key(self, index: int) -> str:
-        return self._keys[index]
 
     def load(self, index: int) -> tuple[Image.Image, list[str]]:
-        return read_image(self._images[index], self.sample_id(index)), list(self.captions[index])
+        return self.image(index), list(self.captions[index])
 
 
 def read_lines(path: Path, what: str) -> list[str]:

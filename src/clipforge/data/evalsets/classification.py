@@ -32,9 +32,9 @@ from clipforge.data.skips import DataError
 from clipforge.data.tables import (
     TableRows,
     check_table,
-    path_cells,
     pick_column,
     read_table_rows,
+    resolve_image_root,
     table_columns,
 )
 
@@ -259,15 +259,13 @@ def table_classification(
     """
     table_path = check_table(path)
     source = f"table {str(table_path)!r}"
-    root = table_path.parent if image_root is None else Path(image_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image root {str(root)!r} of {source} is not a folder")
+    root = resolve_image_root(table_path, image_root)
     header = table_columns(table_path)
     image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
     multilabel = multilabel or labels_npy is not None
     columns = [image_column] if labels_npy is not None else [image_column, label_column]
     table = read_table_rows(table_path, columns, split)
-    paths = path_cells(table_path, image_column, table)
+    paths = table.paths(image_column)
     names = resolve_classnames(classnames, table_path.parent / CLASSNAMES_FILE)
     if labels_npy is not None:
         labels = _npy_labels(Path(labels_npy), table.rows, table.total, source)

@@ -48,7 +48,7 @@ from clipforge.data.evalsets.shapes_views import (
     ShapesWordOrderSet,
 )
 from clipforge.data.skips import DataError
-from clipforge.data.tables import check_table, table_header
+from clipforge.data.tables import check_table, table_columns
 from clipforge.transforms import InferenceTransform, TrainTransform
 
 SHAPES_NAMES: dict[str, str] = {  # registry name -> task of the view
@@ -179,7 +179,7 @@ def _table_task(path: Path, options: EvalOptions) -> str:
     retrieval when it has a caption column instead."""
     if options.labels_npy is not None or options.multilabel:
         return "classification"
-    header = table_header(check_table(path))
+    header = list(table_columns(check_table(path)))
     if options.label_column in header:
         return "classification"
     if options.caption_column is not None or any(name in header for name in CAPTION_COLUMNS):

@@ -27,9 +27,9 @@ from clipforge.data.evalsets.base import ImageTransform, RetrievalSet
 from clipforge.data.skips import DataError
 from clipforge.data.tables import (
     check_table,
-    path_cells,
     pick_column,
     read_table_rows,
+    resolve_image_root,
     table_columns,
 )
 
@@ -71,13 +71,6 @@ def _retrieval_set(
     )
 
 
-def _image_root(image_root: str | os.PathLike[str] | None, source: Path) -> Path:
-    root = source.parent if image_root is None else Path(image_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image root {str(root)!r} of {str(source)!r} is not a folder")
-    return root
-
-
 def table_retrieval(
     path: str | os.PathLike[str],
     *,
@@ -95,12 +88,12 @@ def table_retrieval(
     ``image_root`` (default: the table's folder). ``split`` selects rows by a ``split`` column.
     """
     table_path = check_table(path)
-    root = _image_root(image_root, table_path)
+    root = resolve_image_root(table_path, image_root)
     header = table_columns(table_path)
     image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
     caption_column = pick_column(table_path, header, caption_column, CAPTION_COLUMNS, "caption")
     table = read_table_rows(table_path, [image_column, caption_column], split)
-    paths = path_cells(table_path, image_column, table)
+    paths = table.paths(image_column)
     cells = table.columns[caption_column]
     images, captions = _grouped(
         (image, _caption_list(cell)) for image, cell in zip(paths, cells, strict=True)
@@ -118,7 +111,7 @@ def flickr_text_retrieval(
     text_path = Path(path)
     if not text_path.is_file():
         raise FileNotFoundError(f"caption file {str(text_path)!r} not found")
-    root = _image_root(image_root, text_path)
+    root = resolve_image_root(text_path, image_root)
     pairs = []
     lines = text_path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines[1:], 2):
@@ -150,7 +143,7 @@ def json_retrieval(
     json_path = Path(path)
     if not json_path.is_file():
         raise FileNotFoundError(f"annotation file {str(json_path)!r} not found")
-    root = _image_root(image_root, json_path)
+    root = resolve_image_root(json_path, image_root)
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
