@@ -32,9 +32,10 @@ from pathlib import Path
 from .prompt_files import read_json
 
 DCLIP_FORMAT = "{classname}, {descriptor}"
-_WHICH_IS = ("a",)
+# Rules 1 and 3 give the same rewrite, and no string matches both them and rule 2 (the first
+# letters differ), so they are tested together.
+_WHICH_IS = ("a", "used")
 _WHICH = ("has", "often", "typically", "may", "can")
-_WHICH_IS_LATE = ("used",)
 
 
 def descriptor_sentence(descriptor: str) -> str:
@@ -43,8 +44,6 @@ def descriptor_sentence(descriptor: str) -> str:
         return f"which is {descriptor}"
     if descriptor.startswith(_WHICH):
         return f"which {descriptor}"
-    if descriptor.startswith(_WHICH_IS_LATE):
-        return f"which is {descriptor}"
     return f"which has {descriptor}"
 
 
@@ -72,13 +71,10 @@ def lists_for_classes(
             f"{source}: no {what}s for class {missing[0]!r}"
             + (f" (and {len(missing) - 1} more classes)" if len(missing) > 1 else "")
         )
-    out = []
-    for name in classnames:
-        items = list(lists[name])
-        if not items:
-            raise ValueError(f"{source}: class {name!r} has an empty {what} list")
-        out.append(items)
-    return out
+    empty = [name for name in classnames if not lists[name]]
+    if empty:
+        raise ValueError(f"{source}: class {empty[0]!r} has an empty {what} list")
+    return [list(lists[name]) for name in classnames]
 
 
 def descriptor_prompts(

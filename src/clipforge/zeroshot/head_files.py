@@ -23,11 +23,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path
-from .heads import Head, HeadEnsemble, ZeroShotHead
+from .heads import TENSORS, Head, HeadEnsemble, ZeroShotHead
 
 METADATA_KEY = "clipforge.zeroshot"
 FORMAT_VERSION = 1
-_TENSORS = ("weights", "prompt_embeddings", "prompt_class")
 
 
 def save_head(head: Head, path: str | os.PathLike) -> None:
@@ -102,7 +101,7 @@ def read_document_file(
 
 def _head_tensors(head: ZeroShotHead, prefix: str) -> dict[str, torch.Tensor]:
     return {
-        prefix + name: getattr(head, name) for name in _TENSORS if getattr(head, name) is not None
+        prefix + name: getattr(head, name) for name in TENSORS if getattr(head, name) is not None
     }
 
 

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 SCORINGS = ("dot", "mean_similarity")
+TENSORS = ("weights", "prompt_embeddings", "prompt_class")  # the fields that are tensors
 _NORM_TOLERANCE = 1e-3
 
 
@@ -111,7 +112,7 @@ class ZeroShotHead:
         """The same head with its tensors on ``device``."""
         moved = {
             name: getattr(self, name).to(device)
-            for name in ("weights", "prompt_embeddings", "prompt_class")
+            for name in TENSORS
             if getattr(self, name) is not None
         }
         return dataclasses.replace(self, **moved)
@@ -182,23 +183,18 @@ def average_weights(
     member contributes its normalised mean prompt embeddings, so its own scoring rule is not
     kept (use :class:`HeadEnsemble` to keep it).
     """
-    heads = tuple(heads)
-    check_members(heads, head_weights)
-    dims = {head.dim for head in heads}
+    ensemble = HeadEnsemble(tuple(heads), head_weights)  # checks the members and weights
+    dims = {head.dim for head in ensemble.heads}
     if len(dims) > 1:
         raise ValueError(f"cannot average weights of different dimensions {sorted(dims)}")
-    models = _recorded_models(heads)
+    models = _recorded_models(ensemble.heads)
     if len(models) > 1:
         raise ValueError(f"cannot average weights of different models {sorted(models)}")
-    weights = _normalised(head_weights, len(heads))
-    mixed = sum(w * head.weights for w, head in zip(weights, heads, strict=True))  # (C, D)
-    provenance = {
-        "method": "weight_average",
-        "model": next(iter(models), None),
-        "head_weights": list(map(float, head_weights)) if head_weights is not None else None,
-        "members": [head.provenance for head in heads],
-    }
-    return ZeroShotHead(heads[0].classnames, F.normalize(mixed, dim=-1), provenance=provenance)
+    weights = _normalised(ensemble.head_weights, len(ensemble.heads))
+    mixed = sum(w * head.weights for w, head in zip(weights, ensemble.heads, strict=True))  # (C, D)
+    provenance = {**ensemble.provenance, "method": "weight_average"}
+    provenance["model"] = next(iter(models), None)
+    return ZeroShotHead(ensemble.classnames, F.normalize(mixed, dim=-1), provenance=provenance)
 
 
 def check_members(heads: Sequence[ZeroShotHead], head_weights: Sequence[float] | None) -> None:
@@ -260,24 +256,14 @@ def _normalised(head_weights: Sequence[float] | None, count: int) -> list[float]
 
 
 def _unit_features(features: torch.Tensor, dim: int) -> torch.Tensor:
-    if (
-        not isinstance(features, torch.Tensor)
-        or features.ndim != 2
-        or not features.is_floating_point()
-    ):
-        shape = (
-            tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-        )
-        raise ValueError(f"image features must be a float tensor (B, D), got {shape}")
+    _check_matrix(features, "image features", "(B, D)")
     if features.shape[1] != dim:
         raise ValueError(f"image features have dimension {features.shape[1]}, the head {dim}")
     return F.normalize(features, dim=-1)
 
 
 def _check_unit_rows(tensor: torch.Tensor, name: str) -> None:
-    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2 or not tensor.is_floating_point():
-        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
-        raise ValueError(f"{name} must be a float tensor (rows, D), got {shape}")
+    _check_matrix(tensor, name, "(rows, D)")
     if tensor.shape[0] == 0 or not torch.isfinite(tensor).all():
         raise ValueError(f"{name} is empty or holds NaN or infinite values")
     norms = tensor.float().norm(dim=-1)  # (rows,)
@@ -287,6 +273,12 @@ def _check_unit_rows(tensor: torch.Tensor, name: str) -> None:
         raise ValueError(
             f"{name} row {row} has norm {float(norms[row]):.4f}; rows must be unit-norm"
         )
+
+
+def _check_matrix(tensor: torch.Tensor, name: str, shape: str) -> None:
+    if not isinstance(tensor, torch.Tensor) or tensor.ndim != 2 or not tensor.is_floating_point():
+        got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ValueError(f"{name} must be a float tensor {shape}, got {got}")
 
 
 def _json_copy(value: dict[str, Any], name: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import glob
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,7 @@ def load_templates(
     ``my.de.txt`` (or ``my.de.json``).
     """
     entries = read_entries(source, "templates", dataset=dataset, language=language)
-    templates = [Entry(_checked_template(entry), entry.where) for entry in entries]
-    check_unique(templates, "template")
-    return [entry.text for entry in templates]
+    return _unique(entries, _checked_template, "template")
 
 
 def load_classnames(
@@ -82,23 +81,18 @@ def load_classnames(
 ) -> list[str]:
     """Class names in label order (entry ``i`` names label ``i``)."""
     entries = read_entries(source, "class names", dataset=dataset, language=language)
-    names = [Entry(entry.text.strip(), entry.where) for entry in entries]
-    for entry in names:
-        if not entry.text:
-            raise ValueError(f"{entry.where}: empty class name")
-    check_unique(names, "class name")
-    return [entry.text for entry in names]
+    return _unique(entries, _checked_classname, "class name")
 
 
-def check_unique(entries: list[Entry], what: str) -> None:
-    """Raise on the first repeated text, naming where it occurs both times."""
-    first: dict[str, str] = {}
+def _unique(entries: list[Entry], clean: Callable[[Entry], str], what: str) -> list[str]:
+    """``clean(entry)`` of each entry in order; a repeat is an error naming both places."""
+    first: dict[str, str] = {}  # text -> where it first occurs
     for entry in entries:
-        if entry.text in first:
-            raise ValueError(
-                f"{entry.where}: duplicate {what} {entry.text!r} (first at {first[entry.text]})"
-            )
-        first[entry.text] = entry.where
+        text = clean(entry)
+        if text in first:
+            raise ValueError(f"{entry.where}: duplicate {what} {text!r} (first at {first[text]})")
+        first[text] = entry.where
+    return list(first)
 
 
 def read_json(path: Path) -> Any:
@@ -245,6 +239,13 @@ def _pick(node: Any, key: str, path: Path, keys: str, what: str) -> tuple[Any, s
 
 def _at(path: Path, keys: str) -> str:
     return f"{path} {keys}" if keys else str(path)
+
+
+def _checked_classname(entry: Entry) -> str:
+    name = entry.text.strip()
+    if not name:
+        raise ValueError(f"{entry.where}: empty class name")
+    return name
 
 
 def _checked_template(entry: Entry) -> str:
