@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from clipforge.search import layout
+from clipforge.search.vectors import open_arrays
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,8 +54,6 @@ class Collection:
         partitions: list[int] | None = None,
         modality: str = "image",
     ) -> None:
-        if modality not in ("image", "text"):
-            raise ValueError(f"modality {modality!r} is unknown; expected 'image' or 'text'")
         self.root = Path(root).resolve()
         self.info = layout.read_info(self.root)
         complete = layout.complete_partitions(self.root)
@@ -66,13 +65,10 @@ class Collection:
                 f"over partitions {self.partitions}; serve the embeddings it was built from"
             )
         self.modality = modality
-        self._vectors = [self._open_vectors(p) for p in self.partitions]  # each (n_p, D)
+        arrays, self.dim = open_arrays(self.root, modality, self.partitions, self.info.get("dim"))
+        self._vectors = list(arrays.values())  # each (n_p, D)
         self.partition_rows = [len(v) for v in self._vectors]
         self._offsets = np.cumsum([0, *self.partition_rows])  # (P + 1,)
-        widths = {int(v.shape[1]) for v in self._vectors}
-        if len(widths) > 1:
-            raise ValueError(f"{self.root}: partitions hold vectors of widths {sorted(widths)}")
-        self.dim = widths.pop() if widths else int(self.info["dim"])
         self.image_roots = [Path(r).resolve() for r in self.info.get("image_roots") or []]
         self._check_metadata()
         self._table = functools.lru_cache(maxsize=TABLE_CACHE_SIZE)(self._read_table)
@@ -80,16 +76,6 @@ class Collection:
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
-
-    def _open_vectors(self, partition: int) -> np.ndarray:
-        path_of = layout.img_emb_path if self.modality == "image" else layout.text_emb_path
-        path = path_of(self.root, partition)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing although partition {partition} is complete")
-        vectors = np.load(path, mmap_mode="r")
-        if vectors.ndim != 2:
-            raise ValueError(f"{path}: expected a (n, D) array, got shape {vectors.shape}")
-        return vectors
 
     def locate(self, item_id: int) -> tuple[int, int]:
         """``(position in self.partitions, row)`` of a global id; ItemNotFound outside."""

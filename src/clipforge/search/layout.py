@@ -49,6 +49,11 @@ def text_emb_path(root: str | os.PathLike, partition: int) -> Path:
     return Path(root) / TEXT_DIR / _name("text_emb", partition, "npy")
 
 
+def emb_path(root: str | os.PathLike, partition: int, modality: str) -> Path:
+    """The image embeddings of a partition, or its caption (``"text"``) embeddings."""
+    return (img_emb_path if modality == "image" else text_emb_path)(root, partition)
+
+
 def metadata_path(root: str | os.PathLike, partition: int) -> Path:
     return Path(root) / META_DIR / _name("metadata", partition, "parquet")
 

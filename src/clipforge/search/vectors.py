@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from clipforge.search import layout
+from clipforge.search.configs import MODALITIES
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("image", "text")
 NORM_TOLERANCE = 1e-2  # float16 storage moves a unit norm by ~1e-3; 1e-2 still catches raw features
 CHUNK_ROWS = 65536  # rows converted to float32 at a time: 128 MiB at D = 512
 
@@ -88,8 +88,6 @@ class VectorSource:
     @classmethod
     def from_collection(cls, root: str | os.PathLike, modality: str = "image") -> VectorSource:
         """The ``modality`` vectors of the complete partitions of collection ``root``."""
-        if modality not in MODALITIES:
-            raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
         info = layout.read_info(root)
         numbers = layout.complete_partitions(root)
         if not numbers:
@@ -97,14 +95,13 @@ class VectorSource:
                 f"{root}: no complete partitions (no {layout.STATS_DIR}/stats_*.json); "
                 "run `clipforge embed` first"
             )
-        path_of = layout.img_emb_path if modality == "image" else layout.text_emb_path
-        arrays = {n: _open(path_of(root, n)) for n in numbers}
-        dim = _common_dim(arrays, path_of, root, info.get("dim"))
+        arrays, dim = open_arrays(root, modality, numbers, info.get("dim"))
         partitions, offset = [], 0
-        for n in numbers:
-            arr, where = arrays[n], str(path_of(root, n))
+        for n, arr in arrays.items():
             valid = _nonzero_rows(arr) if modality == "text" else None
-            partitions.append(VectorBlock(n, where, len(arr), offset, valid))
+            partitions.append(
+                VectorBlock(n, str(layout.emb_path(root, n, modality)), len(arr), offset, valid)
+            )
             offset += len(arr)
         source = cls(partitions, dim, lambda p: arrays[p.number])
         if source.ntotal == 0:
@@ -166,6 +163,23 @@ class VectorSource:
         return out
 
 
+def open_arrays(
+    root: str | os.PathLike, modality: str, numbers: list[int], declared: int | None
+) -> tuple[dict[int, np.ndarray], int]:
+    """The memory-mapped ``modality`` arrays (n_p, D) of partitions ``numbers`` of collection
+    ``root``, and the one width D they share with embed_info's ``dim`` (``declared``)."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+    arrays = {n: _open(layout.emb_path(root, n, modality)) for n in numbers}
+    widths = {n: arr.shape[1] for n, arr in arrays.items()}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"{root}: the {modality} partitions have different widths {widths}")
+    dim = next(iter(widths.values()), declared)
+    if declared is not None and declared != dim:
+        raise ValueError(f"{root}: {layout.INFO_FILE} says dim={declared}, the arrays have {dim}")
+    return arrays, int(dim)
+
+
 def _open(path: Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing, although its partition is marked complete")
@@ -176,21 +190,6 @@ def _open(path: Path) -> np.ndarray:
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"{path}: expected a float array (n, D), got {arr.dtype} {arr.shape}")
     return arr
-
-
-def _common_dim(arrays: dict[int, np.ndarray], path_of, root, declared: object) -> int:
-    """The one embedding width shared by every partition (and by embed_info's ``dim``)."""
-    first = next(iter(arrays))
-    dim = arrays[first].shape[1]
-    for n, arr in arrays.items():
-        if arr.shape[1] != dim:
-            raise ValueError(
-                f"{path_of(root, n)} has dimension {arr.shape[1]}, "
-                f"but {path_of(root, first)} has {dim}"
-            )
-    if declared is not None and declared != dim:
-        raise ValueError(f"{root}: {layout.INFO_FILE} says dim={declared}, the arrays have {dim}")
-    return dim
 
 
 def _nonzero_rows(arr: np.ndarray) -> np.ndarray:
