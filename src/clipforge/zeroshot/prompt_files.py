@@ -117,7 +117,7 @@ def read_entries(source: Source, kind: str, *, dataset: str | None, language: st
                 f"{path}: a text file is not keyed by dataset; drop dataset={dataset!r}"
             )
         if not specific:
-            _check_default_language(path, base, language, set())
+            _check_default_language(path, base, language)
         entries = _text_entries(path)
     else:
         entries = _json_entries(path, base, dataset, language, specific)
@@ -153,10 +153,11 @@ def _resolve(
     for default in defaults:
         if default.is_file():
             return default, False
-    if _file_languages(base):
+    languages = _file_languages(base)
+    if languages:
         raise ValueError(
             f"no {kind} in language {language!r} for {os.fspath(source)!r}; "
-            f"available: {sorted(_file_languages(base))}"
+            f"available: {sorted(languages)}"
         )
     if named is None and base.parent == PACKAGE_DIR:
         raise ValueError(
@@ -177,10 +178,10 @@ def _file_languages(base: Path) -> set[str]:
     return found
 
 
-def _check_default_language(where: str | Path, base: Path, language: str, keys: set[str]) -> None:
+def _check_default_language(where: str | Path, base: Path, language: str) -> None:
     """A file without a language part (and not keyed by language) holds English only."""
     if language != DEFAULT_LANGUAGE:
-        available = sorted(_file_languages(base) | keys | {DEFAULT_LANGUAGE})
+        available = sorted(_file_languages(base) | {DEFAULT_LANGUAGE})
         raise ValueError(f"{where}: no language {language!r}; available: {available}")
 
 
@@ -212,7 +213,7 @@ def _json_entries(
             )
         node, keys = _pick(node, language, path, keys, "language")
     elif not specific:
-        _check_default_language(_at(path, keys), base, language, set())
+        _check_default_language(_at(path, keys), base, language)
     if not isinstance(node, list):
         raise ValueError(
             f"{_at(path, keys)}: expected a list of strings, got {type(node).__name__}"
