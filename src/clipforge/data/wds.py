@@ -66,22 +66,6 @@ def parse_captions(files: dict[str, bytes], caption_field: str | None) -> tuple[
     return tuple(v.strip() for v in values if v.strip())
 
 
-def _make_sample(
-    shard: str,
-    key: str,
-    files: dict[str, bytes],
-    fault: tuple[SkipReason, str] | None,
-    caption_field: str | None,
-) -> RawSample:
-    image = image_member(files)
-    try:
-        captions = parse_captions(files, caption_field)
-    except ValueError as err:
-        captions = ()
-        fault = fault or (SkipReason.NO_CAPTION, str(err))
-    return RawSample(key=key, origin=shard, image=image, captions=captions, fault=fault)
-
-
 MemberFault = tuple[SkipReason, str]
 
 
@@ -129,10 +113,15 @@ def read_shard_members(
 
 def read_shard(shard: str, *, caption_field: str | None = None) -> Iterator[RawSample]:
     """The samples of one tar shard in member order, faults as :func:`read_shard_members`
-    gives them."""
+    gives them; unreadable captions make a ``no_caption`` fault."""
     for key, members, fault in read_shard_members(shard):
         files = {extension: data for extension, (_, data) in members.items()}
-        yield _make_sample(shard, key, files, fault, caption_field)
+        try:
+            captions = parse_captions(files, caption_field)
+        except ValueError as err:
+            captions = ()
+            fault = fault or (SkipReason.NO_CAPTION, str(err))
+        yield RawSample(key, shard, image_member(files), captions, fault)
 
 
 def shuffled(items: Iterable[T], size: int, rng: random.Random) -> Iterator[T]:
@@ -170,6 +159,8 @@ class WebDatasetSource:
     weights every shard is equally likely.
 
     With ``shuffle``, samples pass through a buffer of ``shuffle_buffer`` samples per slot.
+    ``sources`` (from :func:`~clipforge.data.spec.expand_urls`) and the options arrive checked
+    by the spec and :func:`~clipforge.data.loader.build_image_text_loader`.
     """
 
     def __init__(
@@ -180,16 +171,8 @@ class WebDatasetSource:
         resampled: bool = False,
         shuffle_buffer: int = 1000,
         caption_field: str | None = None,
-        name: str = "",
+        name: str,
     ) -> None:
-        if not sources or not all(sources):
-            raise ValueError(f"WebDatasetSource {name!r}: every source needs at least one shard")
-        if weights is not None and len(weights) != len(sources):
-            raise ValueError(
-                f"WebDatasetSource {name!r}: {len(weights)} weights for {len(sources)} sources"
-            )
-        if shuffle_buffer < 0:
-            raise ValueError(f"shuffle_buffer={shuffle_buffer} must be >= 0")
         self.shards: list[str] = [shard for source in sources for shard in source]
         # Without weights, weighting each source by its shard count makes every shard equal.
         source_weights = (
@@ -203,7 +186,7 @@ class WebDatasetSource:
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
         self.caption_field = caption_field
-        self.name = name or " :: ".join(",".join(source) for source in sources)
+        self.name = name
 
     def samples(
         self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool, start: int

@@ -64,6 +64,10 @@ class ShardSample:
         """``<shard file name>:<key>``, unique within a split."""
         return f"{Path(self.shard).name}:{self.key}"
 
+    def error(self, problem: str) -> DataError:
+        """A :class:`DataError` naming this sample (its shard path and key)."""
+        return DataError(f"sample {self.shard}:{self.key}: {problem}")
+
 
 def index_shard(
     shard: str | os.PathLike[str], read: tuple[str, ...] = METADATA_EXTENSIONS
@@ -148,10 +152,6 @@ def is_benchmark_wds(path: Path) -> bool:
     )
 
 
-def _image_ref(sample: ShardSample) -> MemberRef | None:
-    return image_member(sample.members)
-
-
 def _member(sample: ShardSample, extension: str, what: str) -> bytes:
     if extension not in sample.data:
         raise DataError(f"sample {sample.shard}:{sample.key} has no .{extension} member ({what})")
@@ -161,15 +161,10 @@ def _member(sample: ShardSample, extension: str, what: str) -> bytes:
 def _class_index(sample: ShardSample, classes: int) -> int:
     text = _member(sample, "cls", "the class index").decode("utf-8", errors="replace").strip()
     if not re.fullmatch(r"[+-]?\d+", text):
-        raise DataError(
-            f"sample {sample.shard}:{sample.key}: .cls holds {text!r}, not a class index"
-        )
-    value = int(text)
-    if not 0 <= value < classes:
-        raise DataError(
-            f"sample {sample.shard}:{sample.key}: class index {value} is outside [0, {classes})"
-        )
-    return value
+        raise sample.error(f".cls holds {text!r}, not a class index")
+    if not 0 <= int(text) < classes:
+        raise sample.error(f"class index {int(text)} is outside [0, {classes})")
+    return int(text)
 
 
 def _multi_hot(sample: ShardSample, classes: int) -> np.ndarray:
@@ -177,11 +172,10 @@ def _multi_hot(sample: ShardSample, classes: int) -> np.ndarray:
     try:
         vector = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise DataError(f"sample {sample.shard}:{sample.key}: .npy does not load ({err})") from err
+        raise sample.error(f".npy does not load ({err})") from err
     if vector.shape != (classes,) or not np.isin(vector, (0, 1)).all():
-        raise DataError(
-            f"sample {sample.shard}:{sample.key}: .npy has shape {vector.shape}; expected "
-            f"({classes},) of 0/1 for the {classes} classes"
+        raise sample.error(
+            f".npy has shape {vector.shape}; expected ({classes},) of 0/1 for the {classes} classes"
         )
     return vector.astype(np.uint8)
 
@@ -190,9 +184,9 @@ def _captions(sample: ShardSample) -> list[str]:
     try:
         captions = parse_captions({"txt": _member(sample, "txt", "the captions")}, None)
     except ValueError as err:
-        raise DataError(f"sample {sample.shard}:{sample.key}: {err}") from err
+        raise sample.error(str(err)) from err
     if not captions:
-        raise DataError(f"sample {sample.shard}:{sample.key}: .txt holds no caption")
+        raise sample.error(".txt holds no caption")
     return list(captions)
 
 
@@ -214,7 +208,7 @@ def benchmark_wds(
     if not samples:
         raise DataError(f"split {name!r} is empty: its shards hold no sample")
     keys = [sample.sample_key for sample in samples]
-    images = [_image_ref(sample) for sample in samples]
+    images = [image_member(sample.members) for sample in samples]
     if kind == "retrieval":
         captions = [_captions(sample) for sample in samples]
         return RetrievalSet(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 from clipforge.data.conventions import CAPTION_COLUMNS, TABLE_SUFFIXES
 from clipforge.data.evalsets.base import (
@@ -66,6 +66,7 @@ SHAPES_DEFAULT_SIZES: dict[str, int] = {  # the demo's evaluation sizes
     "shapes/word-order": 500,
 }
 SHAPES_IMAGE_SIZE = 64  # render size when neither the options nor the transform give one
+_KNOWN_NAMES = ", ".join(SHAPES_NAMES)  # for messages
 LAYOUTS: tuple[str, ...] = (
     "shapes",
     "benchmark_wds",
@@ -113,10 +114,6 @@ class EvalOptions:
             raise ValueError(f"EvalOptions {unused} do not apply to a {layout} evaluation set")
 
 
-def _known() -> str:
-    return ", ".join(SHAPES_NAMES)
-
-
 def detect_layout(spec: str | os.PathLike[str]) -> str:
     """The layout of ``spec`` (one of :data:`LAYOUTS`); an error naming ``spec`` and the known
     names when it is neither a known name nor an existing path of a known kind."""
@@ -124,13 +121,13 @@ def detect_layout(spec: str | os.PathLike[str]) -> str:
     if text in SHAPES_NAMES:
         return "shapes"
     if text.startswith("shapes/"):
-        raise ValueError(f"unknown evaluation set {text!r}; known names: {_known()}")
+        raise ValueError(f"unknown evaluation set {text!r}; known names: {_KNOWN_NAMES}")
     path = Path(text)
     if path.is_dir():
         return "benchmark_wds" if is_benchmark_wds(path) else "image_folder"
     if not path.exists():
         raise FileNotFoundError(
-            f"evaluation set {text!r} is neither an existing path nor a known name ({_known()})"
+            f"evaluation set {text!r} is neither an existing path nor a known name ({_KNOWN_NAMES})"
         )
     if path.suffix in TABLE_SUFFIXES:
         return "table"
@@ -140,7 +137,7 @@ def detect_layout(spec: str | os.PathLike[str]) -> str:
         return "flickr_txt"
     raise DataError(
         f"evaluation set {text!r}: cannot tell its layout; expected a folder, a table "
-        f"({', '.join(TABLE_SUFFIXES)}), a .json or .txt annotation file, or a name ({_known()})"
+        f"({', '.join(TABLE_SUFFIXES)}), a .json or .txt annotation file, or a name ({_KNOWN_NAMES})"
     )
 
 
@@ -155,17 +152,17 @@ def _render_size(options: EvalOptions, transform: ImageTransform | None) -> int:
 def _open_shapes(
     name: str, split: str | None, transform: ImageTransform | None, options: EvalOptions
 ) -> EvalSet:
-    options.check_used("shapes", ("size", "image_size", "seed", "captions"))
+    retrieval = name == "shapes/retrieval"
+    options.check_used(name, ("size", "image_size", "seed") + (("captions",) if retrieval else ()))
     common = {
         "size": SHAPES_DEFAULT_SIZES[name] if options.size is None else options.size,
         "image_size": _render_size(options, transform),
         "seed": options.seed,
         "transform": transform,
     }
-    if name == "shapes/retrieval":
+    if retrieval:
         kinds = {} if options.captions is None else {"captions": options.captions}
         return ShapesRetrievalSet(split="val" if split is None else split, **common, **kinds)
-    options.check_used(name, ("size", "image_size", "seed"))
     if name == "shapes/word-order":
         if split is not None:
             raise ValueError(f"{name} has no splits (its scenes are drawn apart); got {split!r}")
@@ -255,7 +252,8 @@ def _open_for(
     split: str | None,
     transform: ImageTransform | None,
     options: EvalOptions | None,
-) -> EvalSet:
+) -> Any:
+    """:func:`open_evalset`, checked to be of one of ``tasks`` (what ``opener`` promises)."""
     dataset = open_evalset(spec, split, transform, options)
     if dataset.task not in tasks:
         raise ValueError(
@@ -272,8 +270,7 @@ def open_classification(
 ) -> ClassificationSet | ShapesClassificationSet:
     """:func:`open_evalset` for a classification or multi-label set (``classnames``,
     ``templates``, ``class_prompts``, ``labels``); an error naming ``spec`` otherwise."""
-    dataset = _open_for(LABEL_TASKS, "open_classification", spec, split, transform, options)
-    return cast(ClassificationSet | ShapesClassificationSet, dataset)
+    return _open_for(LABEL_TASKS, "open_classification", spec, split, transform, options)
 
 
 def open_retrieval(
@@ -283,8 +280,7 @@ def open_retrieval(
     options: EvalOptions | None = None,
 ) -> RetrievalSet | ShapesRetrievalSet:
     """:func:`open_evalset` for a retrieval set (``captions``); an error otherwise."""
-    dataset = _open_for(("retrieval",), "open_retrieval", spec, split, transform, options)
-    return cast(RetrievalSet | ShapesRetrievalSet, dataset)
+    return _open_for(("retrieval",), "open_retrieval", spec, split, transform, options)
 
 
 def open_caption_selection(
@@ -294,7 +290,6 @@ def open_caption_selection(
     options: EvalOptions | None = None,
 ) -> ShapesWordOrderSet:
     """:func:`open_evalset` for a caption-selection set (``captions``, correct first)."""
-    dataset = _open_for(
+    return _open_for(
         ("caption_selection",), "open_caption_selection", spec, split, transform, options
     )
-    return cast(ShapesWordOrderSet, dataset)
