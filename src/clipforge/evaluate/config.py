@@ -22,7 +22,7 @@ from .cache import default_cache_dir
 TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "linear-probe", "fewshot", "robustness")
 METHODS: tuple[str, ...] = ("tip", "tip-f", "gda", "coop", "linear")
 DEFAULT_SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)
-# The data each task reads besides its test split (see clipforge.evaluate.inputs.ROLES).
+# The roles (splits) each task reads; clipforge.evaluate.inputs.open_roles opens them.
 TASK_ROLES: dict[str, tuple[str, ...]] = {
     "zeroshot": ("test",),
     "retrieval": ("test",),

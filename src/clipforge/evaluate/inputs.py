@@ -13,7 +13,7 @@ from typing import Any
 
 from ..data.evalsets import EvalOptions, EvalSet
 from .cache import path_fingerprint
-from .config import EvalConfig
+from .config import TASK_ROLES, EvalConfig
 from .features import CachedEncoder, EncodedSet
 from .splits import SplitSpec, check_disjoint, default_split, open_split, parse_split
 
@@ -63,12 +63,13 @@ def open_role(
 
 
 def open_roles(
-    config: EvalConfig, encoder: CachedEncoder, roles: tuple[str, ...], tasks: tuple[str, ...]
+    config: EvalConfig, encoder: CachedEncoder, tasks: tuple[str, ...]
 ) -> dict[str, RoleSet]:
-    """Open ``config.dataset`` once per role; each must be a set of one of ``tasks``
-    (e.g. ``("classification",)``), and no two roles may share samples."""
+    """Open ``config.dataset`` once per role its task reads (:data:`~.config.TASK_ROLES`);
+    each must be a set of one of ``tasks`` (e.g. ``("classification",)``), and no two roles
+    may share samples."""
     opened = {}
-    for role in roles:
+    for role in TASK_ROLES[config.task]:
         item = open_role(
             config.dataset, role, role_split(config, role), encoder, config.data.options
         )

@@ -24,8 +24,9 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
+def _save(fig: Any, path: Path, *, tight: bool = True) -> None:
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
 
@@ -63,24 +64,18 @@ def plot_reliability(
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(diagrams), figsize=(4.2 * len(diagrams), 4), squeeze=False)
     for ax, (label, bins) in zip(axes[0], diagrams.items(), strict=True):
-        lower = np.asarray(bins["lower"], dtype=float)
-        width = np.asarray(bins["upper"], dtype=float) - lower
         filled = np.asarray(bins["count"]) > 0
-        accuracy = np.array([np.nan if v is None else v for v in bins["accuracy"]], dtype=float)
-        confidence = np.array([np.nan if v is None else v for v in bins["confidence"]], dtype=float)
-        ax.bar(
-            lower[filled],
-            accuracy[filled],
-            width[filled],
-            align="edge",
-            edgecolor="black",
-            label="accuracy",
+        lower, upper, accuracy, confidence = (
+            np.asarray(bins[key], dtype=float)[filled]  # an empty bin's None becomes NaN
+            for key in ("lower", "upper", "accuracy", "confidence")
         )
+        width = upper - lower
+        ax.bar(lower, accuracy, width, align="edge", edgecolor="black", label="accuracy")
         ax.bar(
-            lower[filled],
-            confidence[filled] - accuracy[filled],
-            width[filled],
-            bottom=accuracy[filled],
+            lower,
+            confidence - accuracy,
+            width,
+            bottom=accuracy,
             align="edge",
             color="tab:red",
             alpha=0.3,
@@ -158,8 +153,7 @@ def plot_retrieval_examples(
         short = caption if len(caption) <= 80 else caption[:77] + "..."
         axes[row][0].set_title(f"“{short}”", loc="left", fontsize=8)
     fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, hspace=0.35, wspace=0.08)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, tight=False)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path) -> None:

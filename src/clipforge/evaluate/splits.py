@@ -26,6 +26,7 @@ samples of one split (e.g. ``val`` tuned on the test samples).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +47,7 @@ SHAPES_SPLITS: dict[str, dict[str, str]] = {
     "shapes/colour": {"test": "val", "train": "train", "val": "val[1000:2000]"},
 }
 GENERIC_SPLITS: dict[str, str | None] = {"test": None, "train": "train", "val": "val"}
-_RANGE = re.compile(r"(?P<name>[^\[\]]+)\[(?P<start>\d*):(?P<stop>\d*)\]")
+_SPLIT = re.compile(r"(?P<name>[^\[\]]+)(\[(?P<start>\d*):(?P<stop>\d*)\])?")
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,10 @@ def parse_split(text: str) -> SplitSpec:
     """``"val"`` or ``"val[100:200]"`` as a :class:`SplitSpec`; malformed text is an error."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"split must be a non-empty name, got {text!r}")
-    if "[" not in text and "]" not in text:
-        return SplitSpec(text)
-    match = _RANGE.fullmatch(text)
+    match = _SPLIT.fullmatch(text)
     if match is None:
         raise ValueError(f"split {text!r} is malformed; write NAME or NAME[START:STOP]")
-    start = int(match["start"]) if match["start"] else 0
+    start = int(match["start"] or 0)
     stop = int(match["stop"]) if match["stop"] else None
     if stop is not None and stop <= start:
         raise ValueError(f"split {text!r} is an empty range ({start} to {stop})")
@@ -163,15 +162,13 @@ def check_disjoint(roles: dict[str, tuple[SplitSpec | None, int]]) -> None:
         for role, (split, size) in roles.items()
         if split is not None
     }
-    names = list(spans)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            name_a, start_a, stop_a = spans[first]
-            name_b, start_b, stop_b = spans[second]
-            if name_a == name_b and start_a < stop_b and start_b < stop_a:
-                raise ValueError(
-                    f"the {second} split {str(roles[second][0])!r} shares samples "
-                    f"{max(start_a, start_b)}-{min(stop_a, stop_b) - 1} of split {name_a!r} "
-                    f"with the {first} split {str(roles[first][0])!r}; give disjoint splits "
-                    "or ranges such as NAME[START:STOP]"
-                )
+    for first, second in itertools.combinations(spans, 2):
+        name_a, start_a, stop_a = spans[first]
+        name_b, start_b, stop_b = spans[second]
+        if name_a == name_b and start_a < stop_b and start_b < stop_a:
+            raise ValueError(
+                f"the {second} split {str(roles[second][0])!r} shares samples "
+                f"{max(start_a, start_b)}-{min(stop_a, stop_b) - 1} of split {name_a!r} "
+                f"with the {first} split {str(roles[first][0])!r}; give disjoint splits "
+                "or ranges such as NAME[START:STOP]"
+            )

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from ..config import EvalConfig
 from ..features import CachedEncoder
-from .common import TaskOutput, label_metrics
+from .common import TaskOutput
 from .fewshot import run_fewshot
 from .linear_probe import run_linear_probe
 from .retrieval import run_retrieval
@@ -19,13 +19,4 @@ TASK_RUNNERS: dict[str, Callable[[EvalConfig, CachedEncoder], TaskOutput]] = {
     "robustness": run_robustness,
 }
 
-__all__ = [
-    "TASK_RUNNERS",
-    "TaskOutput",
-    "label_metrics",
-    "run_fewshot",
-    "run_linear_probe",
-    "run_retrieval",
-    "run_robustness",
-    "run_zeroshot",
-]
+__all__ = ["TASK_RUNNERS", "TaskOutput"]

@@ -103,7 +103,7 @@ def fit_splits(
 ) -> tuple[EvalSet, dict[str, EncodedSet], LabelSpace]:
     """The test set, and the encoded test, train and val splits, of a task that fits on labels
     (few-shot, linear probe), with the label space of the train split's classes."""
-    roles = open_roles(config, encoder, ("test", "train", "val"), LABEL_TASKS)
+    roles = open_roles(config, encoder, LABEL_TASKS)
     encoded = {role: encode_role(encoder, item) for role, item in roles.items()}
     test_set = roles["test"].dataset
     return test_set, encoded, LabelSpace(encoded["train"].labels, list(test_set.classnames))

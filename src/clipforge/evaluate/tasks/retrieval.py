@@ -22,7 +22,7 @@ EXAMPLE_TOP = 5  # images shown per caption
 def run_retrieval(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Rank every readable image against every caption of those images (skipped images and
     their captions drop out together, so no caption is left without its image)."""
-    test = open_roles(config, encoder, ("test",), ("retrieval",))["test"]
+    test = open_roles(config, encoder, ("retrieval",))["test"]
     encoded = encode_role(encoder, test)
     captions = [test.dataset.captions[int(i)] for i in encoded.indices]
     texts = [text for image_captions in captions for text in image_captions]

@@ -36,7 +36,7 @@ from .common import LABEL_TASKS, TaskOutput
 def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Metrics keys: ``acc1``, ``ece``, ``nll``, ``temperature_scaling`` (T, ECE and NLL
     after, or ``error``), ``modality_gap`` and, with an OOD set, ``ood`` (MCM metrics)."""
-    roles = open_roles(config, encoder, ("test", "val"), LABEL_TASKS)
+    roles = open_roles(config, encoder, LABEL_TASKS)
     head = zero_shot_head(config, encoder, roles["test"].dataset)
     test = encode_role(encoder, roles["test"])
     val = encode_role(encoder, roles["val"])

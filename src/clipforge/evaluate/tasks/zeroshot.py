@@ -22,7 +22,7 @@ SETS = ("classification", "multilabel", "caption_selection")
 
 def run_zeroshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Metrics of the zero-shot head on the test split (see :mod:`.common` for the keys)."""
-    test = open_roles(config, encoder, ("test",), SETS)["test"]
+    test = open_roles(config, encoder, SETS)["test"]
     if test.dataset.task == "caption_selection":
         return _caption_selection(config, encoder, test)
     head = zero_shot_head(config, encoder, test.dataset)
