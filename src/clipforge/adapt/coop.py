@@ -72,35 +72,25 @@ def fit_coop(
     model: CLIP,
     tokenizer: Tokenizer,
     classnames: Sequence[str],
-    n_ctx: int | None = None,
-    ctx_init: str | None = None,
-    class_specific: bool = False,
-    position: str = "end",
     epochs: int = 50,
     lr: float = 2e-3,
     batch_size: int = 32,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     seed: int = 0,
+    **prompt_options: Any,
 ) -> CoOpHead:
     """Train a prompt learner on image features (N, D); validation accuracy is only recorded.
 
-    CoOp has no hyperparameter search: every setting is recorded in ``hparams`` as given.
+    ``prompt_options`` (``n_ctx``, ``ctx_init``, ``class_specific``, ``position``) go to
+    :class:`PromptLearner`, which checks them. CoOp has no hyperparameter search: every
+    setting is recorded in ``hparams`` as given.
     """
     dim = model.text_projection.shape[1]
     _, has_val = check_splits(
         train_features, train_labels, val_features, val_labels, num_classes=len(classnames), dim=dim
     )
-    learner = PromptLearner(
-        model,
-        tokenizer,
-        classnames,
-        n_ctx=n_ctx,
-        ctx_init=ctx_init,
-        class_specific=class_specific,
-        position=position,
-        seed=seed,
-    )
+    learner = PromptLearner(model, tokenizer, classnames, seed=seed, **prompt_options)
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
     settings.update(weight_decay=weight_decay, seed=seed)
     history = train_prompt_learner(learner, model, train_features, train_labels, **settings)
