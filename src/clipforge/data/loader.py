@@ -66,21 +66,14 @@ class ImageTextLoader:
         *,
         workers: int,
         pin_memory: bool = False,
-        epoch: int = 0,
     ) -> None:
-        self.dataset = stream
+        self.dataset = stream  # its ``epoch`` is the one the next pass reads
         self.workers = workers
         self.pin_memory = pin_memory
         self.stats = SkipStats()
-        self._epoch = stream.epoch = epoch
         self._resume: ResumePoint | None = None
         self._batches = 0
         self._positions = [0] * stream.streams
-
-    @property
-    def epoch(self) -> int:
-        """The epoch the next pass reads (its shard order, shuffle, captions, augmentations)."""
-        return self._epoch
 
     @property
     def num_batches(self) -> int | None:
@@ -92,18 +85,15 @@ class ImageTextLoader:
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch the next pass reads; a loaded resume point for another epoch is
         dropped."""
-        if epoch != self._epoch:
+        if epoch != self.dataset.epoch:
             self._resume = None
-        self._epoch = self.dataset.epoch = epoch
+        self.dataset.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
         stream = self.dataset
-        stream.epoch, stream.resume = self._epoch, self._resume
-        self._resume = None
-        if stream.resume is None:
-            self._batches, self._positions = 0, [0] * stream.streams
-        else:
-            self._batches, self._positions = stream.resume.batches, list(stream.resume.positions)
+        stream.resume, self._resume = self._resume, None
+        start = stream.resume or ResumePoint(batches=0, positions=(0,) * stream.streams)
+        self._batches, self._positions = start.batches, list(start.positions)
         loader = DataLoader(
             stream,
             batch_size=None,
@@ -113,7 +103,7 @@ class ImageTextLoader:
             # DataLoader draws worker base seeds from this generator instead of consuming
             # the caller's global RNG.
             generator=torch.Generator().manual_seed(
-                stable_seed(stream.seed, self._epoch, "loader", stream.rank)
+                stable_seed(stream.seed, stream.epoch, "loader", stream.rank)
             ),
         )
         for batch in loader:
@@ -131,7 +121,7 @@ class ImageTextLoader:
         if self._batches == 0:
             raise DataError(
                 f"data source {stream.source.name}: no usable sample on rank {stream.rank} in "
-                f"epoch {self._epoch} ({self.stats.summary()})"
+                f"epoch {stream.epoch} ({self.stats.summary()})"
             )
 
     def state_dict(self) -> dict[str, Any]:
@@ -139,7 +129,7 @@ class ImageTextLoader:
         position and the skip totals. Reflects the batches *delivered* so far, not those
         prefetched by workers."""
         return {
-            "epoch": self._epoch,
+            "epoch": self.dataset.epoch,
             "batches": self._batches,
             "positions": list(self._positions),
             "stats": self.stats.to_dict(),
@@ -157,7 +147,7 @@ class ImageTextLoader:
                 f"loader state has positions for {len(positions)} workers, this loader has "
                 f"{self.dataset.streams}: resume with the same number of workers"
             )
-        self._epoch = self.dataset.epoch = int(state["epoch"])
+        self.dataset.epoch = int(state["epoch"])
         self._resume = ResumePoint(batches=int(state["batches"]), positions=positions)
         self._batches, self._positions = self._resume.batches, list(positions)
         self.stats = SkipStats.from_dict(state["stats"])
@@ -270,5 +260,6 @@ def build_image_text_loader(
         batches_per_stream=batches_per_stream,
         max_skip_rate=max_skip_rate,
         min_samples=min_samples,
+        epoch=epoch,
     )
-    return ImageTextLoader(stream, workers=workers, pin_memory=pin_memory, epoch=epoch)
+    return ImageTextLoader(stream, workers=workers, pin_memory=pin_memory)

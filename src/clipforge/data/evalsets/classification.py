@@ -218,18 +218,13 @@ def _npy_labels(path: Path, rows: Sequence[int], total_rows: int, source: str) -
             f"label array {str(path)!r} has shape {array.shape}; {source} has {total_rows} "
             "rows, so it needs (rows, C)"
         )
-    _check_multi_hot(array, f"label array {str(path)!r}")
-    return array[list(rows)].astype(np.uint8)
-
-
-def _check_multi_hot(array: np.ndarray, source: str) -> None:
-    """Raise naming ``source`` and the first offending row unless every entry is 0 or 1."""
     bad = np.argwhere((array != 0) & (array != 1))
     if len(bad):
-        row = int(bad[0][0])
         raise DataError(
-            f"{source}: row {row + 1} holds {array[tuple(bad[0])].item()!r}; labels must be 0/1"
+            f"label array {str(path)!r}: row {bad[0][0] + 1} holds "
+            f"{array[tuple(bad[0])].item()!r}; labels must be 0/1"
         )
+    return array[list(rows)].astype(np.uint8)
 
 
 def table_classification(
@@ -300,27 +295,20 @@ def _table_labels(
     source: str,
 ) -> tuple[np.ndarray, list[str]]:
     """Class indices ``(N,)`` or multi-hot ``(N, C)`` from the label cells, and the names."""
+    places = [f"row {row + 1} ({path!r})" for row, path in zip(table.rows, paths, strict=True)]
     per_row: list[list[str]] = []
-    for position, cell in enumerate(table.columns[column]):
+    for place, cell in zip(places, table.columns[column], strict=True):
         try:
-            per_row.append(_label_tokens(cell, multi=multilabel, separator=separator))
+            tokens = _label_tokens(cell, multi=multilabel, separator=separator)
         except ValueError as err:
-            raise DataError(
-                f"{source}: row {table.rows[position] + 1} ({paths[position]!r}): {err}"
-            ) from err
-    if not multilabel and any(not tokens[0] for tokens in per_row):
-        position = next(i for i, tokens in enumerate(per_row) if not tokens[0])
-        raise DataError(
-            f"{source}: row {table.rows[position] + 1} ({paths[position]!r}) has an empty "
-            f"{column!r} cell"
-        )
+            raise DataError(f"{source}: {place}: {err}") from err
+        if not multilabel and not tokens[0]:
+            raise DataError(f"{source}: {place} has an empty {column!r} cell")
+        per_row.append(tokens)
     label_map = _LabelMap([token for tokens in per_row for token in tokens], names, source)
     indices = [
-        [
-            label_map.index(token, f"row {table.rows[position] + 1} ({paths[position]!r})")
-            for token in tokens
-        ]
-        for position, tokens in enumerate(per_row)
+        [label_map.index(token, place) for token in tokens]
+        for place, tokens in zip(places, per_row, strict=True)
     ]
     if not multilabel:
         return np.asarray([row[0] for row in indices], dtype=np.int64), label_map.classnames
