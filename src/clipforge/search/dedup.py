@@ -27,6 +27,7 @@ from clipforge.atomic import atomic_path, write_json_atomic
 from clipforge.search import layout
 from clipforge.search.configs import DedupConfig, check_dedup_options
 from clipforge.search.index import SearchIndex, load_index
+from clipforge.search.index_build import fill_index
 from clipforge.search.vectors import VectorSource
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,7 @@ def _source(embeddings, modality: str) -> VectorSource:
 
 def _exact_index(source: VectorSource) -> SearchIndex:
     """An exact inner-product index over every vector of ``source``, ids as in the source."""
-    flat = faiss.IndexIDMap(faiss.IndexFlatIP(source.dim))
-    for _, ids, x in source.chunks():
-        flat.add_with_ids(x, ids)
-    return SearchIndex(flat, {"kind": "flat"})
+    return SearchIndex(fill_index(faiss.IndexIDMap(faiss.IndexFlatIP(source.dim)), source), {})
 
 
 def _candidate_pairs(

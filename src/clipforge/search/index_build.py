@@ -32,11 +32,6 @@ from clipforge.search.vectors import VectorSource
 log = logging.getLogger(__name__)
 
 
-def add_chunk(index: faiss.Index, ids: np.ndarray, x: np.ndarray) -> None:
-    """Add ``x`` (m, D) float32 under global ``ids`` (m,) int64; the one place vectors go in."""
-    index.add_with_ids(x, ids)
-
-
 def train_index(plan: IndexPlan, source: VectorSource, *, seed: int) -> faiss.Index:
     """An empty index made from ``plan.factory``, trained on a seeded sample when it needs one."""
     index = faiss.index_factory(source.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
@@ -58,19 +53,26 @@ def train_index(plan: IndexPlan, source: VectorSource, *, seed: int) -> faiss.In
     return index
 
 
-def fill_index(index: faiss.Index, source: VectorSource) -> faiss.Index:
-    """Add every vector of ``source`` to ``index`` in id order; returns ``index``."""
-    for number, ids, x in source.chunks():
-        log.debug("adding %d vectors of partition %d", len(ids), number)
+def add_chunk(index: faiss.Index, ids: np.ndarray, x: np.ndarray) -> None:
+    """Add ``x`` (m, D) float32 under global ``ids`` (m,) int64; the one place vectors go in."""
+    index.add_with_ids(x, ids)
+
+
+def fill_index(
+    index: faiss.Index, source: VectorSource, partition: int | None = None
+) -> faiss.Index:
+    """Add every vector of ``source`` (of one ``partition`` when given) to ``index`` under its
+    global id, in id order; returns ``index``."""
+    for _, ids, x in source.chunks(partition=partition):
         add_chunk(index, ids, x)
     return index
 
 
 def build_shard(trained: bytes, source: VectorSource, partition: int, path: Path) -> None:
     """Fill a copy of the serialised ``trained`` index with one partition; write it to ``path``."""
-    shard = faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8))
-    for _, ids, x in source.chunks(partition=partition):
-        add_chunk(shard, ids, x)
+    shard = fill_index(
+        faiss.deserialize_index(np.frombuffer(trained, dtype=np.uint8)), source, partition
+    )
     with atomic_path(path) as tmp:
         faiss.write_index(shard, str(tmp))
 
