@@ -4,6 +4,9 @@ Expected calibration error with equal-width confidence bins (Guo et al., "On Cal
 Modern Neural Networks", 2017), negative log-likelihood, the per-bin data of a reliability
 diagram, and temperature scaling: one scalar T fitted on held-out data that divides the logits,
 leaving the argmax (hence accuracy) unchanged while fixing over- or under-confidence.
+
+Throughout, ``logits`` are (N, C) unnormalised log-probabilities (e.g. ``logit_scale * cos``)
+and ``labels`` (N,) int true classes.
 """
 
 from __future__ import annotations
@@ -57,13 +60,8 @@ def _inputs(
 def reliability_bins(
     logits: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS
 ) -> ReliabilityBins:
-    """Bin samples by top-1 softmax probability into ``n_bins`` equal-width bins.
-
-    Args:
-        logits: (N, C) unnormalised log-probabilities (e.g. ``logit_scale * cos``).
-        labels: (N,) int true classes.
-        n_bins: number of bins M (Guo et al. use 15).
-    """
+    """Bin samples by top-1 softmax probability into ``n_bins`` (M) equal-width bins (Guo et
+    al. use 15)."""
     check_positive_int(n_bins, "n_bins")
     scores, targets = _inputs(logits, labels)
     probs = torch.softmax(scores, dim=1)  # (N, C)
@@ -83,20 +81,12 @@ def reliability_bins(
 def expected_calibration_error(
     logits: ArrayLike, labels: ArrayLike, n_bins: int = DEFAULT_BINS
 ) -> float:
-    """ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins.
-
-    Args:
-        logits: (N, C) logits. labels: (N,) int true classes. n_bins: number of bins.
-    """
+    """ECE: the count-weighted mean |accuracy - confidence| over equal-width confidence bins."""
     return reliability_bins(logits, labels, n_bins).expected_calibration_error()
 
 
 def negative_log_likelihood(logits: ArrayLike, labels: ArrayLike) -> float:
-    """Mean ``-log softmax(logits)[label]`` in nats, computed in float64.
-
-    Args:
-        logits: (N, C) logits. labels: (N,) int true classes.
-    """
+    """Mean ``-log softmax(logits)[label]`` in nats, computed in float64."""
     scores, targets = _inputs(logits, labels)
     return float(F.cross_entropy(scores, targets))
 
@@ -127,10 +117,7 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, *, max_iter: int = 100
     L-BFGS with a strong-Wolfe line search on log T (so T stays positive), in float64. The NLL
     is convex in 1/T, so the minimum found is the global one. Raises ``ValueError`` when no
     finite T > 0 minimises it (every sample correct, or logits no better than chance).
-
-    Args:
-        logits: (N, C) validation logits. labels: (N,) int true classes.
-        max_iter: L-BFGS iterations.
+    ``max_iter`` bounds the L-BFGS iterations.
     """
     check_positive_int(max_iter, "max_iter")
     scores, targets = _inputs(logits, labels)

@@ -8,6 +8,9 @@ Two deliberate departures, both where the reference is undefined or unhelpful:
 - Top-k with fewer than k classes uses k = C (the reference reports NaN for acc5 when C < 5).
 - Ties in scores are broken by class index (see ``_ranking``); the reference's order is
   whatever ``torch.topk``/``torch.sort`` return.
+
+Throughout, single-label ``logits`` are (N, C) class scores (logits, cosine similarities or
+probabilities) and ``targets`` (N,) int true classes.
 """
 
 from __future__ import annotations
@@ -42,15 +45,8 @@ def _balanced_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def target_ranks(logits: ArrayLike, targets: ArrayLike) -> np.ndarray:
-    """1-based rank of the true class among the C classes, per sample.
-
-    Args:
-        logits: (N, C) class scores (logits, cosine similarities or probabilities).
-        targets: (N,) int true class of each sample.
-
-    Returns:
-        (N,) int64; 1 means the true class has the highest score (ties: lower index first).
-    """
+    """1-based rank (N,) int64 of the true class among the C classes, per sample; 1 means
+    the true class has the highest score (ties: lower index first)."""
     scores, labels = as_logits_and_labels(logits, targets, ("logits", "targets"))
     return first_positive_rank(scores, labels[:, None]).numpy()
 
@@ -58,9 +54,8 @@ def target_ranks(logits: ArrayLike, targets: ArrayLike) -> np.ndarray:
 def topk_accuracy(logits: ArrayLike, targets: ArrayLike, k: int = 1) -> float:
     """Share of samples whose true class is among the k highest-scored classes.
 
-    Args:
-        logits: (N, C) class scores. targets: (N,) int true classes. k: >= 1; with fewer
-            than k classes, k = C is used (every sample is then a hit), never NaN.
+    ``k`` >= 1; with fewer than k classes, k = C is used (every sample is then a hit), never
+    NaN.
     """
     check_positive_int(k, "k")
     return float(np.mean(target_ranks(logits, targets) <= k))
@@ -72,9 +67,6 @@ def mean_per_class_recall(logits: ArrayLike, targets: ArrayLike) -> float:
     The recall (share predicted correctly) of each class present in ``targets``, averaged with
     equal weight, so rare classes count as much as common ones. Classes absent from ``targets``
     are left out of the mean, as sklearn does. The argmax takes the lowest index on ties.
-
-    Args:
-        logits: (N, C) class scores. targets: (N,) int true classes.
     """
     return _balanced_accuracy(*as_logits_and_labels(logits, targets, ("logits", "targets")))
 
@@ -117,11 +109,8 @@ def mean_average_precision(scores: ArrayLike, targets: ArrayLike) -> float:
 def classification_metrics(
     logits: ArrayLike, targets: ArrayLike, *, ks: Sequence[int] = (1, 5)
 ) -> dict[str, float]:
-    """CLIP_benchmark's single-label report: ``acc{k}`` for each k, ``mean_per_class_recall``.
-
-    Args:
-        logits: (N, C) class scores. targets: (N,) int true classes. ks: top-k values.
-    """
+    """CLIP_benchmark's single-label report: ``acc{k}`` for each k of ``ks``,
+    ``mean_per_class_recall``."""
     for k in ks:
         check_positive_int(k, "ks")
     scores, labels = as_logits_and_labels(logits, targets, ("logits", "targets"))

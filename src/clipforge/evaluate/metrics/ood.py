@@ -1,7 +1,7 @@
 """Out-of-distribution detection: the MCM score and threshold-free detection metrics.
 
 Convention throughout: a higher score means "more in-distribution", and in-distribution
-samples are the positives. All metrics are exact under ties (no interpolation, no sampling of
+samples are the positives; ``in_scores`` (N,) are theirs, ``out_scores`` (M,) the OOD ones'. All metrics are exact under ties (no interpolation, no sampling of
 thresholds) and computed in float64 / integer arithmetic.
 
 - AUROC: P(s_in > s_out) + P(s_in = s_out) / 2, the Mann-Whitney statistic.
@@ -57,11 +57,7 @@ def _scores(in_scores: ArrayLike, out_scores: ArrayLike) -> tuple[np.ndarray, np
 
 
 def auroc(in_scores: ArrayLike, out_scores: ArrayLike) -> float:
-    """Area under the ROC curve, in-distribution as positives; ties count one half.
-
-    Args:
-        in_scores: (N,) scores of in-distribution samples. out_scores: (M,) scores of OOD ones.
-    """
+    """Area under the ROC curve, in-distribution as positives; ties count one half."""
     positive, negative = _scores(in_scores, out_scores)
     negative = np.sort(negative)
     below = np.searchsorted(negative, positive, side="left")  # (N,) OOD scored lower
@@ -75,11 +71,8 @@ def fpr_at_tpr(in_scores: ArrayLike, out_scores: ArrayLike, tpr: float = 0.95) -
     """False-positive rate at the highest threshold whose true-positive rate is >= ``tpr``.
 
     Accepting ``s >= t``, the threshold is the k-th largest in-distribution score with
-    ``k = ceil(tpr * N)``; the result is the share of OOD scores ``>= t``.
-
-    Args:
-        in_scores: (N,) in-distribution scores. out_scores: (M,) OOD scores.
-        tpr: required true-positive rate in (0, 1].
+    ``k = ceil(tpr * N)``; the result is the share of OOD scores ``>= t``. ``tpr`` lies in
+    (0, 1].
     """
     if not 0 < tpr <= 1:
         raise ValueError(f"tpr must lie in (0, 1], got {tpr!r}")
@@ -106,13 +99,9 @@ def _average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
 def aupr(
     in_scores: ArrayLike, out_scores: ArrayLike, *, positive: Literal["in", "out"] = "in"
 ) -> float:
-    """Area under the precision-recall curve as average precision.
-
-    Args:
-        in_scores: (N,) in-distribution scores. out_scores: (M,) OOD scores.
-        positive: ``"in"`` for AUPR-In (in-distribution positive, ranked by score) or
-            ``"out"`` for AUPR-Out (OOD positive, ranked by the negated score).
-    """
+    """Area under the precision-recall curve as average precision: AUPR-In for ``positive``
+    ``"in"`` (in-distribution positive, ranked by score), AUPR-Out for ``"out"`` (OOD
+    positive, ranked by the negated score)."""
     if positive not in ("in", "out"):
         raise ValueError(f"positive must be 'in' or 'out', got {positive!r}")
     scores_in, scores_out = _scores(in_scores, out_scores)
