@@ -5,10 +5,10 @@ templates, captions) is read when it is opened; :class:`EvalLoader` batches it i
 skips, counts and logs unreadable images. :func:`open_evalset` and its task-specific forms
 open a set from a registry name (``shapes/...``) or a path whose layout is detected.
 
-Modules: ``base`` (the contract), ``tabular`` (table columns), ``classification`` (image
-folders, tables), ``retrieval`` (tables, Karpathy/COCO JSON, Flickr text), ``benchmark_wds``
-(CLIP_benchmark webdataset folders), ``shapes_views`` (the shapes world), ``loader``
-(batching) and ``registry`` (names and layout detection).
+Modules: ``base`` (the contract), ``classification`` (image folders, tables), ``retrieval``
+(tables, Karpathy/COCO JSON, Flickr text), ``benchmark_wds`` (CLIP_benchmark webdataset
+folders), ``shapes_views`` (the shapes world), ``loader`` (batching) and ``registry`` (names
+and layout detection); tables are read by :mod:`clipforge.data.tables`.
 """
 
 from clipforge.data.evalsets.base import (

@@ -103,8 +103,9 @@ class EvalOptions:
     seed: int = 0
     captions: tuple[str, ...] | None = None
 
-    def check_used(self, layout: str, used: tuple[str, ...]) -> None:
-        """Raise naming the fields set away from their defaults that ``layout`` does not use."""
+    def used_by(self, layout: str, used: tuple[str, ...]) -> dict[str, Any]:
+        """The fields ``used`` (named as the opener's arguments) as keyword arguments; an error
+        naming the fields set away from their defaults that ``layout`` does not use."""
         unused = [
             field.name
             for field in fields(self)
@@ -112,6 +113,7 @@ class EvalOptions:
         ]
         if unused:
             raise ValueError(f"EvalOptions {unused} do not apply to a {layout} evaluation set")
+        return {name: getattr(self, name) for name in used}
 
 
 def detect_layout(spec: str | os.PathLike[str]) -> str:
@@ -153,7 +155,7 @@ def _open_shapes(
     name: str, split: str | None, transform: ImageTransform | None, options: EvalOptions
 ) -> EvalSet:
     retrieval = name == "shapes/retrieval"
-    options.check_used(name, ("size", "image_size", "seed") + (("captions",) if retrieval else ()))
+    options.used_by(name, ("size", "image_size", "seed") + (("captions",) if retrieval else ()))
     common = {
         "size": SHAPES_DEFAULT_SIZES[name] if options.size is None else options.size,
         "image_size": _render_size(options, transform),
@@ -202,47 +204,29 @@ def open_evalset(
         return _open_shapes(os.fspath(spec), split, transform, options)
     path = Path(spec)
     if layout == "benchmark_wds":
-        options.check_used(layout, ())
+        options.used_by(layout, ())
         return benchmark_wds(path, split="test" if split is None else split, transform=transform)
     if layout == "image_folder":
-        options.check_used(layout, ("classnames",))
-        return image_folder_classification(
-            path, split=split, classnames=options.classnames, transform=transform
-        )
-    if layout in ("annotations_json", "flickr_txt"):
-        options.check_used(layout, ("image_root",))
-        if layout == "annotations_json":
-            return json_retrieval(
-                path, split=split, image_root=options.image_root, transform=transform
-            )
+        kwargs = options.used_by(layout, ("classnames",))
+        return image_folder_classification(path, split=split, transform=transform, **kwargs)
+    if layout == "flickr_txt":
+        kwargs = options.used_by(layout, ("image_root",))
         if split is not None:
             raise ValueError(f"{str(path)!r} holds one split (by its file name); got {split!r}")
-        return flickr_text_retrieval(path, image_root=options.image_root, transform=transform)
+        return flickr_text_retrieval(path, transform=transform, **kwargs)
+    if layout == "annotations_json":
+        kwargs = options.used_by(layout, ("image_root",))
+        return json_retrieval(path, split=split, transform=transform, **kwargs)
     if _table_task(path, options) == "retrieval":
-        options.check_used("retrieval table", ("image_root", "image_column", "caption_column"))
-        return table_retrieval(
-            path,
-            split=split,
-            image_root=options.image_root,
-            image_column=options.image_column,
-            caption_column=options.caption_column,
-            transform=transform,
+        kwargs = options.used_by(
+            "retrieval table", ("image_root", "image_column", "caption_column")
         )
-    options.check_used(
+        return table_retrieval(path, split=split, transform=transform, **kwargs)
+    kwargs = options.used_by(
         "classification table",
         ("image_root", "image_column", "label_column", "classnames", "multilabel", "labels_npy"),
     )
-    return table_classification(
-        path,
-        split=split,
-        image_root=options.image_root,
-        image_column=options.image_column,
-        label_column=options.label_column,
-        classnames=options.classnames,
-        multilabel=options.multilabel,
-        labels_npy=options.labels_npy,
-        transform=transform,
-    )
+    return table_classification(path, split=split, transform=transform, **kwargs)
 
 
 def _open_for(

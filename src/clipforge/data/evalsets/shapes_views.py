@@ -29,8 +29,6 @@ from clipforge.data.shapes.drawing import MIN_IMAGE_SIZE
 from clipforge.data.shapes.probe import SWAPS, word_order_probe
 from clipforge.data.shapes.world import check_count
 
-# Zero-shot templates of the shape and colour tasks; the held-out-pair task is scored with
-# one prompt per class (``class_prompts``) because its names need "a"/"an" chosen per colour.
 CAPTION_KINDS: tuple[str, ...] = ("canonical", "templated")
 
 
@@ -57,6 +55,8 @@ class ShapesClassificationSet(EvalSet):
         self.name = f"shapes/{task}"
         self.transform = transform
         self.classnames = list(self.view.classnames)
+        # Zero-shot templates of the shape and colour tasks; the held-out-pair task is scored
+        # with one prompt per class because its names need "a"/"an" chosen per colour.
         self.templates: list[str] | None = (
             list(ZEROSHOT_TEMPLATES[task]) if task in ZEROSHOT_TEMPLATES else None
         )
