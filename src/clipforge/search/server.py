@@ -303,11 +303,10 @@ def single_index_config(
     pretrained: str | None = None,
     **limits: Any,
 ) -> dict[str, Any]:
-    """The config dict serving one index directory (``limits``: max_upload_mb, max_k, ...)."""
-    spec: dict[str, Any] = {"index": str(Path(index_dir).resolve())}
-    for key, value in (("embeddings", embeddings), ("model", model), ("pretrained", pretrained)):
-        if value is not None:
-            spec[key] = str(Path(value).resolve()) if key == "embeddings" else str(value)
+    """The config dict serving one index directory (``limits``: max_upload_mb, max_k, ...);
+    its relative paths are read from the working directory, as every config dict's are."""
+    spec = {"index": index_dir, "embeddings": embeddings, "model": model, "pretrained": pretrained}
+    spec = {key: os.fspath(value) for key, value in spec.items() if value is not None}
     default_name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(index_dir).resolve().name).lstrip("-_.")
     return {"indices": {name or default_name[:64] or "index": spec}, **limits}
 

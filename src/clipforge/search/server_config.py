@@ -67,9 +67,25 @@ class ServerConfig(TypedConfig):
     error: ClassVar[type[Exception]] = ServerConfigError
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> ServerConfig:
-        """Build from plain data; relative paths are relative to the working directory."""
-        return _from_dict(data, base=Path.cwd(), where=source)
+    def from_dict(
+        cls, data: dict[str, Any], *, source: str = "config", base: Path | None = None
+    ) -> ServerConfig:
+        """Build from plain data; relative paths are relative to ``base`` (a config file's
+        directory), by default the working directory."""
+        data = dict(data)
+        indices = data.get("indices")
+        if not isinstance(indices, dict) or not indices:
+            raise ServerConfigError(
+                f"{source}.indices must be a non-empty mapping of name -> {{index: DIR, ...}}, "
+                f"got {indices!r}"
+            )
+        data["indices"] = {
+            name: _index_spec(name, spec, base or Path.cwd(), f"{source}.indices.{name}")
+            for name, spec in indices.items()
+        }
+        config = build_dataclass(cls, data, source, ServerConfigError)
+        _check_limits(config, source)
+        return config
 
     @property
     def max_upload_bytes(self) -> int:
@@ -91,24 +107,9 @@ def load_server_config(source: str | os.PathLike | dict[str, Any] | ServerConfig
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"server config {path} does not exist")
-    return _from_dict(read_recipe(path, ServerConfigError), base=path.parent, where=str(path))
-
-
-def _from_dict(data: dict[str, Any], *, base: Path, where: str) -> ServerConfig:
-    data = dict(data)
-    indices = data.get("indices")
-    if not isinstance(indices, dict) or not indices:
-        raise ServerConfigError(
-            f"{where}.indices must be a non-empty mapping of name -> {{index: DIR, ...}}, "
-            f"got {indices!r}"
-        )
-    data["indices"] = {
-        name: _index_spec(name, spec, base, f"{where}.indices.{name}")
-        for name, spec in indices.items()
-    }
-    config = build_dataclass(ServerConfig, data, where, ServerConfigError)
-    _check_limits(config, where)
-    return config
+    return ServerConfig.from_dict(
+        read_recipe(path, ServerConfigError), source=str(path), base=path.parent
+    )
 
 
 def _index_spec(name: Any, spec: Any, base: Path, where: str) -> IndexSpec:
