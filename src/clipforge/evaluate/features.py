@@ -93,18 +93,11 @@ class CachedEncoder:
             logger.info(
                 "%s: %d image features read from the cache", dataset.name, len(tensors["indices"])
             )
-            return EncodedSet(
-                tensors["features"],
-                tensors["indices"],
-                tensors.get("labels"),
-                info["skips"],
-                0.0,
-                True,
-            )
+            tensors = {"labels": None, **tensors}  # an unlabelled set stores no labels
+            return EncodedSet(**tensors, skips=info["skips"], seconds=0.0, cached=True)
         encoded = self._encode(dataset)
-        tensors = {"features": encoded.features, "indices": encoded.indices}
-        if encoded.labels is not None:
-            tensors["labels"] = encoded.labels
+        tensors = {name: getattr(encoded, name) for name in ("features", "indices", "labels")}
+        tensors = {name: tensor for name, tensor in tensors.items() if tensor is not None}
         self.cache.put(key, tensors, {"skips": encoded.skips})
         return encoded
 

@@ -17,8 +17,6 @@ straight to the packaged templates of that language.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..data.evalsets import EvalSet
 from ..zeroshot import (
     DEFAULT_LANGUAGE,
@@ -55,30 +53,28 @@ def head_classnames(config: EvalConfig, dataset: EvalSet) -> list[str]:
 def zero_shot_head(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> ZeroShotHead:
     """Build the head (see the module docstring) with the run's encoder, so prompts are encoded
     at the run's precision; its tensors are returned on the CPU, where the features are."""
-    return _build(config, encoder, dataset).to("cpu")
-
-
-def _build(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet) -> ZeroShotHead:
     names = head_classnames(config, dataset)
     text_encoder = encoder.encoder  # the run's device, precision and batch size
-    common: dict[str, Any] = {
-        "model_name": str(config.model if config.model is not None else config.pretrained)
-    }
-    if config.head.descriptors is not None:
-        descriptors = load_descriptors(config.head.descriptors)
-        return descriptor_head(
-            text_encoder, names, descriptors, source=config.head.descriptors, **common
+    options = config.head
+    label = str(config.model if config.model is not None else config.pretrained)
+    if options.descriptors is not None:
+        descriptors = load_descriptors(options.descriptors)
+        head = descriptor_head(
+            text_encoder, names, descriptors, source=options.descriptors, model_name=label
         )
-    if config.head.cupl is not None:
-        prompts = load_class_prompts(config.head.cupl)
-        return cupl_head(text_encoder, names, prompts, source=config.head.cupl, **common)
-    if config.head.waffle:
-        return waffle_head(text_encoder, names, seeds=(config.seed,), **common)
-    source, templates = _templates(config, dataset)
-    if templates is None:
-        prompts = dict(zip(names, dataset.class_prompts, strict=True))
-        return cupl_head(text_encoder, names, prompts, source=source, **common)
-    return template_head(text_encoder, names, templates, source=source, **common)
+    elif options.cupl is not None:
+        prompts = load_class_prompts(options.cupl)
+        head = cupl_head(text_encoder, names, prompts, source=options.cupl, model_name=label)
+    elif options.waffle:
+        head = waffle_head(text_encoder, names, seeds=(config.seed,), model_name=label)
+    else:
+        source, templates = _templates(config, dataset)
+        if templates is None:
+            prompts = dict(zip(names, dataset.class_prompts, strict=True))
+            head = cupl_head(text_encoder, names, prompts, source=source, model_name=label)
+        else:
+            head = template_head(text_encoder, names, templates, source=source, model_name=label)
+    return head.to("cpu")
 
 
 def _templates(config: EvalConfig, dataset: EvalSet) -> tuple[str, list[str] | None]:
