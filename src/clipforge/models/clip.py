@@ -79,9 +79,7 @@ class CLIP(nn.Module):
                 f"tokens have length {tokens.shape[1]} but the model's context length is "
                 f"{self.context_length}; tokenize with context_length={self.context_length}"
             )
-        eot = tokens.argmax(dim=-1)  # (B,)
-        length = int(eot.max()) + 1 if tokens.numel() else 0
-        return self.encode_text_embeddings(self.token_embedding(tokens[:, :length]), eot)
+        return self.encode_text_embeddings(self.token_embedding(tokens), tokens.argmax(dim=-1))
 
     def encode_text_embeddings(self, embeddings: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
         """Unnormalised text embeddings from token *embeddings* (B, L, W) pooled at ``eot`` (B,).

@@ -112,7 +112,7 @@ def _sample_object(
 ) -> SceneObject:
     colour, shape = pair
     shade = index(rng, 2 * MAX_SHADE + 1) - MAX_SHADE
-    rgb = tuple(min(255, max(0, c + shade)) for c in COLOUR_RGB[colour])
+    rgb = _shifted(COLOUR_RGB[colour], shade)
     return SceneObject(
         shape=shape,
         colour=colour,
