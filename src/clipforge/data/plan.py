@@ -167,10 +167,14 @@ def plan_collection(
     if isinstance(inputs, (str, os.PathLike)) or not inputs:
         raise ValueError(f"inputs={inputs!r} must be a non-empty list of paths or patterns")
     resolved = []
-    for item in inputs:
-        text = os.fspath(item)
+    for text in map(os.fspath, inputs):
         kind = detect_format(text) if input_format == "auto" else input_format
-        resolved.append(_resolve_input(text, kind, image_root, columns))
+        if kind == "folder":
+            resolved.append(_resolve_folder(Path(text)))
+        elif kind == "table":
+            resolved.append(_resolve_table(Path(text), image_root, columns))
+        else:
+            resolved.append(_resolve_shards(text))
     kinds = {"wds" if r.shards else "files" for r in resolved}
     if len(kinds) > 1:
         raise ValueError(
@@ -218,18 +222,6 @@ def _size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return -1
-
-
-def _resolve_input(
-    text: str, kind: str, image_root: str | os.PathLike | None, columns: TableColumns
-) -> _Resolved:
-    if kind == "folder":
-        return _resolve_folder(Path(text))
-    if kind == "table":
-        return _resolve_table(Path(text), image_root, columns)
-    if kind == "wds":
-        return _resolve_shards(text)
-    raise ValueError(f"input_format={kind!r} must be one of {list(INPUT_FORMATS)}")
 
 
 def _resolve_folder(folder: Path) -> _Resolved:
