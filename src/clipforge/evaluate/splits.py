@@ -90,8 +90,9 @@ def default_split(dataset: str, role: str) -> str | None:
 class SampleRange(EvalSet):
     """Samples ``[start, stop)`` of another evaluation set, re-indexed from 0.
 
-    Metadata the roles use (``labels``, ``captions``) is sliced; class names, templates and
-    prompts are the base set's. Keys stay the base set's keys, so logs name the real sample.
+    Metadata the roles use (``labels``, ``captions``) is sliced; class names, templates,
+    prompts and the transform are the base set's. Keys stay the base set's keys, so logs name
+    the real sample.
     """
 
     def __init__(self, base: EvalSet, start: int, stop: int, split: str) -> None:
@@ -120,9 +121,6 @@ class SampleRange(EvalSet):
 
     def load(self, index: int) -> tuple[Image.Image, Any]:
         return self.base.load(self.start + index)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        return self.base[self.start + self.check_index(index)]
 
 
 def open_split(
