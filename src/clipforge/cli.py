@@ -147,8 +147,7 @@ app.command("train")(
         TrainConfig,
         _train,
         doc=_train.__doc__ or "",
-        recipe="required",
-        resolve_recipe=_recipe_file,
+        recipe=_recipe_file,
         flags=False,
         extra=(_RESUME,),
     )

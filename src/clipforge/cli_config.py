@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .typed_config import field_types, section_type
+from .typed_config import leaf_fields
 
 _OWN = ("config", "set", "print-config", "help")  # options every config command has
 
@@ -44,7 +44,7 @@ def config_flags(cls: type, arguments: tuple[str, ...] = ()) -> list[Flag]:
     """The flags of ``cls``'s leaf fields, shallow fields first (they win the bare names);
     fields named in ``arguments`` are positional and fields of other types only reachable
     through ``--set`` and recipes."""
-    leaves = sorted(_leaves(cls, ""), key=lambda leaf: leaf[0].count("."))
+    leaves = sorted(leaf_fields(cls), key=lambda leaf: leaf[0].count("."))
     taken, flags = set(_OWN), []
     for key, annotation, spec in leaves:
         if key in arguments or _option_type(annotation) is None:
@@ -65,24 +65,23 @@ def config_command(
     *,
     doc: str,
     arguments: Mapping[str, str] | None = None,
-    recipe: str = "option",
-    resolve_recipe: Callable[[str], Path] = Path,
+    recipe: Callable[[str], Path] | None = None,
     flags: bool = True,
     extra: tuple[inspect.Parameter, ...] = (),
     defaults: Mapping[str, Any] | None = None,
 ) -> Callable[..., None]:
     """A typer command that loads a ``cls`` and calls ``run(config, **extra values)``.
 
-    ``arguments`` maps fields taken as positional arguments to their help; ``recipe`` is
-    "option" (``--config FILE``), "argument" (an optional ``CONFIG`` argument) or "required";
-    ``resolve_recipe`` turns its text into a file (a shipped recipe name, for train).
+    ``arguments`` maps fields taken as positional arguments to their help. The recipe is an
+    optional ``--config FILE``, or with ``recipe`` a required ``CONFIG`` argument that
+    ``recipe`` turns into a file (a shipped recipe name, for train).
     ``flags=False`` leaves fields to ``--set`` (a config of many sections would otherwise get
     a flag wall). ``defaults`` are the command's own defaults where they differ from the
     library's (dotted keys), applied below the recipe.
     """
     arguments = dict(arguments or {})
     generated = config_flags(cls, tuple(arguments)) if flags else []
-    types_ = dict((key, annotation) for key, annotation, _ in _leaves(cls, ""))
+    types_ = {key: annotation for key, annotation, _ in leaf_fields(cls)}
 
     def command(**values: Any) -> None:
         given = values.pop("config")
@@ -92,14 +91,14 @@ def config_command(
                 data[key] = values.pop(_param(key))
         data |= {flag.key: values[flag.param] for flag in generated
                  if values.get(flag.param) is not None}  # fmt: skip
-        path = resolve_recipe(given) if given is not None else None
+        path = None if given is None else (recipe or Path)(given)
         config = cls.load(path, values.pop("set_") or [], values=data)
         if values.pop("print_config"):
             typer.echo(config.to_yaml().rstrip("\n"))
             return
         run(config, **{p.name: values[p.name] for p in extra})
 
-    params = [_recipe_param(recipe)]
+    params = [_recipe_param(required=recipe is not None)]
     params += [_argument(key, types_[key], text) for key, text in arguments.items()]
     params += [_flag_param(flag) for flag in generated] + list(extra)
     params += [
@@ -111,18 +110,6 @@ def config_command(
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = doc
     return command
-
-
-def _leaves(cls: type, prefix: str) -> list[tuple[str, Any, dataclasses.Field]]:
-    specs = {spec.name: spec for spec in dataclasses.fields(cls)}
-    out = []
-    for name, annotation in field_types(cls).items():
-        section = section_type(annotation)
-        if section is None:
-            out.append((prefix + name, annotation, specs[name]))
-        else:
-            out += _leaves(section, f"{prefix}{name}.")
-    return out
 
 
 def _option_type(annotation: Any) -> Any:
@@ -155,14 +142,15 @@ def _argument(key: str, annotation: Any, text: str) -> inspect.Parameter:
     return _param_of(_param(key), kind | None, info, None)
 
 
-def _recipe_param(recipe: str) -> inspect.Parameter:
-    text = "YAML recipe: a file or a shipped recipe name."
-    if recipe == "option":
-        info = typer.Option("--config", help="YAML recipe of this command's config.")
-        return _param_of("config", str | None, info, None)
-    info = typer.Argument(help=text, show_default=False, metavar="CONFIG")
-    if recipe == "required":
+def _recipe_param(*, required: bool) -> inspect.Parameter:
+    if required:
+        info = typer.Argument(
+            help="YAML recipe: a file or a shipped recipe name.",
+            show_default=False,
+            metavar="CONFIG",
+        )
         return _param_of("config", str, info, inspect.Parameter.empty)
+    info = typer.Option("--config", help="YAML recipe of this command's config.")
     return _param_of("config", str | None, info, None)
 
 

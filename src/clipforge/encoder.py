@@ -10,26 +10,15 @@ the CPU unless the caller keeps them on the device.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 from torch.utils.data import DataLoader, Dataset
 
 from .api import get_tokenizer
@@ -37,6 +26,7 @@ from .distributed import resolve_device
 from .models import CLIP, create_model
 from .models.digest import weights_digest
 from .precision import Precision, resolve_precision
+from .progress import progress_bar
 from .transforms import InferenceTransform, image_transform
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
@@ -213,34 +203,12 @@ class Encoder:
         batch); ``samples(batch)`` is how far the bar advances (skipped samples included);
         ``total`` is the number of samples expected (``None``: an open-ended counter).
         """
-        with _progress_bar(label, total, self.progress) as advance:
+        done, start = 0, time.perf_counter()
+        with progress_bar(label, total, enabled=self.progress) as update:
             for batch in batches:
                 images = pixels(batch)
                 features = None if images is None else self.images(images, normalize=normalize)
                 yield batch, features
-                advance(samples(batch))
-
-
-@contextlib.contextmanager
-def _progress_bar(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich bar on stderr (silent when not ``enabled``); yields ``advance(samples)``."""
-    bar = Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-    task = bar.add_task(label, total=total)
-    with bar:
-        yield lambda count: bar.advance(task, count)
-
-
-class _RateColumn(ProgressColumn):
-    """Samples per second: the throughput is what an embedding run is tuned by."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.1f}/s" if speed else "--/s")
+                done += samples(batch)
+                # Samples per second: the throughput is what an embedding run is tuned by.
+                update(done, f"{done / (time.perf_counter() - start):,.1f}/s")

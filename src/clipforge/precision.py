@@ -42,9 +42,12 @@ class PrecisionError(ValueError):
 
 
 def check_precision(
-    name: object, option: str = "precision", allowed: tuple[str, ...] = PRECISIONS
+    name: object,
+    option: str = "precision",
+    allowed: tuple[str, ...] = PRECISIONS,
+    error: type[ValueError] = PrecisionError,
 ) -> str:
-    """``name`` if it is one of ``allowed``; else an error naming ``option`` and what to write.
+    """``name`` if it is one of ``allowed``; else an ``error`` naming ``option`` and what to write.
 
     An old spelling (``amp``) is told its new name rather than silently mapped to it, because
     the old names meant different things in different commands.
@@ -53,12 +56,12 @@ def check_precision(
         return name
     choices = ", ".join(allowed)
     if isinstance(name, str) and name in _RENAMED and _RENAMED[name] in allowed:
-        raise PrecisionError(
+        raise error(
             f"{option}={name!r} is an old spelling: write {_RENAMED[name]!r} (one of {choices})"
         )
     if isinstance(name, str) and name in PRECISIONS:
-        raise PrecisionError(f"{option}={name!r} is not allowed here; choose from {choices}")
-    raise PrecisionError(f"{option}={name!r} is not a precision; choose from {choices}")
+        raise error(f"{option}={name!r} is not allowed here; choose from {choices}")
+    raise error(f"{option}={name!r} is not a precision; choose from {choices}")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-_SCALARS = {int: int, float: (int, float), str: str, bool: bool}
+_SCALARS = (int, float, str, bool)
 
 
 class ConfigError(ValueError):
@@ -42,6 +42,18 @@ def field_types(cls: type) -> dict[str, Any]:
     """The init fields of dataclass ``cls`` with their resolved annotations."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
+    """``(dotted key, annotation, field)`` of every value of ``cls``, its sections walked."""
+    hints, leaves = field_types(cls), []
+    for spec in (spec for spec in dataclasses.fields(cls) if spec.init):
+        section = section_type(hints[spec.name])
+        if section is None:
+            leaves.append((prefix + spec.name, hints[spec.name], spec))
+        else:
+            leaves += leaf_fields(section, f"{prefix}{spec.name}.")
+    return leaves
 
 
 def section_type(annotation: Any) -> type | None:
@@ -253,49 +265,29 @@ def _items(value: Any, where: str, error: type[Exception]) -> list[Any]:
 
 def _scalar(value: Any, kind: Any) -> Any:
     """``value`` as ``kind``, or None when it is not one. Booleans are not numbers here."""
-    expected = _SCALARS.get(kind)
-    if expected is None or (isinstance(value, bool) and kind is not bool):
+    if kind not in _SCALARS or (isinstance(value, bool) and kind is not bool):
         return None
-    if kind is float and isinstance(value, str):
+    if kind is float and isinstance(value, str | int):
         try:
             return float(value)
         except ValueError:
             return None
-    if isinstance(value, expected):
-        return float(value) if kind is float else value
-    return None
+    return value if isinstance(value, kind) else None
 
 
 def _takes_text(cls: type, key: str) -> bool:
     """Whether dotted ``key`` of ``cls`` is a text field (False when it names no field)."""
-    owner: Any = cls
-    for name in key.split("."):
-        types_ = field_types(owner) if owner is not None else {}
-        if name not in types_:
-            return False
-        annotation = types_[name]
-        owner = section_type(annotation)
+    annotation = {leaf: annotation for leaf, annotation, _ in leaf_fields(cls)}.get(key)
     return annotation is str or (_is_union(annotation) and str in typing.get_args(annotation))
 
 
 def _unknown(parts: list[str], owner: type, root: type) -> str:
     """'unknown key', with the known keys, or the sections holding a key of that name."""
     key = ".".join(parts)
-    holders = [path for path in _leaf_paths(root) if path.endswith(f".{parts[-1]}")]
+    holders = [path for path, _, _ in leaf_fields(root) if path.endswith(f".{parts[-1]}")]
     if len(parts) == 1 and holders:
         return f"unknown key {key!r}; expected section.key=value, such as {', '.join(holders)}"
     return f"unknown key {key!r}; known keys are {_known(owner)}"
-
-
-def _leaf_paths(cls: type, prefix: str = "") -> list[str]:
-    paths = []
-    for name, annotation in field_types(cls).items():
-        section = section_type(annotation)
-        if section is None:
-            paths.append(prefix + name)
-        else:
-            paths += _leaf_paths(section, f"{prefix}{name}.")
-    return paths
 
 
 def _known(cls: type) -> str:

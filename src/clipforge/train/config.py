@@ -7,18 +7,41 @@ Sections are frozen dataclasses; an unknown key or a bad value fails with a mess
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..losses import loss_names, loss_options
-from ..precision import TRAIN_PRECISIONS, PrecisionError, check_precision
-from ..typed_config import TypedConfig, check_positive
+from ..precision import TRAIN_PRECISIONS, check_precision
+from ..typed_config import TypedConfig
 
 
 class TrainConfigError(ValueError):
     """A training config has an unknown key or a bad value."""
+
+
+_RULES = {
+    "positive": (lambda value: value > 0, "must be > 0"),
+    "non_negative": (lambda value: value >= 0, "must be >= 0"),
+    "fraction": (lambda value: 0 <= value < 1, "not in [0, 1)"),
+}
+
+
+def _check(section: object, where: str, **rules: tuple[str, ...]) -> None:
+    """Raise naming the first field of ``section`` that breaks its rule in ``_RULES``; a field
+    left None (a loss option that keeps the loss's default) has nothing to break."""
+    for rule, names in rules.items():
+        holds, says = _RULES[rule]
+        for name in names:
+            value = getattr(section, name)
+            if value is not None and not holds(value):
+                raise TrainConfigError(f"{where}.{name}={value!r} {says}")
+
+
+def _choose(where: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise TrainConfigError(f"{where}={value!r}: choose {', '.join(choices)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,8 +58,7 @@ class ModelSection:
     init_temperature: float = 0.0  # from-scratch runs: the starting 1/logit_scale; 0: the model's
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.init_temperature < 1.0:
-            raise TrainConfigError(f"model.init_temperature={self.init_temperature} not in [0, 1)")
+        _check(self, "model", fraction=("init_temperature",))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,19 +78,11 @@ class DataSection:
     augment: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind not in ("shapes", "wds", "csv"):
-            raise TrainConfigError(f"data.kind={self.kind!r}: choose shapes, wds or csv")
+        _choose("data.kind", self.kind, ("shapes", "wds", "csv"))
         if self.kind != "shapes" and not self.train:
             raise TrainConfigError(f"data.train must name the {self.kind} training data")
-        check_positive(
-            TrainConfigError,
-            "data",
-            batch_size=self.batch_size,
-            num_samples=self.num_samples,
-            captions_per_sample=self.captions_per_sample,
-        )
-        if self.workers < 0:
-            raise TrainConfigError(f"data.workers={self.workers} must be >= 0")
+        positive = ("batch_size", "num_samples", "captions_per_sample")
+        _check(self, "data", positive=positive, non_negative=("workers",))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +102,7 @@ class LossSection:
     teacher_pretrained: str = ""
 
     def __post_init__(self) -> None:
-        if self.name not in loss_names():
-            raise TrainConfigError(f"loss.name={self.name!r}: choose {', '.join(loss_names())}")
+        _choose("loss.name", self.name, loss_names())
         accepted = loss_options(self.name)
         for key, value in self.options().items():
             if key not in accepted:
@@ -97,11 +110,8 @@ class LossSection:
                 raise TrainConfigError(
                     f"loss.{key}={value!r} does not apply to loss.name={self.name!r} ({takes})"
                 )
-        if not 0.0 <= (self.label_smoothing or 0.0) < 1.0:
-            raise TrainConfigError(f"loss.label_smoothing={self.label_smoothing} not in [0, 1)")
-        for key in ("hopfield_beta", "distill_temperature"):
-            if getattr(self, key) is not None:
-                check_positive(TrainConfigError, "loss", **{key: getattr(self, key)})
+        positive = ("hopfield_beta", "distill_temperature")
+        _check(self, "loss", fraction=("label_smoothing",), positive=positive)
         if (self.name == "distill") != bool(self.teacher):
             raise TrainConfigError(
                 f"loss.teacher={self.teacher!r}: loss.name='distill' needs one; other losses none"
@@ -131,15 +141,14 @@ class OptimSection:
     fused: bool = True  # one fused AdamW kernel per parameter where torch has one
 
     def __post_init__(self) -> None:
-        check_positive(
-            TrainConfigError, "optim", lr=self.lr, eps=self.eps, accum_steps=self.accum_steps
+        _check(
+            self,
+            "optim",
+            positive=("lr", "eps", "accum_steps"),
+            non_negative=("weight_decay", "warmup_steps", "grad_clip"),
+            fraction=("beta1", "beta2"),
         )
-        if self.schedule not in ("cosine", "constant"):
-            raise TrainConfigError(f"optim.schedule={self.schedule!r}: choose cosine or constant")
-        if self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise TrainConfigError("optim.weight_decay, warmup_steps and grad_clip must be >= 0")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise TrainConfigError(f"optim.beta1/beta2=({self.beta1}, {self.beta2}) not in [0, 1)")
+        _choose("optim.schedule", self.schedule, ("cosine", "constant"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,22 +167,10 @@ class RunSection:
     processes: int = 1  # local data-parallel processes started by fit itself (not torchrun)
 
     def __post_init__(self) -> None:
-        check_positive(
-            TrainConfigError,
-            "run",
-            steps=self.steps,
-            log_every=self.log_every,
-            keep_last=self.keep_last,
-            processes=self.processes,
-        )
-        try:
-            check_precision(self.precision, "run.precision", TRAIN_PRECISIONS)
-        except PrecisionError as err:
-            raise TrainConfigError(str(err)) from None
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise TrainConfigError(f"run.device={self.device!r}: choose auto, cpu or cuda")
-        if self.checkpoint_every < 0 or self.eval_every < 0:
-            raise TrainConfigError("run.checkpoint_every and run.eval_every must be >= 0")
+        positive = ("steps", "log_every", "keep_last", "processes")
+        _check(self, "run", positive=positive, non_negative=("checkpoint_every", "eval_every"))
+        check_precision(self.precision, "run.precision", TRAIN_PRECISIONS, TrainConfigError)
+        _choose("run.device", self.device, ("auto", "cpu", "cuda"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,20 +6,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..distributed import DistInfo
 from ..models import CLIP
+from ..progress import progress_bar
 from .batches import StepBatches
 from .build import build_model, join, new_state, step_context
 from .config import TrainConfig
-from .progress import TrainProgress
 from .state import load_checkpoint, resolve_resume, save_checkpoint
 from .step import train_step
 
@@ -54,7 +52,7 @@ def train(
     run_dir = Path(cfg.run.out_dir)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
     model = model if model is not None else build_model(cfg, dist.device)
     ctx = step_context(cfg, model, dist)
     state = new_state(cfg, model, ctx.precision)
@@ -65,18 +63,22 @@ def train(
     result = RunResult(model=model, run_dir=run_dir, step=state.step)
     batch_size = cfg.data.batch_size * dist.world_size
     start_time, start_step = time.perf_counter(), state.step
-    with ExitStack() as stack:
-        log = stack.enter_context(_RunLog(run_dir, run.tensorboard, enabled=dist.is_main))
-        progress = stack.enter_context(
-            TrainProgress(run.steps, start=state.step, enabled=dist.is_main and run.progress)
-        )
+    show = dist.is_main and run.progress
+    with (
+        _RunLog(run_dir, run.tensorboard, enabled=dist.is_main) as log,
+        progress_bar("train", run.steps, start=state.step, enabled=show) as progress,
+    ):
         for batch in batches(state.step):
             if state.step >= run.steps:
                 break
             metrics = train_step(state, batch, ctx)
             step, elapsed = state.step, time.perf_counter() - start_time
             metrics.update(step=step, samples_per_s=(step - start_step) * batch_size / elapsed)
-            progress.update(step, metrics)
+            progress(
+                step,
+                f"loss {metrics['loss']:.3f}  lr {metrics['lr']:.2e}  "
+                f"T {metrics['logit_scale']:.1f}  {metrics['samples_per_s']:.0f} samples/s",
+            )
             if step % run.log_every == 0 or step == run.steps:
                 result.history.append(metrics)
                 log.write(metrics)
