@@ -131,9 +131,6 @@ class Collection:
         root), member (tar member, webdataset only) and the parsed JSON fields as metadata."""
         return [self._describe(i, row) for i, row in zip(ids, self.rows(ids), strict=True)]
 
-    def item(self, item_id: int) -> dict[str, Any]:
-        return self.items([item_id])[0]
-
     def _describe(self, item_id: int, row: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"id": item_id, "key": row.get("key"), "caption": row.get("caption")}
         image_path = self._inside_roots(row.get("path"))

@@ -260,9 +260,7 @@ def _summary(
     seconds: float,
 ) -> dict[str, Any]:
     images = sum(r["images"] for r in results)
-    reasons: Counter[str] = Counter()
-    for r in results:
-        reasons.update(r["skipped_by_reason"])
+    reasons = sum((Counter(r["skipped_by_reason"]) for r in results), Counter())
     return {
         "out_dir": str(out),
         "partitions": len(collection.partitions),

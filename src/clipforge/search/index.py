@@ -71,8 +71,7 @@ class SearchIndex:
             raise ValueError(
                 f"k must be an integer in [1, {self.ntotal}] (the index size), got {k!r}"
             )
-        scores, ids = self.index.search(x, int(k))
-        return scores, ids
+        return self.index.search(x, int(k))
 
     def range_search(
         self, queries: np.ndarray, min_score: float

@@ -113,7 +113,7 @@ def _add_routes(app: FastAPI, service: SearchService, metrics: Metrics) -> None:
     @app.get("/items/{item_id}", summary="An item's metadata")
     def item(item_id: int, index: str | None = None) -> dict[str, Any]:
         served = service.resolve(index)
-        return {"index": served.name, **served.collection.item(item_id)}
+        return {"index": served.name, **served.collection.items([item_id])[0]}
 
     @app.get("/images/{item_id}", summary="An item's image", response_class=Response)
     def image(item_id: int, index: str | None = None) -> Response:
