@@ -14,9 +14,7 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from clipforge.data.shapes import (
     ALL_PAIRS,
@@ -30,7 +28,6 @@ from clipforge.data.shapes import (
     Scene,
     SceneObject,
     ShapesClassification,
-    ShapesImageText,
     ShapesWorld,
     canonical_caption,
     caption,
@@ -251,25 +248,6 @@ def test_relation_captions_are_true() -> None:
 # Datasets
 
 
-def test_image_text_dataset(world: ShapesWorld) -> None:
-    dataset = ShapesImageText(world, split="val", size=12)
-    assert len(dataset) == 12
-    image, text = dataset[4]
-    assert isinstance(image, Image.Image) and (image, text)[1] == world.sample("val", 4)[1]
-    with pytest.raises(IndexError):
-        dataset[12]
-    canonical = ShapesImageText(world, split="val", size=12, captions="canonical")
-    assert canonical[4][1] == canonical_caption(world.scene("val", 4))
-
-    def to_tensor(img: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
-
-    tensors = ShapesImageText(world, size=8, transform=to_tensor, tokenizer=str.upper)
-    pixels, texts = next(iter(DataLoader(tensors, batch_size=4)))
-    assert pixels.shape == (4, 3, 64, 64)
-    assert list(texts) == [world.sample("train", i)[1].upper() for i in range(4)]
-
-
 @pytest.mark.parametrize(
     ("task", "n_classes", "attribute"),
     [("shape", 8, lambda o: o.shape), ("colour", 10, lambda o: o.colour)],
@@ -429,9 +407,8 @@ def test_write_zero_samples(tmp_path) -> None:
         (lambda w, p: ShapesWorld(seed=-1), "seed -1"),
         (lambda w, p: ShapesWorld(image_size=8), "image_size 8"),
         (lambda w, p: ShapesWorld(image_size=2048), "image_size 2048"),
-        (lambda w, p: ShapesImageText(w, split="tain"), "split 'tain'"),
-        (lambda w, p: ShapesImageText(w, size=-5), "size -5"),
-        (lambda w, p: ShapesImageText(w, captions="long"), "captions 'long'"),
+        (lambda w, p: ShapesClassification(w, task="shape", split="tain"), "split 'tain'"),
+        (lambda w, p: ShapesClassification(w, task="shape", size=-5), "size -5"),
         (lambda w, p: ShapesClassification(w, task="count"), "task 'count'"),
         (lambda w, p: ShapesClassification(w, task="heldout_pair", split="val"), "split 'val'"),
         (lambda w, p: word_order_probe(w, n=-1), "n -1"),

@@ -14,7 +14,7 @@ and ``writers`` (webdataset and CSV output).
 """
 
 from clipforge.data.shapes.captions import canonical_caption, caption
-from clipforge.data.shapes.datasets import ShapesClassification, ShapesImageText
+from clipforge.data.shapes.datasets import ShapesClassification
 from clipforge.data.shapes.drawing import render
 from clipforge.data.shapes.probe import ProbePair, word_order_probe
 from clipforge.data.shapes.scene import Background, Scene, SceneObject
@@ -47,7 +47,6 @@ __all__ = [
     "Scene",
     "SceneObject",
     "ShapesClassification",
-    "ShapesImageText",
     "ShapesWorld",
     "WriteSummary",
     "canonical_caption",

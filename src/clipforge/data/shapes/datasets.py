@@ -1,9 +1,9 @@
-"""Map-style torch datasets over the shapes world, for DataLoaders and evaluation tasks.
+"""A map-style torch dataset of the shapes world's one-object classification views.
 
 Preprocessing is composed from outside: ``transform`` maps the PIL image (e.g. a clipforge
-image transform) and ``tokenizer`` maps the caption string. Both default to identity, so the
-datasets can be inspected without pulling in the model stack. clipforge's ``Tokenizer`` returns
-``(1, L)`` for one string; pass ``lambda text: tokenizer(text)[0]`` to batch into ``(B, L)``.
+image transform) and defaults to identity, so the views can be inspected without the model
+stack. Training renders its image-text pairs in :mod:`clipforge.train.data`; evaluation wraps
+these views in :mod:`clipforge.data.evalsets.shapes_views`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from clipforge.data.shapes.captions import article, canonical_caption
+from clipforge.data.shapes.captions import article
 from clipforge.data.shapes.scene import Scene
 from clipforge.data.shapes.vocab import (
     ALL_PAIRS,
@@ -26,7 +26,6 @@ from clipforge.data.shapes.vocab import (
 )
 from clipforge.data.shapes.world import ShapesWorld
 
-CAPTION_MODES: tuple[str, ...] = ("random", "canonical")
 TASKS: tuple[str, ...] = ("shape", "colour", "heldout_pair")
 
 
@@ -34,45 +33,6 @@ def _check_item(index: int, size: int) -> int:
     if not 0 <= index < size:
         raise IndexError(f"index {index} is out of range for a dataset of size {size}")
     return index
-
-
-class ShapesImageText(Dataset):
-    """``size`` samples of ``split`` as ``(image, caption)``, sample ``i`` being
-    ``world.sample(split, i)``; ``captions="canonical"`` gives each scene its one fixed caption
-    (retrieval ground truth) instead of a templated one."""
-
-    def __init__(
-        self,
-        world: ShapesWorld,
-        split: str = "train",
-        size: int = 10000,
-        transform: Callable[[Any], Any] | None = None,
-        tokenizer: Callable[[str], Any] | None = None,
-        captions: str = "random",
-    ) -> None:
-        check_choice("captions", captions, CAPTION_MODES)
-        self.world = world
-        self.split = check_split(split)
-        self.size = check_count("size", size)
-        self.transform = transform
-        self.tokenizer = tokenizer
-        self.captions = captions
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        _check_item(index, self.size)
-        if self.captions == "canonical":
-            scene = self.world.scene(self.split, index)
-            image, text = self.world.render(scene), canonical_caption(scene)
-        else:
-            image, text = self.world.sample(self.split, index)
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.tokenizer is not None:
-            text = self.tokenizer(text)
-        return image, text
 
 
 class ShapesClassification(Dataset):
