@@ -14,6 +14,7 @@ config they wrote.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import types
@@ -121,10 +122,14 @@ def coerce(value: Any, annotation: Any, where: str, error: type[Exception] = Con
             raise error(f"{where}={value!r} has the wrong type; expected a mapping")
         return {key: coerce(item, args[1], _join(where, str(key)), error)
                 for key, item in value.items()}  # fmt: skip
-    converted = _scalar(value, annotation)
-    if converted is None:
-        raise error(f"{where}={value!r} has the wrong type; expected {_name(annotation)}")
-    return converted
+    if annotation is float and isinstance(value, str | int) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            return float(value)
+    # Booleans are not numbers here (``true`` for a count is a mistake, not 1).
+    scalar = annotation in _SCALARS and isinstance(value, annotation)
+    if scalar and (annotation is bool) == isinstance(value, bool):
+        return value
+    raise error(f"{where}={value!r} has the wrong type; expected {_name(annotation)}")
 
 
 def to_plain(value: Any) -> Any:
@@ -261,18 +266,6 @@ def _items(value: Any, where: str, error: type[Exception]) -> list[Any]:
     if isinstance(value, Mapping):
         raise error(f"{where}={value!r} has the wrong type; expected a list or a comma list")
     return [value]  # one item, as `--set fewshot.shots=4` gives it
-
-
-def _scalar(value: Any, kind: Any) -> Any:
-    """``value`` as ``kind``, or None when it is not one. Booleans are not numbers here."""
-    if kind not in _SCALARS or (isinstance(value, bool) and kind is not bool):
-        return None
-    if kind is float and isinstance(value, str | int):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, kind) else None
 
 
 def _takes_text(cls: type, key: str) -> bool:

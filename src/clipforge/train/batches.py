@@ -8,6 +8,7 @@ memory (the shapes world, pre-rendered); ``LoaderBatches`` adapts a streaming lo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
@@ -101,13 +102,6 @@ class LoaderBatches:
     def __call__(self, start_step: int) -> Iterator[Batch]:
         epoch, skip = divmod(start_step, self.steps_per_epoch)
         while True:
-            produced = 0
-            for i, batch in enumerate(self.make(epoch)):
-                if produced + skip >= self.steps_per_epoch:
-                    break
-                if i < skip:
-                    continue
-                produced += 1
-                pixels, tokens = batch
-                yield pixels, tokens
+            # A loader's batch records unpack as the (pixels, tokens) pair of a step.
+            yield from map(tuple, itertools.islice(self.make(epoch), skip, self.steps_per_epoch))
             epoch, skip = epoch + 1, 0

@@ -17,7 +17,6 @@ import pickle
 import socket
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -76,12 +75,14 @@ def _fit_in_processes(
         handoff = Path(tmp)
         threads = max(1, torch.get_num_threads() // n)
         log.info("training in %d processes of %d thread(s) each", n, threads)
-        setup = _WorkerSetup(n, _free_port(), threads, logging.getLogger().getEffectiveLevel())
+        # What torchrun would set, but RANK and LOCAL_RANK, which each worker sets to its own.
+        group = {"WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+        log_level = logging.getLogger().getEffectiveLevel()
         try:
             with _thread_environment(threads):
                 mp.start_processes(
                     _worker,
-                    args=(setup, cfg, resume, eval_fn, handoff),
+                    args=(group, threads, log_level, cfg, resume, eval_fn, handoff),
                     nprocs=n,
                     join=True,
                     start_method="spawn",
@@ -93,46 +94,25 @@ def _fit_in_processes(
     return RunResult(model=model, run_dir=run_dir, **out)
 
 
-@dataclass(frozen=True)
-class _WorkerSetup:
-    """What every worker needs to join the group: picklable, fixed for the run."""
-
-    world_size: int
-    port: int
-    threads: int
-    log_level: int
-
-    def environment(self, rank: int) -> dict[str, str]:
-        """The variables torchrun would set for ``rank``."""
-        return {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(self.world_size),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(self.port),
-        }
-
-
 def _worker(
     rank: int,
-    setup: _WorkerSetup,
+    group: dict[str, str],
+    threads: int,
+    log_level: int,
     cfg: TrainConfig,
     resume: str | None,
     eval_fn: EvalFn | None,
     handoff: Path,
 ) -> None:
-    os.environ.update(setup.environment(rank))
-    torch.set_num_threads(setup.threads)
-    logging.basicConfig(level=setup.log_level if rank == 0 else logging.WARNING)
+    os.environ.update(group, RANK=str(rank), LOCAL_RANK=str(rank))
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=log_level if rank == 0 else logging.WARNING)
     try:
         result = fit_this_process(cfg, resume=resume, eval_fn=eval_fn)
         if rank == 0:
             save_model(result.model, handoff / _WEIGHTS)
-            torch.save(
-                {"step": result.step, "history": result.history, "evals": result.evals,
-                 "samples_per_second": result.samples_per_second},
-                handoff / _RESULT,
-            )  # fmt: skip
+            out = {k: v for k, v in vars(result).items() if k not in ("model", "run_dir")}
+            torch.save(out, handoff / _RESULT)
     except Exception as err:
         with contextlib.suppress(Exception):  # an exception that does not pickle stays torch's
             (handoff / f"error-{rank}.pkl").write_bytes(pickle.dumps(err))
