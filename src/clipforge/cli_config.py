@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .typed_config import leaf_fields
+from .typed_config import leaf_fields, value_types
 
 _OWN = ("config", "set", "print-config", "help")  # options every config command has
 
@@ -114,9 +113,7 @@ def config_command(
 
 def _option_type(annotation: Any) -> Any:
     """The type typer parses a field's flag as (None: the field has no flag)."""
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    options = [a for a in typing.get_args(annotation) if a is not type(None)] if union else []
-    options = options or [annotation]
+    options = value_types(annotation)
     if len(options) != 1:
         return None
     kind = options[0]
@@ -136,8 +133,8 @@ def _flag_param(flag: Flag) -> inspect.Parameter:
 
 
 def _argument(key: str, annotation: Any, text: str) -> inspect.Parameter:
-    kinds = [annotation, *typing.get_args(annotation)]
-    kind = list[str] if any(typing.get_origin(k) is tuple for k in kinds) else str
+    tuples = any(typing.get_origin(kind) is tuple for kind in value_types(annotation))
+    kind = list[str] if tuples else str
     info = typer.Argument(help=text, show_default=False, metavar=key.upper())
     return _param_of(_param(key), kind | None, info, None)
 

@@ -87,6 +87,14 @@ def _env_int(name: str) -> int:
         ) from None
 
 
+def _env_rank() -> tuple[int, int]:
+    """torchrun's ``RANK`` and ``WORLD_SIZE``, checked against each other."""
+    rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"RANK={rank} is outside [0, WORLD_SIZE={world_size})")
+    return rank, world_size
+
+
 def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """``(rank, world_size)``: the arguments, else the initialised process group, else
     torchrun's ``RANK``/``WORLD_SIZE``, else ``(0, 1)``.
@@ -99,7 +107,7 @@ def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tupl
     if rank is None:
         rank, world_size = world_info()
         if world_size == 1 and "WORLD_SIZE" in os.environ:
-            rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
+            rank, world_size = _env_rank()
     if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank={rank!r} must be in [0, world_size={world_size!r})")
     return rank, world_size
@@ -130,9 +138,7 @@ def init_distributed(
             f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun, "
             f"which sets {', '.join(TORCHRUN_ENV_VARS)}"
         )
-    rank, world_size, local_rank = (_env_int(n) for n in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
-    if not 0 <= rank < world_size:
-        raise ValueError(f"RANK={rank} is outside [0, WORLD_SIZE={world_size})")
+    (rank, world_size), local_rank = _env_rank(), _env_int("LOCAL_RANK")
     backend = backend or default_backend()
     if backend == "nccl":
         torch.cuda.set_device(local_rank)

@@ -57,14 +57,17 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses
     return leaves
 
 
+def value_types(annotation: Any) -> list[Any]:
+    """The types a field holds besides None: ``[X]`` for ``X`` and ``X | None``."""
+    if not _is_union(annotation):
+        return [annotation]
+    return [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+
+
 def section_type(annotation: Any) -> type | None:
     """The dataclass a field holds (``Section`` or ``Section | None``), or None for a leaf."""
-    if dataclasses.is_dataclass(annotation):
-        return annotation
-    options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-    if _is_union(annotation) and len(options) == 1 and dataclasses.is_dataclass(options[0]):
-        return options[0]
-    return None
+    options = value_types(annotation)
+    return options[0] if len(options) == 1 and dataclasses.is_dataclass(options[0]) else None
 
 
 def build_dataclass(
@@ -98,7 +101,7 @@ def coerce(value: Any, annotation: Any, where: str, error: type[Exception] = Con
     if annotation is Any:
         return value
     if _is_union(annotation):
-        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        options = value_types(annotation)
         if value is None and len(options) < len(typing.get_args(annotation)):
             return None
         if len(options) == 1:
@@ -271,7 +274,7 @@ def _items(value: Any, where: str, error: type[Exception]) -> list[Any]:
 def _takes_text(cls: type, key: str) -> bool:
     """Whether dotted ``key`` of ``cls`` is a text field (False when it names no field)."""
     annotation = {leaf: annotation for leaf, annotation, _ in leaf_fields(cls)}.get(key)
-    return annotation is str or (_is_union(annotation) and str in typing.get_args(annotation))
+    return str in value_types(annotation)
 
 
 def _unknown(parts: list[str], owner: type, root: type) -> str:

@@ -69,7 +69,7 @@ def render_shapes(
 
 
 def shapes_tensors(
-    cfg: TrainConfig, *, image_size: int, context_length: int
+    cfg: TrainConfig, *, image_size: int, tokenizer: Tokenizer
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A shapes run's whole data set: uint8 images (N, 3, S, S) and token ids, (N, L) or
     (N, K, L) with ``data.captions_per_sample`` = K > 1.
@@ -89,9 +89,7 @@ def shapes_tensors(
         captions_per_sample=data.captions_per_sample,
         first=first,
     )
-    tokens = Tokenizer(context_length=context_length)(
-        [text for texts in captions for text in texts]
-    )
+    tokens = tokenizer([text for texts in captions for text in texts])
     if data.captions_per_sample > 1:
         tokens = tokens.view(len(captions), data.captions_per_sample, -1)
     if world_size > 1:
@@ -103,8 +101,9 @@ def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> 
     """One batch per step for this rank, as ``cfg.data`` describes."""
     data, run = cfg.data, cfg.run
     rank, world_size = world_info()
+    tokenizer = Tokenizer(context_length=context_length)
     if data.kind == "shapes":
-        images, tokens = shapes_tensors(cfg, image_size=image_size, context_length=context_length)
+        images, tokens = shapes_tensors(cfg, image_size=image_size, tokenizer=tokenizer)
         return TensorBatches(
             images,
             tokens,
@@ -113,7 +112,6 @@ def build_batches(cfg: TrainConfig, *, image_size: int, context_length: int) -> 
             rank=rank,
             world_size=world_size,
         )
-    tokenizer = Tokenizer(context_length=context_length)
     spec = DataSpec(
         kind=data.kind,
         urls=data.train,
