@@ -32,13 +32,13 @@ def default_out(task: str, dataset: str, model: str | None, pretrained: str | No
 
 
 def _flat(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested metrics as ``("fewshot/tip/1/acc1", value)`` rows."""
     rows = []
     for key, value in metrics.items():
-        name = f"{prefix}{key}"
         if isinstance(value, dict):
-            rows += _flat(value, f"{name}/")
+            rows += _flat(value, f"{prefix}{key}/")
         else:
-            rows.append((name, value))
+            rows.append((f"{prefix}{key}", value))
     return rows
 
 
