@@ -39,6 +39,15 @@ def check_positive(error: type[Exception], where: str, **values: float) -> None:
             raise error(f"{where}.{name}={value!r} must be > 0")
 
 
+def check_ints(where: str = "", **values: tuple[int, int]) -> None:
+    """Each ``name=(value, minimum)`` must be an int (not a bool) >= its minimum, 0 or 1; the
+    error starts with ``where`` (e.g. ``"EvalLoader: "``) and names the option and the value."""
+    for name, (value, minimum) in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            sign = "positive" if minimum else "non-negative"
+            raise ValueError(f"{where}{name} must be a {sign} integer, got {value!r}")
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """The init fields of dataclass ``cls`` with their resolved annotations."""
     hints = typing.get_type_hints(cls)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from PIL import Image
@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from clipforge.data.skips import SampleSkipped, SkipReason, SkipStats, open_sample_image
 from clipforge.data.sources import RawSample, SampleSource, choose_caption, stable_seed
+from clipforge.typed_config import check_ints
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 TextTokenizer = Callable[[list[str]], torch.Tensor]
@@ -33,9 +34,7 @@ R = TypeVar("R")
 def check_loader_options(owner: str, *, max_skip_rate: float, **counts: tuple[int, int]) -> None:
     """Raise naming ``owner`` and the option unless each ``name=(value, minimum)`` is an int
     (not a bool) >= its minimum and ``max_skip_rate`` lies in [0, 1]."""
-    for name, (value, minimum) in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{owner}: {name}={value!r} must be an int >= {minimum}")
+    check_ints(f"{owner}: ", **counts)
     if not 0.0 <= max_skip_rate <= 1.0:
         raise ValueError(f"{owner}: max_skip_rate={max_skip_rate!r} not in [0, 1]")
 
@@ -64,7 +63,7 @@ class BatchRecord:
         """``B``, the number of samples (0 for a record that only carries skips)."""
         return len(self.keys)
 
-    def pin_memory(self) -> Self:
+    def pin_memory(self: R) -> R:
         """Called by ``DataLoader(pin_memory=True)``."""
         return pin_tensors(self)
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ..data.plan import INPUT_FORMATS
 from ..precision import check_precision
-from ..typed_config import TypedConfig, option
+from ..typed_config import TypedConfig, check_ints, option
 
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
 MODALITIES: tuple[str, ...] = ("image", "text")
@@ -54,7 +54,7 @@ class EmbedConfig(_SearchConfig):
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ValueError("inputs is empty: give image folders, shards or tables to embed")
-        _check_ints(batch_size=(self.batch_size, 1), partition_size=(self.partition_size, 1),
+        check_ints(batch_size=(self.batch_size, 1), partition_size=(self.partition_size, 1),
                     shards_per_partition=(self.shards_per_partition, 1),
                     num_workers=(self.num_workers, 0))  # fmt: skip
         check_precision(self.precision)
@@ -93,7 +93,7 @@ class IndexConfig(_SearchConfig):
         _check_choice("modality", self.modality, MODALITIES)
         if not 0 < self.recall_target <= 1:
             raise ValueError(f"recall_target must be in (0, 1], got {self.recall_target}")
-        _check_ints(n_queries=(self.n_queries, 1))
+        check_ints(n_queries=(self.n_queries, 1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +125,7 @@ def check_plan_options(
     for name, value in budgets.items():
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
-    _check_ints(**{name: (value, 1) for name, value in sizes.items() if value is not None})
+    check_ints(**{name: (value, 1) for name, value in sizes.items() if value is not None})
 
 
 def check_dedup_options(threshold: float, k: int | None) -> None:
@@ -140,11 +140,3 @@ def check_dedup_options(threshold: float, k: int | None) -> None:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
-
-
-def _check_ints(**values: tuple[int, int]) -> None:
-    """Each ``name=(value, minimum)`` must be an int (not a bool) >= its minimum, 0 or 1."""
-    for name, (value, minimum) in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            sign = "positive" if minimum else "non-negative"
-            raise ValueError(f"{name} must be a {sign} integer, got {value!r}")
