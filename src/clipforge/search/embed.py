@@ -210,6 +210,7 @@ def _run(
     encoder = writer.encoder
     assemblies: dict[int, Assembly] = {}
     results = []
+    waited_from = time.perf_counter()  # a chunk's time runs from the end of the one before it
     for chunk, embeddings in encoder.stream(
         encoder.loader(reader),
         pixels=lambda chunk: chunk.pixels,
@@ -219,12 +220,13 @@ def _run(
     ):
         chunk.pixels = None  # the embeddings are all that is kept
         assembly = assemblies.setdefault(
-            chunk.partition, Assembly(units=chunk.units, started=time.perf_counter())
+            chunk.partition, Assembly(units=chunk.units, started=waited_from)
         )
         assembly.add(chunk, embeddings)
         if assembly.complete:
             results.append(writer.write(chunk.partition, assemblies.pop(chunk.partition)))
             _log_partition(results[-1])
+        waited_from = time.perf_counter()
     if assemblies:
         raise RuntimeError(f"partitions {sorted(assemblies)} ended incomplete (a clipforge bug)")
     return results
