@@ -24,6 +24,7 @@ from clipforge.data.spec import DataSpec, expand_urls
 from clipforge.data.stream import Batch
 from clipforge.data.wds import split_member_name
 from clipforge.tokenizer import Tokenizer
+from clipforge.train.batches import LoaderBatches
 from clipforge.transforms import image_transform
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (120, 40, 160)]
@@ -326,22 +327,25 @@ def test_resampled_mode_is_endless_and_seeded_per_rank(tmp_path: Path, tok: Toke
     assert take(1) != take(0) and take(0, seed=1) != take(0)
 
 
+def same_batches(resumed: list[tuple[torch.Tensor, torch.Tensor]], batches: list[Batch]) -> bool:
+    return len(resumed) == len(batches) and all(
+        torch.equal(pixels, b.pixels) and torch.equal(tokens, b.tokens)
+        for (pixels, tokens), b in zip(resumed, batches, strict=True)
+    )
+
+
 def test_resume_continues_with_the_same_batches(tmp_path: Path, tok: Tokenizer) -> None:
     urls = write_shards(tmp_path, "s", 3, 5)
     train = image_transform(SIZE, is_train=True, scale=(0.3, 1.0))
-    reference = list(make_loader(urls, tok, transform=train, epoch=2))
-    stopped = make_loader(urls, tok, transform=train, epoch=2)
-    for _ in zip(range(2), stopped, strict=False):
-        pass
-    state = stopped.state_dict()
-    assert state["batches"] == 2 and state["epoch"] == 2
-    resumed = make_loader(urls, tok, transform=train)
-    resumed.load_state_dict(state)
-    rest = list(resumed)
-    assert keys_of(rest) == keys_of(reference[2:])
-    torch.testing.assert_close(rest[0].pixels, reference[2].pixels, rtol=0, atol=0)
-    resumed.set_epoch(3)
-    assert len(keys_of(list(resumed))) == 15  # a new epoch starts from its beginning
+
+    def make(epoch: int) -> ImageTextLoader:
+        return make_loader(urls, tok, transform=train, epoch=epoch)
+
+    reference = list(make(2))
+    assert len(reference) == 4  # 15 samples in batches of 4
+    resumed = LoaderBatches(make, steps_per_epoch=4)(2 * 4 + 2)  # step 2 of epoch 2
+    assert same_batches(list(itertools.islice(resumed, 2)), reference[2:])
+    assert same_batches([next(resumed)], list(make(3))[:1])  # a new epoch starts from its beginning
 
 
 def test_real_workers_match_the_simulated_slots_and_resume(tmp_path: Path, tok: Tokenizer) -> None:
@@ -351,16 +355,11 @@ def test_real_workers_match_the_simulated_slots_and_resume(tmp_path: Path, tok: 
     loader = make_loader(spec, tok, **options)
     slots = [list(loader.dataset.batches(slot)) for slot in (0, 1)]
     expected = [batch for pair in zip(*slots, strict=True) for batch in pair]  # DataLoader's turns
-    delivered = []
-    for batch in loader:  # two worker processes
-        delivered.append(batch)
-        if len(delivered) == 5:
-            state = loader.state_dict()
+    delivered = list(loader)  # two worker processes
     assert [b.keys for b in delivered] == [b.keys for b in expected]
     torch.testing.assert_close(delivered[3].pixels, expected[3].pixels, rtol=0, atol=0)
-    resumed = make_loader(spec, tok, **options)
-    resumed.load_state_dict(state)
-    assert [b.keys for b in resumed] == [b.keys for b in expected[5:]]
+    resumed = LoaderBatches(lambda epoch: make_loader(spec, tok, epoch=epoch, **options), 16)(5)
+    assert same_batches(list(itertools.islice(resumed, 11)), expected[5:])
 
 
 def test_skip_stats_merge_and_round_trip() -> None:

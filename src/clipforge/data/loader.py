@@ -8,9 +8,10 @@ of :class:`~clipforge.data.stream.Batch` for one rank that
   from per-(rank, worker) seeds);
 * shuffles per epoch (``set_epoch``), deterministically given ``(seed, epoch)``;
 * gathers the workers' skip counts into :attr:`ImageTextLoader.stats` and raises
-  :class:`~clipforge.data.skips.DataError` once the skip rate passes ``max_skip_rate``;
-* resumes an interrupted epoch exactly from :meth:`ImageTextLoader.state_dict`, skipping the
-  samples already consumed without decoding them.
+  :class:`~clipforge.data.skips.DataError` once the skip rate passes ``max_skip_rate``.
+
+A pass over an epoch is a pure function of its arguments, which is how training resumes:
+:class:`clipforge.train.batches.LoaderBatches` rebuilds the epoch and skips the batches done.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -30,7 +30,6 @@ from clipforge.data.stream import (
     Batch,
     ImageTextStream,
     ImageTransform,
-    ResumePoint,
     TextTokenizer,
     check_loader_options,
 )
@@ -49,15 +48,10 @@ class ImageTextLoader:
     """Batches of one rank for one epoch at a time; see the module docstring.
 
     Iterating gives :class:`Batch` objects (``pixels, tokens = batch`` works). Each pass
-    replays the current epoch from its start, or from the point loaded by
-    :meth:`load_state_dict`; call :meth:`set_epoch` before each epoch. DataLoader workers are
-    started for each pass (not persistent), which is how the epoch and resume point reach them.
-
-    Order: batch ``i`` of an epoch comes from worker ``i % workers`` for as long as every
-    worker still has data, so a resumed pass delivers exactly the batches the interrupted one
-    would have. In finite mode, workers whose share runs out first drop out of the turn; a
-    resume point inside that final stretch gives the same remaining batches, possibly in
-    another order. Resampled mode with ``num_samples`` has no such stretch.
+    replays the current epoch from its start; call :meth:`set_epoch` before each epoch.
+    DataLoader workers are started for each pass (not persistent), which is how the epoch
+    reaches them. Batch ``i`` of an epoch comes from worker ``i % workers`` for as long as
+    every worker still has data.
     """
 
     def __init__(
@@ -71,9 +65,6 @@ class ImageTextLoader:
         self.workers = workers
         self.pin_memory = pin_memory
         self.stats = SkipStats()
-        self._resume: ResumePoint | None = None
-        self._batches = 0
-        self._positions = [0] * stream.streams
 
     @property
     def num_batches(self) -> int | None:
@@ -83,17 +74,12 @@ class ImageTextLoader:
         return None if per_stream is None else per_stream * self.dataset.streams
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch the next pass reads; a loaded resume point for another epoch is
-        dropped."""
-        if epoch != self.dataset.epoch:
-            self._resume = None
+        """Select the epoch the next pass reads."""
         self.dataset.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
         stream = self.dataset
-        stream.resume, self._resume = self._resume, None
-        start = stream.resume or ResumePoint(batches=0, positions=(0,) * stream.streams)
-        self._batches, self._positions = start.batches, list(start.positions)
+        delivered = 0
         loader = DataLoader(
             stream,
             batch_size=None,
@@ -108,7 +94,6 @@ class ImageTextLoader:
         )
         for batch in loader:
             self.stats.merge(batch.skips)
-            self._positions[batch.stream] = batch.position
             self.stats.check(
                 source=stream.source.name,
                 max_rate=stream.max_skip_rate,
@@ -116,41 +101,13 @@ class ImageTextLoader:
             )
             if batch.size == 0:
                 continue
-            self._batches += 1
+            delivered += 1
             yield batch
-        if self._batches == 0:
+        if delivered == 0:
             raise DataError(
                 f"data source {stream.source.name}: no usable sample on rank {stream.rank} in "
                 f"epoch {stream.epoch} ({self.stats.summary()})"
             )
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain data for the checkpoint: epoch, batches delivered in it, each worker's raw
-        position and the skip totals. Reflects the batches *delivered* so far, not those
-        prefetched by workers."""
-        return {
-            "epoch": self.dataset.epoch,
-            "batches": self._batches,
-            "positions": list(self._positions),
-            "stats": self.stats.to_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Make the next pass continue the saved epoch right after its last delivered batch.
-
-        Needs the same data, seed, batch size, ranks and workers as the saved run (checked
-        for the worker count, which the positions are per worker of).
-        """
-        positions = tuple(int(p) for p in state["positions"])
-        if len(positions) != self.dataset.streams:
-            raise ValueError(
-                f"loader state has positions for {len(positions)} workers, this loader has "
-                f"{self.dataset.streams}: resume with the same number of workers"
-            )
-        self.dataset.epoch = int(state["epoch"])
-        self._resume = ResumePoint(batches=int(state["batches"]), positions=positions)
-        self._batches, self._positions = self._resume.batches, list(positions)
-        self.stats = SkipStats.from_dict(state["stats"])
 
 
 def _build_source(

@@ -3,8 +3,7 @@
 A source (tar shards, a table) only *reads*: it turns an epoch and a stream slot into an
 ordered stream of :class:`RawSample` records, still undecoded. Decoding, augmentation,
 tokenisation, skip accounting and batching are the same for every source and live in
-:mod:`clipforge.data.stream`. Keeping decoding out of the sources is also what makes resuming
-cheap: skipping ``N`` raw samples needs no image to be decoded.
+:mod:`clipforge.data.stream`.
 
 Every random choice (shard order, shuffle buffer, caption, augmentation) is drawn from a seed
 computed by :func:`stable_seed` from ``(seed, epoch, ...)``, never from process-global state, so
@@ -57,10 +56,10 @@ class SampleSource(Protocol):
     name: str  # how errors and logs name the source: its urls or path
 
     def samples(
-        self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool, start: int
+        self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
         """The raw samples of slot ``stream`` out of ``streams`` (all ranks' DataLoader
-        workers together) for ``epoch``, after skipping the first ``start`` of them.
+        workers together) for ``epoch``.
 
         Finite sources must give each sample to exactly one slot per epoch.
         """

@@ -4,7 +4,7 @@
 DataLoader worker of each rank plays one *stream slot*; a slot reads its share of the source
 (:meth:`SampleSource.samples`), decodes each raw sample, skips and counts the broken ones, and
 yields fixed-size :class:`Batch` objects that carry, besides the tensors, the skip counts since
-the slot's previous batch and the slot's position, which is how both reach the main process.
+the slot's previous batch, which is how they reach the main process.
 
 Everything a slot produces is a pure function of ``(seed, epoch, rank, slot)``: captions are
 chosen and augmentations drawn from per-sample seeds (torch's RNG is forked and seeded around
@@ -72,11 +72,10 @@ class BatchRecord:
 class Batch(BatchRecord):
     """One batch: ``pixels`` float32 ``(B, 3, H, W)`` and ``tokens`` int64 ``(B, L)``.
 
-    It unpacks as the 2-tuple of the batch contract (``pixels, tokens = batch``); the other
-    fields are for the loader and the trainer: ``keys`` names the ``B`` samples (``origin:key``),
-    ``skips`` counts the samples the slot skipped since its previous batch (already merged
-    into :attr:`ImageTextLoader.stats` by the time the trainer sees the batch), ``stream`` is
-    the slot that made it and ``position`` the number of raw samples that slot had read.
+    It unpacks as the 2-tuple of the batch contract (``pixels, tokens = batch``); ``keys``
+    names the ``B`` samples (``origin:key``) and ``skips`` counts the samples the slot skipped
+    since its previous batch (already merged into :attr:`ImageTextLoader.stats` by the time the
+    trainer sees the batch).
     """
 
     unpacks: ClassVar[tuple[str, ...]] = ("pixels", "tokens")
@@ -85,17 +84,6 @@ class Batch(BatchRecord):
     tokens: torch.Tensor  # (B, L) int64
     keys: tuple[str, ...]
     skips: SkipStats
-    stream: int
-    position: int
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """Where an interrupted epoch stopped: ``batches`` delivered on this rank, and for each
-    slot the raw samples it had read when its last delivered batch was made."""
-
-    batches: int
-    positions: tuple[int, ...]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -109,8 +97,8 @@ class ImageTextStream(IterableDataset[Batch]):
     ``batches_per_stream`` batches when set (resampled mode). ``transform`` must draw its
     randomness from torch's global RNG (``generator=None``): it is seeded per sample here.
 
-    ``epoch`` and ``resume`` are attributes set by the loader before each pass; DataLoader
-    workers receive copies of the dataset, so they must be set before the iterator is made.
+    ``epoch`` is set by the loader before each pass; DataLoader workers receive copies of the
+    dataset, so it must be set before the iterator is made.
     """
 
     source: SampleSource
@@ -126,7 +114,6 @@ class ImageTextStream(IterableDataset[Batch]):
     max_skip_rate: float
     min_samples: int
     epoch: int = 0
-    resume: ResumePoint | None = None
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -136,40 +123,23 @@ class ImageTextStream(IterableDataset[Batch]):
                 f"ImageTextStream for {self.source.name} was built for {self.streams} workers "
                 f"but runs in a DataLoader with {workers}: build it with workers={workers}"
             )
-        # DataLoader asks workers 0, 1, ... in turn. After a resume the next batch is due from
-        # slot (batches % streams), so worker w plays slot (w + that offset).
-        offset = 0 if self.resume is None else self.resume.batches % self.streams
-        return self.batches((worker + offset) % self.streams)
-
-    def delivered_before_resume(self, stream: int) -> int:
-        """How many of slot ``stream``'s batches the rank had delivered at the resume point
-        (slots take turns: batch ``i`` comes from slot ``i % streams``)."""
-        if self.resume is None:
-            return 0
-        return max(0, -(-(self.resume.batches - stream) // self.streams))
+        return self.batches(worker)
 
     def batches(self, stream: int) -> Iterator[Batch]:
-        """The batches of slot ``stream`` in this epoch (after the resume point, if any)."""
+        """The batches of slot ``stream`` in this epoch."""
         if not 0 <= stream < self.streams:
             raise ValueError(f"stream={stream} must be in [0, {self.streams})")
-        position = 0 if self.resume is None else self.resume.positions[stream]
         remaining = self.batches_per_stream
-        if remaining is not None:
-            remaining -= self.delivered_before_resume(stream)
-            if remaining <= 0:
-                return
         raw = self.source.samples(
             epoch=self.epoch,
             seed=self.seed,
             stream=self.rank * self.streams + stream,
             streams=self.world_size * self.streams,
             shuffle=self.shuffle,
-            start=position,
         )
         pending: list[tuple[str, torch.Tensor, str]] = []
         delta, totals = SkipStats(), SkipStats()
         for sample in raw:
-            position += 1
             delta.seen += 1
             totals.seen += 1
             try:
@@ -178,7 +148,7 @@ class ImageTextStream(IterableDataset[Batch]):
                 delta.add(skip.reason, sample.sample_id)
                 self._record_skip(skip, sample.sample_id, totals, stream)
             if len(pending) == self.batch_size:
-                yield self._collate(pending, delta, stream, position)
+                yield self._collate(pending, delta)
                 pending, delta = [], SkipStats()
                 if remaining is not None:
                     remaining -= 1
@@ -186,7 +156,7 @@ class ImageTextStream(IterableDataset[Batch]):
                         return
         if pending or delta.seen:
             # The last partial batch, or (no samples left) a record carrying the last skips.
-            yield self._collate(pending, delta, stream, position)
+            yield self._collate(pending, delta)
 
     def _record_skip(
         self, skip: SampleSkipped, sample_id: str, totals: SkipStats, stream: int
@@ -220,13 +190,7 @@ class ImageTextStream(IterableDataset[Batch]):
         )
         return sample.sample_id, pixels, caption
 
-    def _collate(
-        self,
-        items: Sequence[tuple[str, torch.Tensor, str]],
-        skips: SkipStats,
-        stream: int,
-        position: int,
-    ) -> Batch:
+    def _collate(self, items: Sequence[tuple[str, torch.Tensor, str]], skips: SkipStats) -> Batch:
         if items:
             pixels = torch.stack([pixels for _, pixels, _ in items])  # (B, 3, H, W)
             tokens = self.tokenizer([caption for _, _, caption in items])  # (B, L)
@@ -237,6 +201,4 @@ class ImageTextStream(IterableDataset[Batch]):
             tokens=tokens,
             keys=tuple(sample_id for sample_id, _, _ in items),
             skips=skips,
-            stream=stream,
-            position=position,
         )

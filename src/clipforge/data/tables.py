@@ -6,7 +6,7 @@ for its metadata; all of them go through :func:`read_columns`, so a table reads 
 same way everywhere. Training's table is read once into memory (paths and captions only: a few
 hundred bytes a row), which makes it a map-style dataset: row ``i`` is
 :class:`~clipforge.data.sources.RawSample` ``i``, and an epoch is a permutation of the rows split
-across ranks and workers, so resuming skips rows by index without opening a single image.
+across ranks and workers.
 """
 
 from __future__ import annotations
@@ -220,9 +220,9 @@ class ImageTextTable(Dataset[RawSample]):
         )
 
     def samples(
-        self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool, start: int
+        self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
-        """Rows ``order[stream::streams][start:]`` of this epoch's row order (see
+        """Rows ``order[stream::streams]`` of this epoch's row order (see
         :meth:`clipforge.data.sources.SampleSource.samples`)."""
         order = epoch_order(len(self), seed=seed, epoch=epoch, shuffle=shuffle, salt="rows")
-        return (self[index] for index in order[stream::streams][start:])
+        return (self[index] for index in order[stream::streams])

@@ -1,9 +1,8 @@
 """Webdataset shards in the img2dataset layout, read with :mod:`tarfile`.
 
 Reading the tars directly (rather than through the ``webdataset`` pipeline) gives exact control
-over three things training depends on: which (rank, worker) reads which shard, what happens to
-each broken member (counted under a reason, never an exception that a handler swallows), and
-the position in the stream (a count of raw samples, so a resumed run skips them undecoded).
+over two things training depends on: which (rank, worker) reads which shard, and what happens
+to each broken member (counted under a reason, never an exception that a handler swallows).
 
 A shard holds members named ``{key}.{ext}``; consecutive members with the same key form one
 sample. As in webdataset, the key is the member path up to the first ``.`` of its basename and
@@ -189,7 +188,7 @@ class WebDatasetSource:
         self.name = name
 
     def samples(
-        self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool, start: int
+        self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
         """See :meth:`clipforge.data.sources.SampleSource.samples`."""
         if self.resampled:
@@ -205,7 +204,7 @@ class WebDatasetSource:
         if shuffle:
             rng = random.Random(stable_seed(seed, epoch, "buffer", stream))
             items = shuffled(items, self.shuffle_buffer, rng)
-        return itertools.islice(items, start, None)
+        return items
 
     def _draw_shards(self, *, seed: int, epoch: int, stream: int) -> Iterator[str]:
         rng = random.Random(stable_seed(seed, epoch, "resample", stream))
