@@ -20,7 +20,7 @@ from clipforge.adapt import (
     sample_few_shot,
 )
 from clipforge.adapt.common import save_head
-from clipforge.data.shapes import ShapesClassification, ShapesWorld
+from clipforge.data.evalsets import ShapesClassificationSet
 from clipforge.encoder import Encoder
 from clipforge.transforms import image_transform
 from clipforge.zeroshot import build_classifier
@@ -207,8 +207,8 @@ def test_bad_prompt_settings_name_the_input(model, tokenizer):
 
 
 def _shapes_features(model, split: str, size: int):
-    dataset = ShapesClassification(
-        ShapesWorld(seed=0, image_size=64), "colour", split, size, image_transform(64, False)
+    dataset = ShapesClassificationSet(
+        "colour", split=split, size=size, image_size=64, transform=image_transform(64, False)
     )
     pixels, labels = zip(*(dataset[i] for i in range(size)), strict=True)
     with torch.no_grad():

@@ -34,10 +34,7 @@ from clipforge.data.evalsets import (
     image_folder_classification,
     json_retrieval,
     normalize_templates,
-    open_caption_selection,
-    open_classification,
     open_evalset,
-    open_retrieval,
     table_classification,
     table_retrieval,
 )
@@ -45,7 +42,6 @@ from clipforge.data.evalsets.benchmark_wds import index_shard
 from clipforge.data.shapes import (
     COLOURS,
     SHAPES,
-    ShapesClassification,
     ShapesWorld,
     canonical_caption,
     word_order_probe,
@@ -330,7 +326,7 @@ def test_benchmark_wds_classification(tmp_path: Path) -> None:
     assert labels == [2, 0, 1] and reds[:2] == [10, 20] and indices == [0, 1, 2]
     assert abs(reds[2] - 30) <= 3  # JPEG is lossy
     assert detect_layout(root) == "benchmark_wds"
-    assert open_classification(root).labels.tolist() == [2, 0, 1]
+    assert open_evalset(root).labels.tolist() == [2, 0, 1]
 
 
 def test_benchmark_wds_errors(tmp_path: Path) -> None:
@@ -393,9 +389,7 @@ def test_benchmark_wds_multilabel_and_retrieval(tmp_path: Path) -> None:
     data = benchmark_wds(root, transform=TRANSFORM)
     assert isinstance(data, RetrievalSet)
     assert data.captions == [["a red thing", "a crimson thing"], ["a blue thing"]]
-    assert open_retrieval(root).captions == data.captions
-    with pytest.raises(ValueError, match="this is a retrieval set, not classification"):
-        open_classification(root)
+    assert open_evalset(root).captions == data.captions
 
 
 # ---------------------------------------------------------------- retrieval
@@ -465,7 +459,7 @@ def test_karpathy_and_coco_json(images: Path, tmp_path: Path) -> None:
     }
     path = tmp_path / "coco_test_karpathy.json"
     path.write_text(json.dumps(coco))
-    data = open_retrieval(path, options=EvalOptions(image_root=str(images)))
+    data = open_evalset(path, options=EvalOptions(image_root=str(images)))
     assert data.captions == [["three"], ["five", "cinq"]]
     with pytest.raises(DataError, match="COCO caption format, which holds one split per file"):
         json_retrieval(path, split="test", image_root=images)
@@ -478,12 +472,12 @@ def test_karpathy_and_coco_json(images: Path, tmp_path: Path) -> None:
 def test_flickr_text_file(images: Path, tmp_path: Path) -> None:
     path = tmp_path / "flickr30k_test_karpathy.txt"
     path.write_text("image,caption\n1.png,a dog, running\n0.png,a cat\n1.png,a dog\n\n")
-    data = open_retrieval(path, options=EvalOptions(image_root=str(images)))
+    data = open_evalset(path, options=EvalOptions(image_root=str(images)))
     assert [data.key(i) for i in range(2)] == ["1.png", "0.png"]
     assert data.captions == [["a dog, running", "a dog"], ["a cat"]]
     path.write_text("image,caption\nno comma here\n")
     with pytest.raises(DataError, match=r"line 2 'no comma here' is not '<image>,<caption>'"):
-        open_retrieval(path, options=EvalOptions(image_root=str(images)))
+        open_evalset(path, options=EvalOptions(image_root=str(images)))
 
 
 def test_caption_batches_map_captions_to_images(images: Path, tmp_path: Path) -> None:
@@ -570,13 +564,13 @@ def test_a_few_hundred_samples_iterate_quickly(tmp_path: Path) -> None:
         ],
     )
     start = time.perf_counter()
-    data = open_classification(table, transform=TRANSFORM)
+    data = open_evalset(table, transform=TRANSFORM)
     count = sum(batch.size for batch in EvalLoader(data, batch_size=64))
     seconds = time.perf_counter() - start
     assert count == 300 and set(data.classnames) <= set(SHAPES)
     assert seconds < 10, f"300 samples took {seconds:.1f} s"
 
-    retrieval = open_retrieval(tmp_path / "shapes" / "captions.csv", transform=TRANSFORM)
+    retrieval = open_evalset(tmp_path / "shapes" / "captions.csv", transform=TRANSFORM)
     assert len(retrieval) == 300 and retrieval.captions[0] == [frame["caption"][0]]
 
 
@@ -584,26 +578,26 @@ def test_a_few_hundred_samples_iterate_quickly(tmp_path: Path) -> None:
 
 
 def test_shapes_classification_views() -> None:
-    data = open_classification("shapes/shape", transform=TRANSFORM, options=EvalOptions(size=24))
+    data = open_evalset("shapes/shape", transform=TRANSFORM, options=EvalOptions(size=24))
     assert isinstance(data, ShapesClassificationSet) and data.classnames == list(SHAPES)
     assert data.templates is not None and all("{}" in t for t in data.templates)
-    reference = ShapesClassification(ShapesWorld(0, SIZE), task="shape", size=24)
-    assert data.labels.tolist() == [reference.label(i) for i in range(24)]
+    reference = ShapesClassificationSet("shape", size=24, image_size=SIZE)
+    assert data.labels.tolist() == [reference.labels[i] for i in range(24)]
     pixels, label = data[3]
-    assert pixels.shape == (3, SIZE, SIZE) and label == reference.label(3)
+    assert pixels.shape == (3, SIZE, SIZE) and label == reference.labels[3]
     batch = next(iter(EvalLoader(data, batch_size=8)))
     assert batch.labels.tolist() == data.labels[:8].tolist()
 
-    colour = open_classification("shapes/colour", options=EvalOptions(size=10, image_size=32))
+    colour = open_evalset("shapes/colour", options=EvalOptions(size=10, image_size=32))
     assert colour.classnames == list(COLOURS) and colour[0][0].size == (32, 32)
-    heldout = open_classification("shapes/heldout", options=EvalOptions(size=5))
+    heldout = open_evalset("shapes/heldout", options=EvalOptions(size=5))
     assert len(heldout.classnames) == 80 and heldout.templates is None
-    assert heldout.class_prompts == [[c] for c in heldout.view.class_captions]
+    assert heldout.class_prompts == [[c] for c in heldout.class_captions]
     assert heldout.key(0) == "heldout/0"
 
 
 def test_shapes_retrieval_and_word_order() -> None:
-    data = open_retrieval("shapes/retrieval", options=EvalOptions(size=6, image_size=32))
+    data = open_evalset("shapes/retrieval", options=EvalOptions(size=6, image_size=32))
     world = ShapesWorld(0, 32)
     for index in range(6):
         scene = world.scene("val", index)
@@ -611,7 +605,7 @@ def test_shapes_retrieval_and_word_order() -> None:
         assert world.caption("val", index, scene) in data.captions[index]
     assert np.array_equal(np.asarray(data[2][0]), np.asarray(world.render(world.scene("val", 2))))
 
-    probe = open_caption_selection("shapes/word-order", options=EvalOptions(size=6, image_size=32))
+    probe = open_evalset("shapes/word-order", options=EvalOptions(size=6, image_size=32))
     assert isinstance(probe, ShapesWordOrderSet) and probe.task == "caption_selection"
     reference = word_order_probe(world, n=6)
     assert probe.captions == [[item.correct, item.swapped] for item in reference]
@@ -619,7 +613,7 @@ def test_shapes_retrieval_and_word_order() -> None:
     for index in (0, 4):
         image, captions = probe[index]
         assert np.array_equal(np.asarray(image), np.asarray(reference[index].image))
-    batch = next(iter(EvalLoader(open_caption_selection("shapes/word-order", transform=TRANSFORM, options=EvalOptions(size=4)), batch_size=4)))  # fmt: skip
+    batch = next(iter(EvalLoader(open_evalset("shapes/word-order", transform=TRANSFORM, options=EvalOptions(size=4)), batch_size=4)))  # fmt: skip
     assert batch.caption_image.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert batch.captions[0] == reference[0].correct
 
@@ -656,10 +650,8 @@ def test_registry_detects_layouts(folder: Path, images: Path, tmp_path: Path) ->
         open_evalset(folder, options=EvalOptions(caption_column="text"))
     with pytest.raises(ValueError, match=r"EvalOptions \['image_root'\] do not apply to a shapes"):
         open_evalset("shapes/shape", options=EvalOptions(image_root="/x"))
-    with pytest.raises(ValueError, match="this is a classification set, not retrieval"):
-        open_retrieval(folder)
     with pytest.raises(ValueError, match="split 'test' is unknown"):
-        open_classification("shapes/shape", split="test")
+        open_evalset("shapes/shape", split="test")
 
 
 def test_normalize_templates() -> None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from clipforge.data.evalsets import ShapesClassificationSet
 from clipforge.data.shapes import (
     ALL_PAIRS,
     COLOURS,
@@ -27,7 +28,6 @@ from clipforge.data.shapes import (
     Background,
     Scene,
     SceneObject,
-    ShapesClassification,
     ShapesWorld,
     canonical_caption,
     caption,
@@ -253,14 +253,14 @@ def test_relation_captions_are_true() -> None:
     [("shape", 8, lambda o: o.shape), ("colour", 10, lambda o: o.colour)],
 )
 def test_classification_labels_match_the_scene(world, task, n_classes, attribute) -> None:
-    dataset = ShapesClassification(world, task=task, size=200, transform=lambda im: im.size)
+    dataset = ShapesClassificationSet(task, size=200, transform=lambda im: im.size)
     assert len(dataset.classnames) == n_classes == len(dataset.class_captions)
     assert dataset.split == "val"
     labels = []
     for index in range(len(dataset)):
-        scene = dataset.scene(index)
+        scene = dataset.scenes[index]
         assert len(scene.objects) == 1
-        label = dataset.label(index)
+        label = dataset.labels[index]
         assert dataset.classnames[label] == attribute(scene.objects[0])
         labels.append(label)
     assert dataset[0] == ((64, 64), labels[0])
@@ -268,20 +268,20 @@ def test_classification_labels_match_the_scene(world, task, n_classes, attribute
 
 
 def test_heldout_pair_classification(world: ShapesWorld) -> None:
-    dataset = ShapesClassification(world, task="heldout_pair", size=120)
+    dataset = ShapesClassificationSet("heldout_pair", size=120)
     assert dataset.split == "heldout" and len(dataset.classnames) == 80
     assert "red star" in dataset.classnames
     assert dataset.class_captions[dataset.classnames.index("red star")] == "a red star"
     assert dataset.class_captions[dataset.classnames.index("orange square")] == "an orange square"
     seen = set()
     for index in range(len(dataset)):
-        obj = dataset.scene(index).objects[0]
+        obj = dataset.scenes[index].objects[0]
         assert obj.pair in HELDOUT_PAIRS
-        assert dataset.classnames[dataset.label(index)] == f"{obj.colour} {obj.shape}"
+        assert dataset.classnames[dataset.labels[index]] == f"{obj.colour} {obj.shape}"
         seen.add(obj.pair)
     assert seen == set(HELDOUT_PAIRS)
     image, label = dataset[0]
-    assert image.size == (64, 64) and label == dataset.label(0)
+    assert image.size == (64, 64) and label == dataset.labels[0]
 
 
 # Word-order probe
@@ -407,10 +407,10 @@ def test_write_zero_samples(tmp_path) -> None:
         (lambda w, p: ShapesWorld(seed=-1), "seed -1"),
         (lambda w, p: ShapesWorld(image_size=8), "image_size 8"),
         (lambda w, p: ShapesWorld(image_size=2048), "image_size 2048"),
-        (lambda w, p: ShapesClassification(w, task="shape", split="tain"), "split 'tain'"),
-        (lambda w, p: ShapesClassification(w, task="shape", size=-5), "size -5"),
-        (lambda w, p: ShapesClassification(w, task="count"), "task 'count'"),
-        (lambda w, p: ShapesClassification(w, task="heldout_pair", split="val"), "split 'val'"),
+        (lambda w, p: ShapesClassificationSet("shape", split="tain"), "split 'tain'"),
+        (lambda w, p: ShapesClassificationSet("shape", size=-5), "size -5"),
+        (lambda w, p: ShapesClassificationSet("count"), "task 'count'"),
+        (lambda w, p: ShapesClassificationSet("heldout_pair", split="val"), "split 'val'"),
         (lambda w, p: word_order_probe(w, n=-1), "n -1"),
         (lambda w, p: word_order_probe(w, swaps=("size",)), "swaps"),
         (lambda w, p: write_shapes(p, n=-1), "n -1"),

@@ -2,8 +2,8 @@
 
 Every set is a map-style dataset of ``(pixels, target)`` whose metadata (labels, class names,
 templates, captions) is read when it is opened; :class:`EvalLoader` batches it in order and
-skips, counts and logs unreadable images. :func:`open_evalset` and its task-specific forms
-open a set from a registry name (``shapes/...``) or a path whose layout is detected.
+skips, counts and logs unreadable images. :func:`open_evalset` opens a set from a registry
+name (``shapes/...``) or a path whose layout is detected.
 
 Modules: ``base`` (the contract), ``classification`` (image folders, tables), ``retrieval``
 (tables, Karpathy/COCO JSON, Flickr text), ``benchmark_wds`` (CLIP_benchmark webdataset
@@ -30,10 +30,7 @@ from clipforge.data.evalsets.registry import (
     SHAPES_NAMES,
     EvalOptions,
     detect_layout,
-    open_caption_selection,
-    open_classification,
     open_evalset,
-    open_retrieval,
 )
 from clipforge.data.evalsets.retrieval import (
     flickr_text_retrieval,
@@ -68,10 +65,7 @@ __all__ = [
     "image_folder_classification",
     "json_retrieval",
     "normalize_templates",
-    "open_caption_selection",
-    "open_classification",
     "open_evalset",
-    "open_retrieval",
     "table_classification",
     "table_retrieval",
 ]

@@ -33,7 +33,6 @@ from clipforge.data.skips import DataError, SampleSkipped, SkipReason, open_samp
 ImageTransform = Callable[[Image.Image], Any]
 
 TASKS: tuple[str, ...] = ("classification", "multilabel", "retrieval", "caption_selection")
-LABEL_TASKS: tuple[str, ...] = ("classification", "multilabel")
 CAPTION_TASKS: tuple[str, ...] = ("retrieval", "caption_selection")
 
 
@@ -52,12 +51,15 @@ class MemberRef:
             return handle.read(self.size)
 
 
-ImageRef = Path | MemberRef | None  # an image file, a tar member, or no image at all
+# An image file, a tar member, a drawing (the shapes world renders on demand), or no image.
+ImageRef = Path | MemberRef | Callable[[], Image.Image] | None
 
 
 def read_image(ref: ImageRef, sample_id: str) -> Image.Image:
     """Decode the image behind ``ref``; :class:`SampleSkipped` with the skip reason when it
     is absent, missing, empty, truncated or not an image."""
+    if callable(ref):
+        return ref()
     source: bytes | Path | None = ref
     if isinstance(ref, MemberRef):
         try:

@@ -29,13 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from clipforge.data.conventions import CAPTION_COLUMNS, TABLE_SUFFIXES
-from clipforge.data.evalsets.base import (
-    LABEL_TASKS,
-    ClassificationSet,
-    EvalSet,
-    ImageTransform,
-    RetrievalSet,
-)
+from clipforge.data.evalsets.base import EvalSet, ImageTransform
 from clipforge.data.evalsets.benchmark_wds import benchmark_wds, is_benchmark_wds
 from clipforge.data.evalsets.classification import (
     image_folder_classification,
@@ -51,14 +45,7 @@ from clipforge.data.skips import DataError
 from clipforge.data.tables import check_table, table_columns
 from clipforge.transforms import InferenceTransform, TrainTransform
 
-SHAPES_NAMES: dict[str, str] = {  # registry name -> task of the view
-    "shapes/shape": "classification",
-    "shapes/colour": "classification",
-    "shapes/heldout": "classification",
-    "shapes/retrieval": "retrieval",
-    "shapes/word-order": "caption_selection",
-}
-SHAPES_DEFAULT_SIZES: dict[str, int] = {  # the demo's evaluation sizes
+SHAPES_NAMES: dict[str, int] = {  # registry name -> its size by default (the demo's)
     "shapes/shape": 1000,
     "shapes/colour": 1000,
     "shapes/heldout": 800,
@@ -157,14 +144,13 @@ def _open_shapes(
     retrieval = name == "shapes/retrieval"
     options.used_by(name, ("size", "image_size", "seed") + (("captions",) if retrieval else ()))
     common = {
-        "size": SHAPES_DEFAULT_SIZES[name] if options.size is None else options.size,
+        "size": SHAPES_NAMES[name] if options.size is None else options.size,
         "image_size": _render_size(options, transform),
         "seed": options.seed,
         "transform": transform,
     }
     if retrieval:
-        kinds = {} if options.captions is None else {"captions": options.captions}
-        return ShapesRetrievalSet(split="val" if split is None else split, **common, **kinds)
+        return ShapesRetrievalSet(split=split, captions=options.captions, **common)
     if name == "shapes/word-order":
         if split is not None:
             raise ValueError(f"{name} has no splits (its scenes are drawn apart); got {split!r}")
@@ -227,53 +213,3 @@ def open_evalset(
         ("image_root", "image_column", "label_column", "classnames", "multilabel", "labels_npy"),
     )
     return table_classification(path, split=split, transform=transform, **kwargs)
-
-
-def _open_for(
-    tasks: tuple[str, ...],
-    opener: str,
-    spec: str | os.PathLike[str],
-    split: str | None,
-    transform: ImageTransform | None,
-    options: EvalOptions | None,
-) -> Any:
-    """:func:`open_evalset`, checked to be of one of ``tasks`` (what ``opener`` promises)."""
-    dataset = open_evalset(spec, split, transform, options)
-    if dataset.task not in tasks:
-        raise ValueError(
-            f"{opener}({os.fspath(spec)!r}): this is a {dataset.task} set, not {' or '.join(tasks)}"
-        )
-    return dataset
-
-
-def open_classification(
-    spec: str | os.PathLike[str],
-    split: str | None = None,
-    transform: ImageTransform | None = None,
-    options: EvalOptions | None = None,
-) -> ClassificationSet | ShapesClassificationSet:
-    """:func:`open_evalset` for a classification or multi-label set (``classnames``,
-    ``templates``, ``class_prompts``, ``labels``); an error naming ``spec`` otherwise."""
-    return _open_for(LABEL_TASKS, "open_classification", spec, split, transform, options)
-
-
-def open_retrieval(
-    spec: str | os.PathLike[str],
-    split: str | None = None,
-    transform: ImageTransform | None = None,
-    options: EvalOptions | None = None,
-) -> RetrievalSet | ShapesRetrievalSet:
-    """:func:`open_evalset` for a retrieval set (``captions``); an error otherwise."""
-    return _open_for(("retrieval",), "open_retrieval", spec, split, transform, options)
-
-
-def open_caption_selection(
-    spec: str | os.PathLike[str],
-    split: str | None = None,
-    transform: ImageTransform | None = None,
-    options: EvalOptions | None = None,
-) -> ShapesWordOrderSet:
-    """:func:`open_evalset` for a caption-selection set (``captions``, correct first)."""
-    return _open_for(
-        ("caption_selection",), "open_caption_selection", spec, split, transform, options
-    )

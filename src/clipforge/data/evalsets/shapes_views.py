@@ -1,43 +1,41 @@
-"""The shapes world's evaluation views behind the same contract as file-based sets.
+"""The shapes world's evaluation views: the stored sets of file-based data, drawn on demand.
 
-Images are rendered on the fly at ``image_size`` (pass the model's, so the transform has no
-resizing to do); labels, captions and prompts are computed when the view is made, so the
-metadata is at hand without drawing a pixel. Views:
-
-* :class:`ShapesClassificationSet` — zero-shot shape (8 classes), colour (10) or held-out
-  colour-shape pair (80 classes, images of held-out pairs only);
-* :class:`ShapesRetrievalSet` — val scenes with their canonical and templated captions;
-* :class:`ShapesWordOrderSet` — the word-order probe as caption selection: each image with
-  its true caption first and the word-swapped one second.
+Each view draws its scenes when it is made, so labels, captions and prompts are at hand
+without a pixel; an image is rendered at ``image_size`` (pass the model's, so the transform
+has no resizing to do) only when it is loaded. Items are keyed ``<split>/<index>``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
-from PIL import Image
 
-from clipforge.data.evalsets.base import EvalSet, ImageTransform
-from clipforge.data.shapes import (
-    ZEROSHOT_TEMPLATES,
-    ShapesClassification,
-    ShapesWorld,
-    canonical_caption,
-)
-from clipforge.data.shapes.drawing import MIN_IMAGE_SIZE
-from clipforge.data.shapes.probe import SWAPS, word_order_probe
-from clipforge.data.shapes.world import check_count
+from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, RetrievalSet
+from clipforge.data.shapes import ALL_PAIRS, COLOURS, SHAPES, ZEROSHOT_TEMPLATES, ShapesWorld
+from clipforge.data.shapes.captions import article, canonical_caption
+from clipforge.data.shapes.probe import SWAPS, probe_captions, probe_kinds
+from clipforge.data.shapes.vocab import check_choice, check_count, check_split, pair_name
 
 CAPTION_KINDS: tuple[str, ...] = ("canonical", "templated")
+# task -> the SceneObject attribute it labels (and balances the scenes over), and its classes
+CLASSIFICATION_TASKS: dict[str, tuple[str, tuple]] = {
+    "shape": ("shape", SHAPES),
+    "colour": ("colour", COLOURS),
+    "heldout_pair": ("pair", ALL_PAIRS),
+}
 
 
-class ShapesClassificationSet(EvalSet):
-    """:class:`~clipforge.data.shapes.ShapesClassification` as a classification set named
-    ``shapes/<task>``, keyed ``<split>/<index>``; ``task`` is "shape", "colour" or
-    "heldout_pair", ``split`` defaults to "val" ("heldout" for held-out pairs)."""
+class ShapesClassificationSet(ClassificationSet):
+    """``size`` one-object scenes of ``split`` as the classification set ``shapes/<task>``.
 
-    task = "classification"
+    ``task`` picks the label: "shape" (8 classes) or "colour" (10 classes), balanced over the
+    classes; or "heldout_pair", whose images show only held-out colour-shape pairs but whose
+    label space is all 80 pairs, so that a model is also wrong when it picks a seen pair.
+    ``split`` defaults to "val" ("heldout" for the held-out-pair task, which requires it).
+    ``scenes[i]`` is item ``i``'s scene; ``class_captions`` one caption per class ("a red star").
+    """
 
     def __init__(
         self,
@@ -49,85 +47,77 @@ class ShapesClassificationSet(EvalSet):
         seed: int = 0,
         transform: ImageTransform | None = None,
     ) -> None:
+        attribute, classes = CLASSIFICATION_TASKS[check_choice("task", task, CLASSIFICATION_TASKS)]
+        if split is None:
+            split = "heldout" if task == "heldout_pair" else "val"
+        if task == "heldout_pair" and split != "heldout":
+            raise ValueError(
+                f"split {split!r} has no held-out pairs; task heldout_pair needs split 'heldout'"
+            )
+        self.split = check_split(split)
         world = ShapesWorld(seed=seed, image_size=image_size)
-        size = check_count("size", size, minimum=1)
-        self.view = ShapesClassification(world, task=task, split=split, size=size)
-        self.name = f"shapes/{task}"
-        self.transform = transform
-        self.classnames = list(self.view.classnames)
-        # Zero-shot templates of the shape and colour tasks; the held-out-pair task is scored
-        # with one prompt per class because its names need "a"/"an" chosen per colour.
-        self.templates: list[str] | None = (
-            list(ZEROSHOT_TEMPLATES[task]) if task in ZEROSHOT_TEMPLATES else None
+        count = check_count("size", size, minimum=1)
+        self.scenes = [world.single_object_scene(split, i, attribute) for i in range(count)]
+        names = [pair_name(c) if attribute == "pair" else c for c in classes]
+        super().__init__(
+            name=f"shapes/{task}",
+            keys=[f"{split}/{index}" for index in range(count)],
+            images=[partial(world.render, scene) for scene in self.scenes],
+            labels=np.asarray(
+                [classes.index(getattr(scene.objects[0], attribute)) for scene in self.scenes],
+                dtype=np.int64,
+            ),
+            classnames=names,
+            # The held-out-pair task is scored with one prompt per class, not templates: its
+            # names need "a"/"an" chosen per colour.
+            templates=ZEROSHOT_TEMPLATES.get(task),
+            transform=transform,
         )
-        self.class_prompts: list[list[str]] | None = (
-            None
-            if task in ZEROSHOT_TEMPLATES
-            else [[caption] for caption in self.view.class_captions]
-        )
-        self.labels = np.asarray([self.view.label(i) for i in range(size)], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.view)
-
-    def key(self, index: int) -> str:
-        return f"{self.view.split}/{index}"
-
-    def load(self, index: int) -> tuple[Image.Image, int]:
-        return self.view[index]
+        self.class_captions = [article(f"{n} shape" if task == "colour" else n) for n in names]
+        if task not in ZEROSHOT_TEMPLATES:
+            self.class_prompts = [[caption] for caption in self.class_captions]
 
 
-class ShapesRetrievalSet(EvalSet):
-    """``size`` scenes of ``split`` (default "val") with their captions, named
-    ``shapes/retrieval`` and keyed ``<split>/<index>``: the canonical caption (the retrieval
-    ground truth the demo uses) and/or the sample's templated caption, per ``captions``.
-    Different scenes can share a caption ("a red circle"), as images in COCO can."""
-
-    task = "retrieval"
+class ShapesRetrievalSet(RetrievalSet):
+    """``size`` scenes of ``split`` (default "val") as the retrieval set ``shapes/retrieval``,
+    with the canonical caption (the retrieval ground truth the demo uses) and/or the sample's
+    templated caption, per ``captions`` (default: both). Different scenes can share a caption
+    ("a red circle"), as images in COCO can."""
 
     def __init__(
         self,
         *,
-        split: str = "val",
+        split: str | None = None,
         size: int = 1000,
         image_size: int = 64,
         seed: int = 0,
-        captions: Sequence[str] = CAPTION_KINDS,
+        captions: Sequence[str] | None = None,
         transform: ImageTransform | None = None,
     ) -> None:
-        if not captions or any(kind not in CAPTION_KINDS for kind in captions):
-            raise ValueError(
-                f"captions {captions!r}: expected a non-empty subset of {CAPTION_KINDS}"
-            )
-        self.world = ShapesWorld(seed=seed, image_size=image_size)
-        self.split = split
-        self.name = "shapes/retrieval"
-        self.transform = transform
-        count = check_count("size", size, minimum=1)
-        self._scenes = [self.world.scene(split, index) for index in range(count)]
-        self.captions = []
-        for index, scene in enumerate(self._scenes):
-            texts = {
-                "canonical": canonical_caption(scene),
-                "templated": self.world.caption(split, index, scene),
-            }
-            self.captions.append(list(dict.fromkeys(texts[kind] for kind in captions)))
-
-    def __len__(self) -> int:
-        return len(self._scenes)
-
-    def key(self, index: int) -> str:
-        return f"{self.split}/{index}"
-
-    def load(self, index: int) -> tuple[Image.Image, list[str]]:
-        return self.world.render(self._scenes[index]), list(self.captions[index])
+        split = "val" if split is None else split
+        kinds = CAPTION_KINDS if captions is None else captions
+        if not kinds or any(kind not in CAPTION_KINDS for kind in kinds):
+            raise ValueError(f"captions {kinds!r}: expected a non-empty subset of {CAPTION_KINDS}")
+        world = ShapesWorld(seed=seed, image_size=image_size)
+        scenes = [world.scene(split, i) for i in range(check_count("size", size, minimum=1))]
+        texts = [
+            {"canonical": canonical_caption(scene), "templated": world.caption(split, i, scene)}
+            for i, scene in enumerate(scenes)
+        ]
+        super().__init__(
+            name="shapes/retrieval",
+            keys=[f"{split}/{index}" for index in range(len(scenes))],
+            images=[partial(world.render, scene) for scene in scenes],
+            captions=[list(dict.fromkeys(text[kind] for kind in kinds)) for text in texts],
+            transform=transform,
+        )
 
 
-class ShapesWordOrderSet(EvalSet):
-    """The word-order probe (:func:`~clipforge.data.shapes.word_order_probe`) as caption
-    selection, named ``shapes/word-order`` and keyed ``probe/<index>``: item ``i`` is the
-    probe image with ``[correct, swapped]``; ``kinds[i]`` is its swap ("colour", "shape" or
-    "relation"), for per-kind scores."""
+class ShapesWordOrderSet(RetrievalSet):
+    """The word-order probe (:func:`~clipforge.data.shapes.word_order_probe`) as the caption
+    selection set ``shapes/word-order``, keyed ``probe/<index>``: item ``i`` is the probe image
+    with ``[correct, swapped]``; ``kinds[i]`` is its swap ("colour", "shape" or "relation"),
+    for per-kind scores."""
 
     task = "caption_selection"
 
@@ -140,22 +130,16 @@ class ShapesWordOrderSet(EvalSet):
         swaps: Sequence[str] = SWAPS,
         transform: ImageTransform | None = None,
     ) -> None:
-        # The probe's captions do not depend on the image size: take them from the smallest
-        # rendering and draw each image at full size only when it is asked for.
-        count = check_count("size", size, minimum=1)
-        probe = word_order_probe(ShapesWorld(seed=seed, image_size=MIN_IMAGE_SIZE), count, swaps)
-        self.world = ShapesWorld(seed=seed, image_size=image_size)
-        self.name = "shapes/word-order"
-        self.transform = transform
-        self.captions = [[item.correct, item.swapped] for item in probe]
-        self.kinds = [swaps[index % len(swaps)] for index in range(count)]
-
-    def __len__(self) -> int:
-        return len(self.captions)
-
-    def key(self, index: int) -> str:
-        return f"probe/{index}"
-
-    def load(self, index: int) -> tuple[Image.Image, list[str]]:
-        image = self.world.render(self.world.probe_scene(index))
-        return image, list(self.captions[index])
+        world = ShapesWorld(seed=seed, image_size=image_size)
+        self.kinds = probe_kinds(check_count("size", size, minimum=1), swaps)
+        scenes = [world.probe_scene(index) for index in range(size)]
+        super().__init__(
+            name="shapes/word-order",
+            keys=[f"probe/{index}" for index in range(size)],
+            images=[partial(world.render, scene) for scene in scenes],
+            captions=[
+                list(probe_captions(scene, kind))
+                for scene, kind in zip(scenes, self.kinds, strict=True)
+            ],
+            transform=transform,
+        )

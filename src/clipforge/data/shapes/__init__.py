@@ -9,12 +9,11 @@ classification, retrieval, held-out colour-shape compositions (``HELDOUT_PAIRS``
 
 Modules, each with one job: ``vocab`` (names, splits, held-out pairs), ``scene`` (the data),
 ``draws`` (portable random draws), ``sampling`` (random scenes), ``drawing`` (pixels),
-``captions`` (text), ``world`` (seeding), ``datasets`` (torch views), ``probe`` (word order)
-and ``writers`` (webdataset and CSV output).
+``captions`` (text), ``world`` (seeding), ``probe`` (word order) and ``writers`` (webdataset
+and CSV output); the evaluation views are :mod:`clipforge.data.evalsets.shapes_views`.
 """
 
 from clipforge.data.shapes.captions import canonical_caption, caption
-from clipforge.data.shapes.datasets import ShapesClassification
 from clipforge.data.shapes.drawing import render
 from clipforge.data.shapes.probe import ProbePair, word_order_probe
 from clipforge.data.shapes.scene import Background, Scene, SceneObject
@@ -46,7 +45,6 @@ __all__ = [
     "ProbePair",
     "Scene",
     "SceneObject",
-    "ShapesClassification",
     "ShapesWorld",
     "WriteSummary",
     "canonical_caption",
