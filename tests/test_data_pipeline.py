@@ -362,12 +362,12 @@ def test_real_workers_match_the_simulated_slots_and_resume(tmp_path: Path, tok: 
     assert same_batches(list(itertools.islice(resumed, 11)), expected[5:])
 
 
-def test_skip_stats_merge_and_round_trip() -> None:
+def test_skip_stats_merge() -> None:
     total, delta = SkipStats(), SkipStats(seen=3)
     delta.add(SkipReason.BAD_IMAGE, "s:1")
     total.merge(delta)
     total.merge(delta)
     assert total.seen == 6 and total.counts == {"bad_image": 2}
     assert total.examples == {"bad_image": ["s:1", "s:1"]}
-    assert SkipStats.from_dict(total.to_dict()) == total
+    assert total.to_dict() == {"seen": 6, "counts": total.counts, "examples": total.examples}
     assert "2 of 6 skipped" in total.summary()

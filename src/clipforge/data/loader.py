@@ -113,10 +113,6 @@ class ImageTextLoader:
 def _build_source(
     spec: DataSpec, *, resampled: bool, shuffle_buffer: int, slots: int
 ) -> SampleSource:
-    if spec.kind == "shapes":
-        raise NotImplementedError(
-            "DataSpec(kind='shapes') is not wired into build_image_text_loader yet"
-        )
     if spec.num_samples is not None and not resampled:
         raise ValueError(
             f"DataSpec.num_samples={spec.num_samples} sets the epoch length of resampled mode; "

@@ -91,8 +91,7 @@ class SkipStats:
     """Samples seen and skipped, with counts and the first few sample ids per reason.
 
     ``seen`` counts every sample read, delivered or skipped, so ``rate = skipped / seen``.
-    Objects of this class are merged (``+=`` style, via :meth:`merge`) from per-batch deltas
-    into run totals; :meth:`to_dict` / :meth:`from_dict` round-trip them through checkpoints.
+    Objects of this class are merged (via :meth:`merge`) from per-batch deltas into run totals.
     """
 
     max_examples: ClassVar[int] = 5
@@ -159,14 +158,5 @@ class SkipStats:
             ) from None  # raised while handling a skip, whose details were logged
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for checkpoints and logs (a deep copy)."""
+        """Plain-data form for results and logs (a deep copy)."""
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> SkipStats:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            seen=int(state["seen"]),
-            counts={str(k): int(v) for k, v in state["counts"].items()},
-            examples={str(k): [str(i) for i in v] for k, v in state["examples"].items()},
-        )

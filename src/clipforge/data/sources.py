@@ -93,8 +93,6 @@ def choose_caption(captions: Sequence[str], *, seed: int, epoch: int, sample_id:
     different one each epoch; tying the draw to the epoch and the sample rather than to a
     running RNG keeps it identical whatever the worker count, order or resume point.
     """
-    if not captions:
-        raise ValueError(f"sample {sample_id!r}: no caption to choose from")
     if len(captions) == 1:
         return captions[0]
     return captions[stable_seed(seed, epoch, "caption", sample_id) % len(captions)]

@@ -14,8 +14,9 @@ from pathlib import Path
 from braceexpand import braceexpand
 
 from clipforge.data.skips import DataError
+from clipforge.typed_config import check_ints
 
-KINDS: tuple[str, ...] = ("wds", "csv", "shapes")
+KINDS: tuple[str, ...] = ("wds", "csv")
 SOURCE_SEPARATOR = "::"
 
 
@@ -34,7 +35,6 @@ class DataSpec:
       ``pyarrow``), whose ``image_column`` holds image paths relative to ``image_root``
       (default: the table's folder) and whose ``caption_columns`` hold captions (one per
       column; empty cells are ignored).
-    * ``kind="shapes"``: the procedurally generated shapes world.
 
     ``num_samples`` sets the epoch length in resampled mode (all ranks together).
     """
@@ -56,7 +56,7 @@ class DataSpec:
                 f"DataSpec.urls={self.urls!r} must be a string (join sources with "
                 f"{SOURCE_SEPARATOR!r})"
             )
-        if self.kind != "shapes" and not self.urls.strip():
+        if not self.urls.strip():
             raise ValueError(f"DataSpec(kind={self.kind!r}) needs urls (shard patterns or a table)")
         if self.kind != "wds" and (self.weights is not None or self.caption_field is not None):
             raise ValueError(
@@ -81,12 +81,8 @@ class DataSpec:
                 f"DataSpec.caption_columns={self.caption_columns!r} must be non-empty column names"
             )
         object.__setattr__(self, "caption_columns", columns)
-        if self.num_samples is not None and (
-            isinstance(self.num_samples, bool)
-            or not isinstance(self.num_samples, int)
-            or self.num_samples <= 0
-        ):
-            raise ValueError(f"DataSpec.num_samples={self.num_samples!r} must be an int > 0")
+        if self.num_samples is not None:
+            check_ints("DataSpec.", num_samples=(self.num_samples, 1))
 
     def sources(self) -> tuple[str, ...]:
         """The ``::``-separated parts of ``urls``, stripped."""

@@ -13,6 +13,7 @@ each transform call), so neither the process a slot runs in nor a resume changes
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
@@ -129,7 +130,7 @@ class ImageTextStream(IterableDataset[Batch]):
         """The batches of slot ``stream`` in this epoch."""
         if not 0 <= stream < self.streams:
             raise ValueError(f"stream={stream} must be in [0, {self.streams})")
-        remaining = self.batches_per_stream
+        remaining = self.batches_per_stream or math.inf
         raw = self.source.samples(
             epoch=self.epoch,
             seed=self.seed,
@@ -145,32 +146,26 @@ class ImageTextStream(IterableDataset[Batch]):
             try:
                 pending.append(self._decode(sample))
             except SampleSkipped as skip:
+                # The slot's own totals fail a worker reading only broken data without waiting
+                # for a batch to reach the main process.
+                where = f"rank {self.rank}, slot {stream}"
                 delta.add(skip.reason, sample.sample_id)
-                self._record_skip(skip, sample.sample_id, totals, stream)
+                totals.add(
+                    skip.reason, sample.sample_id, f"{skip.detail} (epoch {self.epoch}, {where})"
+                )
+                totals.check(
+                    source=f"{self.source.name} ({where})",
+                    max_rate=self.max_skip_rate,
+                    min_samples=self.min_samples,
+                )
             if len(pending) == self.batch_size:
                 yield self._collate(pending, delta)
-                pending, delta = [], SkipStats()
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
+                pending, delta, remaining = [], SkipStats(), remaining - 1
+                if remaining == 0:
+                    return
         if pending or delta.seen:
             # The last partial batch, or (no samples left) a record carrying the last skips.
             yield self._collate(pending, delta)
-
-    def _record_skip(
-        self, skip: SampleSkipped, sample_id: str, totals: SkipStats, stream: int
-    ) -> None:
-        """Count and log a skip in the slot's totals, and fail once the slot alone passes the
-        skip-rate limit, so that a worker reading only broken data stops the run without
-        waiting for a batch."""
-        where = f"epoch {self.epoch}, rank {self.rank}, slot {stream}"
-        totals.add(skip.reason, sample_id, f"{skip.detail} ({where})")
-        totals.check(
-            source=f"{self.source.name} (rank {self.rank}, slot {stream})",
-            max_rate=self.max_skip_rate,
-            min_samples=self.min_samples,
-        )
 
     def _decode(self, sample: RawSample) -> tuple[str, torch.Tensor, str]:
         """``(sample_id, pixels (3, H, W), caption)``, or :class:`SampleSkipped` with the reason."""

@@ -4,9 +4,7 @@ Training reads a table as :class:`ImageTextTable`, evaluation picks its columns 
 with :func:`pick_column` and :func:`read_table_rows`, embedding reads every column of every row
 for its metadata; all of them go through :func:`read_columns`, so a table reads (and fails) the
 same way everywhere. Training's table is read once into memory (paths and captions only: a few
-hundred bytes a row), which makes it a map-style dataset: row ``i`` is
-:class:`~clipforge.data.sources.RawSample` ``i``, and an epoch is a permutation of the rows split
-across ranks and workers.
+hundred bytes a row); an epoch is a permutation of the rows split across ranks and workers.
 """
 
 from __future__ import annotations
@@ -16,8 +14,6 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from torch.utils.data import Dataset
 
 from clipforge.data.conventions import SPLIT_COLUMN, TABLE_SUFFIXES
 from clipforge.data.skips import DataError, MissingDataError
@@ -176,8 +172,8 @@ def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> Ta
     return TableRows(path, selected, rows, count)
 
 
-class ImageTextTable(Dataset[RawSample]):
-    """A table of image paths and captions as a map-style dataset of raw samples.
+class ImageTextTable:
+    """A table of image paths and captions as a source of raw samples.
 
     ``image_column`` holds paths relative to ``image_root`` (default: the table's folder;
     absolute paths are used as they are); each of ``caption_columns`` holds one candidate
@@ -205,24 +201,14 @@ class ImageTextTable(Dataset[RawSample]):
             raise DataError(f"table {str(self.path)!r} has no rows")
         self.name = str(self.path)
 
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def __getitem__(self, index: int) -> RawSample:
-        """Row ``index`` as a raw sample keyed ``{index}:{image path cell}`` (the index keeps
-        the keys of rows sharing an image distinct)."""
-        relative = self._paths[index]
-        return RawSample(
-            key=f"{index}:{relative}",
-            origin=self.name,
-            image=self.image_root / relative if relative else None,
-            captions=self._captions[index],
-        )
-
     def samples(
         self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
         """Rows ``order[stream::streams]`` of this epoch's row order (see
-        :meth:`clipforge.data.sources.SampleSource.samples`)."""
-        order = epoch_order(len(self), seed=seed, epoch=epoch, shuffle=shuffle, salt="rows")
-        return (self[index] for index in order[stream::streams])
+        :meth:`clipforge.data.sources.SampleSource.samples`), keyed ``{row}:{image path cell}``
+        (the row number keeps the keys of rows sharing an image distinct)."""
+        order = epoch_order(len(self._paths), seed=seed, epoch=epoch, shuffle=shuffle, salt="rows")
+        for row in order[stream::streams]:
+            relative = self._paths[row]
+            image = self.image_root / relative if relative else None
+            yield RawSample(f"{row}:{relative}", self.name, image, self._captions[row])
