@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from clipforge.search import layout
-from clipforge.search.vectors import open_arrays
+from clipforge.search.vectors import ItemNotFound, VectorSource
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,10 +33,6 @@ logger = logging.getLogger(__name__)
 
 TABLE_CACHE_SIZE = 8  # metadata partitions kept in memory
 SHARD_CACHE_SIZE = 64  # tar shards whose member tables are kept
-
-
-class ItemNotFound(LookupError):
-    """An id outside the collection, or an item whose image cannot be served; maps to 404."""
 
 
 class Collection:
@@ -56,43 +52,24 @@ class Collection:
     ) -> None:
         self.root = Path(root).resolve()
         self.info = layout.read_info(self.root)
-        complete = layout.complete_partitions(self.root)
-        self.partitions = complete if partitions is None else list(partitions)
-        missing = sorted(set(self.partitions) - set(complete))
-        if missing:
-            raise ValueError(
-                f"{self.root}: partitions {missing} are not complete, but the index was built "
-                f"over partitions {self.partitions}; serve the embeddings it was built from"
-            )
+        self.source = VectorSource.from_collection(self.root, modality, partitions)
         self.modality = modality
-        arrays, self.dim = open_arrays(self.root, modality, self.partitions, self.info.get("dim"))
-        self._vectors = list(arrays.values())  # each (n_p, D)
-        self.partition_rows = [len(v) for v in self._vectors]
-        self._offsets = np.cumsum([0, *self.partition_rows])  # (P + 1,)
+        self.dim = self.source.dim
+        self.partitions = [p.number for p in self.source.partitions]
+        self.partition_rows = [p.rows for p in self.source.partitions]
         self.image_roots = [Path(r).resolve() for r in self.info.get("image_roots") or []]
         self._check_metadata()
         self._table = functools.lru_cache(maxsize=TABLE_CACHE_SIZE)(self._read_table)
         self._members = functools.lru_cache(maxsize=SHARD_CACHE_SIZE)(_tar_members)
 
     def __len__(self) -> int:
-        return int(self._offsets[-1])
-
-    def locate(self, item_id: int) -> tuple[int, int]:
-        """``(position in self.partitions, row)`` of a global id; ItemNotFound outside."""
-        if not 0 <= item_id < len(self):
-            raise ItemNotFound(
-                f"id {item_id} is not in the collection (ids are 0..{len(self) - 1})"
-            )
-        slot = int(np.searchsorted(self._offsets, item_id, side="right")) - 1
-        return slot, item_id - int(self._offsets[slot])
+        return self.source.total_rows
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` (n,) as L2-normalised float32 (n, D); a zero row stays
         zero (a text row of a sample without caption)."""
-        rows = [self._vectors[slot][row] for slot, row in map(self.locate, ids.tolist())]
-        out = np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim)  # (n, D)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)  # (n, 1)
-        return out / np.maximum(norms, 1e-12)
+        out = self.source.take(ids)  # (n, D)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def _check_metadata(self) -> None:
         """Every metadata table exists with one row per vector, checked from the parquet footers
@@ -117,12 +94,11 @@ class Collection:
     def rows(self, ids: list[int]) -> list[dict[str, Any]]:
         """The raw metadata rows (key, path, member, caption, json) of ``ids``, in order; one
         ``take`` per partition, so a page of a thousand results costs a few table reads."""
-        located = [self.locate(item_id) for item_id in ids]
+        owner, rows = self.source.locate(np.asarray(ids, dtype=np.int64))
         out: list[dict[str, Any]] = [{}] * len(ids)
-        for slot in sorted({slot for slot, _ in located}):
-            positions = [i for i, (s, _) in enumerate(located) if s == slot]
-            taken = self._table(slot).take([located[i][1] for i in positions]).to_pylist()
-            for position, row in zip(positions, taken, strict=True):
+        for slot in np.unique(owner).tolist():
+            at = np.flatnonzero(owner == slot)
+            for position, row in zip(at, self._table(slot).take(rows[at]).to_pylist(), strict=True):
                 out[position] = row
         return out
 

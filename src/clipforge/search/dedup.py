@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 
 from clipforge.atomic import atomic_path, write_json_atomic
-from clipforge.search import layout
+from clipforge.search.collection import Collection
 from clipforge.search.configs import DedupConfig, check_dedup_options
 from clipforge.search.index import SearchIndex, load_index
 from clipforge.search.index_build import fill_index
@@ -92,14 +92,16 @@ def dedup_collection(
     out = Path(out_path)
     if out.suffix not in OUTPUT_SUFFIXES:
         raise ValueError(f"{out}: output must end in one of {OUTPUT_SUFFIXES}")
-    source = VectorSource.from_collection(emb_dir, modality)
+    collection = Collection(emb_dir, modality=modality)
+    source = collection.source
     index = load_index(index_dir) if index_dir is not None else None
     if index is not None and index.info.get("modality", "image") != modality:
         raise ValueError(
             f"{index_dir} indexes {index.info.get('modality')} vectors, not {modality}"
         )
     groups = near_duplicate_groups(source, threshold, k=k, index=index)
-    keys = _keys(emb_dir, source, [i for g in groups for i in g])
+    members = [i for g in groups for i in g]
+    keys = {i: row["key"] for i, row in zip(members, collection.rows(members), strict=True)}
     summary = {
         "embeddings": str(Path(emb_dir).resolve()),
         "modality": modality,
@@ -172,26 +174,6 @@ def _candidate_pairs(
         rows, others = rows[keep], neighbours.ravel()[keep]
     pair = (others >= 0) & (others != ids[rows])
     return rows[pair], others[pair]
-
-
-def _keys(emb_dir, source: VectorSource, ids: list[int]) -> dict[int, str]:
-    """The metadata ``key`` of each of ``ids`` (read one partition's key column at a time)."""
-    import pyarrow.parquet as pq
-
-    keys: dict[int, str] = {}
-    wanted = np.sort(np.asarray(ids, dtype=np.int64))
-    for p in source.partitions:
-        mine = wanted[(wanted >= p.offset) & (wanted < p.offset + p.rows)]
-        if not len(mine):
-            continue
-        path = layout.metadata_path(emb_dir, p.number)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing, although its partition is marked complete")
-        column = pq.read_table(path, columns=["key"]).column("key")
-        if len(column) != p.rows:
-            raise ValueError(f"{path} has {len(column)} rows but {p.where} has {p.rows}")
-        keys.update(zip(mine.tolist(), column.take(mine - p.offset).to_pylist(), strict=True))
-    return keys
 
 
 def _write_parquet(out: Path, groups: list[list[int]], keys: dict[int, str]) -> None:

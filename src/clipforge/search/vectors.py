@@ -1,16 +1,16 @@
 """One modality's vectors, read one partition (or chunk) at a time, addressed by global id.
 
-Index building and near-duplicate search must not hold a whole collection in memory, so they
-see it through a :class:`VectorSource`: ``chunks()`` streams float32 rows with their global ids,
+Index building, dedup and the server must not hold a whole collection in memory, so they see it
+through a :class:`VectorSource`: ``chunks()`` streams float32 rows with their global ids,
 ``sample_ids()`` draws a seeded sample of ids, and ``take()`` fetches rows by id (memory-mapped,
 so only the rows asked for are read). A source is either a collection directory (see
 ``layout.py``) or an in-memory array, so the same code serves ``build_index`` and ad-hoc dedup.
 
-Global ids follow the layout: ``id = offset(partition) + row`` over the complete partitions in
-order. Text partitions hold a row of zeros where a sample has no caption; those rows are not
-vectors (a zero vector scores 0 against everything, which would rank above every real match
-with a negative score), so a text source skips them while keeping every other row's global id.
-Every row that is read is checked: finite, and L2 norm within ``NORM_TOLERANCE`` of 1, because
+Global ids follow the layout: ``id = offset(partition) + row`` over the partitions in order.
+Text partitions hold a row of zeros where a sample has no caption; those rows are not vectors (a
+zero vector scores 0 against everything, which would rank above every real match with a
+negative score), so a text source skips them while keeping every other row's global id. Every
+vector that is read is checked: finite, and L2 norm within ``NORM_TOLERANCE`` of 1, because
 inner-product search and the cosine thresholds of dedup are only right for unit vectors.
 """
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 NORM_TOLERANCE = 1e-2  # float16 storage moves a unit norm by ~1e-3; 1e-2 still catches raw features
 CHUNK_ROWS = 65536  # rows converted to float32 at a time: 128 MiB at D = 512
+
+
+class ItemNotFound(LookupError):
+    """An id outside the collection, or an item whose image cannot be served; maps to 404."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,7 @@ class VectorSource:
         self._valid_starts = np.cumsum([0] + [p.n_valid for p in partitions])
         self.total_rows = sum(p.rows for p in partitions)
         self.ntotal = int(self._valid_starts[-1])
-
-    @property
-    def skipped_rows(self) -> int:
-        """Rows that hold no vector (zero text rows)."""
-        return self.total_rows - self.ntotal
+        self.skipped_rows = self.total_rows - self.ntotal  # rows that hold no vector
 
     @classmethod
     def from_array(cls, x: np.ndarray, *, name: str = "embeddings") -> VectorSource:
@@ -86,24 +86,44 @@ class VectorSource:
         return cls([VectorBlock(0, name, len(x), 0)], x.shape[1], lambda _: x)
 
     @classmethod
-    def from_collection(cls, root: str | os.PathLike, modality: str = "image") -> VectorSource:
-        """The ``modality`` vectors of the complete partitions of collection ``root``."""
-        info = layout.read_info(root)
-        numbers = layout.complete_partitions(root)
+    def from_collection(
+        cls, root: str | os.PathLike, modality: str = "image", partitions: list[int] | None = None
+    ) -> VectorSource:
+        """The memory-mapped ``modality`` vectors of collection ``root``: of every complete
+        partition, or of ``partitions`` (those an index was built over, which pin its ids)."""
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
+        declared = layout.read_info(root).get("dim")
+        complete = layout.complete_partitions(root)
+        numbers = complete if partitions is None else list(partitions)
+        missing = sorted(set(numbers) - set(complete))
+        if missing:
+            raise ValueError(
+                f"{root}: partitions {missing} are not complete, but the index was built "
+                f"over partitions {numbers}; serve the embeddings it was built from"
+            )
         if not numbers:
             raise ValueError(
                 f"{root}: no complete partitions (no {layout.STATS_DIR}/stats_*.json); "
                 "run `clipforge embed` first"
             )
-        arrays, dim = open_arrays(root, modality, numbers, info.get("dim"))
-        partitions, offset = [], 0
+        arrays = {n: _open(layout.emb_path(root, n, modality)) for n in numbers}
+        widths = {n: arr.shape[1] for n, arr in arrays.items()}
+        if len(set(widths.values())) > 1:
+            raise ValueError(f"{root}: the {modality} partitions have different widths {widths}")
+        dim = widths[numbers[0]]
+        if declared is not None and declared != dim:
+            raise ValueError(
+                f"{root}: {layout.INFO_FILE} says dim={declared}, the arrays have {dim}"
+            )
+        blocks, offset = [], 0
         for n, arr in arrays.items():
             valid = _nonzero_rows(arr) if modality == "text" else None
-            partitions.append(
+            blocks.append(
                 VectorBlock(n, str(layout.emb_path(root, n, modality)), len(arr), offset, valid)
             )
             offset += len(arr)
-        source = cls(partitions, dim, lambda p: arrays[p.number])
+        source = cls(blocks, int(dim), lambda p: arrays[p.number])
         if source.ntotal == 0:
             raise ValueError(f"{root}: the {modality} embeddings hold no vectors")
         if source.skipped_rows:
@@ -145,39 +165,30 @@ class VectorSource:
             ids[sel] = p.offset + (rows if p.valid is None else np.flatnonzero(p.valid)[rows])
         return ids
 
-    def take(self, ids: np.ndarray) -> np.ndarray:
-        """Rows (len(ids), D) float32 of the given global ids, in the order given."""
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(position in partitions, row)``, (n,) int64 each, of global ``ids`` (n,).
+
+        Raises :class:`ItemNotFound` naming the first id outside ``[0, total_rows)``.
+        """
         ids = np.asarray(ids, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.total_rows):
-            bad = ids[(ids < 0) | (ids >= self.total_rows)][0]
-            raise ValueError(f"id {bad} is out of range [0, {self.total_rows})")
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        outside = ids[(ids < 0) | (ids >= self.total_rows)]
+        if len(outside):
+            raise ItemNotFound(
+                f"id {outside[0]} is not in the collection (ids are 0..{self.total_rows - 1})"
+            )
         owner = np.searchsorted(self._offsets, ids, side="right") - 1
+        return owner, ids - self._offsets[owner]
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """Rows (len(ids), D) float32 of the given global ids, in the order given; a skipped
+        (all-zero) row comes back as zeros."""
+        owner, rows = self.locate(ids)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
         for i in np.unique(owner):
-            p, sel = self.partitions[i], owner == i
-            rows = ids[sel] - p.offset
-            order = np.argsort(rows, kind="stable")  # sorted reads from the memory map
-            x = np.empty((len(rows), self.dim), dtype=np.float32)
-            x[order] = _checked(np.asarray(self._load(p)[rows[order]], np.float32), p, rows[order])
-            out[sel] = x
+            p, at = self.partitions[i], np.flatnonzero(owner == i)
+            at = at[np.argsort(rows[at], kind="stable")]  # sorted reads from the memory map
+            out[at] = _checked(np.asarray(self._load(p)[rows[at]], np.float32), p, rows[at])
         return out
-
-
-def open_arrays(
-    root: str | os.PathLike, modality: str, numbers: list[int], declared: int | None
-) -> tuple[dict[int, np.ndarray], int]:
-    """The memory-mapped ``modality`` arrays (n_p, D) of partitions ``numbers`` of collection
-    ``root``, and the one width D they share with embed_info's ``dim`` (``declared``)."""
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
-    arrays = {n: _open(layout.emb_path(root, n, modality)) for n in numbers}
-    widths = {n: arr.shape[1] for n, arr in arrays.items()}
-    if len(set(widths.values())) > 1:
-        raise ValueError(f"{root}: the {modality} partitions have different widths {widths}")
-    dim = next(iter(widths.values()), declared)
-    if declared is not None and declared != dim:
-        raise ValueError(f"{root}: {layout.INFO_FILE} says dim={declared}, the arrays have {dim}")
-    return arrays, int(dim)
 
 
 def _open(path: Path) -> np.ndarray:
@@ -199,9 +210,13 @@ def _nonzero_rows(arr: np.ndarray) -> np.ndarray:
 
 
 def _checked(x: np.ndarray, p: VectorBlock, rows: np.ndarray) -> np.ndarray:
-    """``x`` (m, D) itself, once its rows (numbered ``rows`` in ``p``) are checked to be unit."""
+    """``x`` (m, D) itself, once its rows (numbered ``rows`` in ``p``) are checked to be unit
+    (or, for rows ``p`` skips, zero)."""
     norms = np.linalg.norm(x, axis=1)
-    bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN norms fail too
+    ok = np.abs(norms - 1.0) <= NORM_TOLERANCE  # NaN norms fail too
+    if p.valid is not None:
+        ok |= ~p.valid[rows]
+    bad = np.flatnonzero(~ok)
     if len(bad):
         raise ValueError(
             f"{p.where}: row {rows[bad[0]]} has L2 norm {norms[bad[0]]:.4g}; embeddings must be "
