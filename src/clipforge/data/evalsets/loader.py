@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -79,49 +79,44 @@ class CaptionBatch(BatchRecord):
     skipped: tuple[Skipped, ...]
 
 
-class _Guarded(Dataset):
-    """The set's items as ``(index, sample_id, pixels, target)``, or a :class:`Skipped`."""
+class _Batches(Dataset):
+    """Batch ``k`` of the set: samples ``k*B .. k*B + B - 1`` collated for the set's task, the
+    unreadable ones as :class:`Skipped` records (a dataset of whole batches, so a DataLoader
+    worker reads one batch and the batches keep their order)."""
 
-    def __init__(self, dataset: EvalSet) -> None:
+    def __init__(self, dataset: EvalSet, batch_size: int) -> None:
         self.dataset = dataset
+        self.batch_size = batch_size
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return math.ceil(len(self.dataset) / self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[int, str, torch.Tensor, Any] | Skipped:
-        try:
-            pixels, target = self.dataset[index]
-        except SampleSkipped as err:
-            return Skipped(
-                index, err.sample_id or self.dataset.sample_id(index), err.reason, err.detail
-            )
-        return index, self.dataset.sample_id(index), pixels, target
-
-
-class _Collate:
-    """Collate of one task (a class, not a closure, so DataLoader workers can pickle it)."""
-
-    def __init__(self, task: str) -> None:
-        self.task = task
-
-    def __call__(self, items: Sequence[tuple[int, str, torch.Tensor, Any] | Skipped]) -> Any:
-        skipped = tuple(item for item in items if isinstance(item, Skipped))
-        good = [item for item in items if not isinstance(item, Skipped)]
+    def __getitem__(self, batch: int) -> LabelBatch | CaptionBatch:
+        good: list[tuple[int, str, torch.Tensor, Any]] = []
+        skipped: list[Skipped] = []
+        start = batch * self.batch_size
+        for index in range(start, min(start + self.batch_size, len(self.dataset))):
+            sample_id = self.dataset.sample_id(index)
+            try:
+                good.append((index, sample_id, *self.dataset[index]))
+            except SampleSkipped as err:
+                skipped.append(Skipped(index, err.sample_id or sample_id, err.reason, err.detail))
         indices = torch.tensor([item[0] for item in good], dtype=torch.long)  # (B,)
         keys = tuple(item[1] for item in good)
         pixels = torch.stack([item[2] for item in good]) if good else torch.empty(0, 3, 0, 0)
-        if self.task in CAPTION_TASKS:
+        task = self.dataset.task
+        if task in CAPTION_TASKS:
             captions = tuple(text for item in good for text in item[3])
             caption_image = torch.tensor(
                 [position for position, item in enumerate(good) for _ in item[3]],
                 dtype=torch.long,
             )  # (T,)
-            return CaptionBatch(pixels, captions, caption_image, indices, keys, skipped)
-        if self.task == "multilabel":
+            return CaptionBatch(pixels, captions, caption_image, indices, keys, tuple(skipped))
+        if task == "multilabel":
             labels = torch.stack([item[3] for item in good]) if good else torch.empty(0, 0)
         else:
             labels = torch.tensor([item[3] for item in good], dtype=torch.long)  # (B,)
-        return LabelBatch(pixels, labels, indices, keys, skipped)
+        return LabelBatch(pixels, labels, indices, keys, tuple(skipped))
 
 
 class EvalLoader:
@@ -165,17 +160,13 @@ class EvalLoader:
         self.stats = SkipStats()
 
     def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return len(_Batches(self.dataset, self.batch_size))
 
     def __iter__(self) -> Iterator[LabelBatch | CaptionBatch]:
         self.stats = SkipStats()
+        batches = _Batches(self.dataset, self.batch_size)
         loader = DataLoader(
-            _Guarded(self.dataset),
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.workers,
-            collate_fn=_Collate(self.dataset.task),
-            pin_memory=self.pin_memory,
+            batches, batch_size=None, num_workers=self.workers, pin_memory=self.pin_memory
         )
         delivered = 0
         for batch in loader:
