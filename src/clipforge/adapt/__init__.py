@@ -5,10 +5,16 @@ and returns a head with ``logits(features) -> (N, C)`` and ``hparams`` for the r
 """
 
 from .common import FewShotHead, accuracy
-from .coop import CoOpHead, coop_head, fit_coop, train_prompt_learner
+from .coop import (
+    CoOpHead,
+    PromptLearner,
+    coop_head,
+    encode_prompt_embeddings,
+    fit_coop,
+    train_prompt_learner,
+)
 from .gda import GDAHead, fit_gda, gda_classifier, ledoit_wolf_shrinkage
 from .linear_probe import LinearProbe, fit_linear_probe, fit_logistic, logistic_objective
-from .prompt_learner import PromptLearner, encode_prompt_embeddings
 from .shots import sample_few_shot
 from .tip_adapter import TipAdapter, fit_tip_adapter, search_alpha_beta, tip_logits
 from .wise_ft import evaluate_path, interpolate_weights

@@ -1,5 +1,5 @@
 """What every adaptation method shares: input checks, the validation search, the minibatch
-loop, accuracy, and the head file format.
+loop, freezing the model, accuracy, and the head file format.
 
 Every method fits on frozen features: ``features`` is a float tensor (N, D) and ``labels`` a
 long tensor (N,) of class indices in ``[0, C)``. A fitted method is a :class:`FewShotHead`:
@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
-from ..zeroshot.head_files import read_document_file, write_document_file
+from ..zeroshot.heads import read_document_file, write_document_file
 
 METADATA_KEY = "clipforge.adapt"
 
@@ -49,29 +51,6 @@ def check_features(features: torch.Tensor, name: str, dim: int | None = None) ->
     return features
 
 
-def check_split(
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    name: str,
-    *,
-    num_classes: int | None = None,
-    dim: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a (features (N, D), labels (N,)) pair; labels must lie in ``[0, num_classes)``."""
-    check_features(features, f"{name} features", dim)
-    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.ndim != 1:
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"{name} labels must be a long tensor of shape (N,), got {shape}")
-    if labels.shape[0] != features.shape[0]:
-        raise ValueError(f"{name}: {features.shape[0]} feature rows but {labels.shape[0]} labels")
-    if labels.numel() == 0:
-        raise ValueError(f"{name} split is empty")
-    low, high = int(labels.min()), int(labels.max())
-    if low < 0 or (num_classes is not None and high >= num_classes):
-        raise ValueError(f"{name} labels span [{low}, {high}], outside [0, {num_classes}) classes")
-    return features, labels
-
-
 def check_splits(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
@@ -81,18 +60,35 @@ def check_splits(
     num_classes: int | None = None,
     dim: int | None = None,
 ) -> tuple[int, bool]:
-    """Check the train split and the optional val split (both halves or neither).
+    """Check the train split and the optional val split (both halves or neither): features
+    (N, D) with ``D == dim`` (val: the train features' D), labels (N,) in ``[0, num_classes)``.
 
     Returns ``(num_classes, has_val)``: ``num_classes`` if given, else one more than the
-    largest train label. Val features must have the train features' dimension.
+    largest train label.
     """
-    check_split(train_features, train_labels, "train", num_classes=num_classes, dim=dim)
     if (val_features is None) != (val_labels is None):
         raise ValueError("give both val_features and val_labels, or neither")
-    num_classes = int(train_labels.max()) + 1 if num_classes is None else num_classes
+    splits = [("train", train_features, train_labels)]
     if val_features is not None:
-        dim = train_features.shape[1]
-        check_split(val_features, val_labels, "val", num_classes=num_classes, dim=dim)
+        splits.append(("val", val_features, val_labels))
+    for name, features, labels in splits:
+        check_features(features, f"{name} features", dim)
+        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.ndim != 1:
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"{name} labels must be a long tensor of shape (N,), got {got}")
+        if labels.shape[0] != features.shape[0]:
+            raise ValueError(
+                f"{name}: {features.shape[0]} feature rows but {labels.shape[0]} labels"
+            )
+        if labels.numel() == 0:
+            raise ValueError(f"{name} split is empty")
+        low, high = int(labels.min()), int(labels.max())
+        num_classes = high + 1 if num_classes is None else num_classes
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"{name} labels span [{low}, {high}], outside [0, {num_classes}) classes"
+            )
+        dim = features.shape[1]
     return num_classes, val_features is not None
 
 
@@ -139,6 +135,20 @@ def minibatch_epochs(
             schedule.step()
             losses.append(float(loss.detach()))
         yield losses
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients for every parameter of ``model``; restored on exit."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    was_training = model.training
+    model.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags[name])
+        model.train(was_training)
 
 
 def save_head(

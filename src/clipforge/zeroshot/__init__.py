@@ -26,8 +26,7 @@ from .descriptors import (
     load_class_prompts,
     load_descriptors,
 )
-from .head_files import load_head, save_head
-from .heads import Head, HeadEnsemble, ZeroShotHead, average_weights
+from .heads import Head, HeadEnsemble, ZeroShotHead, average_weights, load_head, save_head
 from .prompt_files import (
     DEFAULT_LANGUAGE,
     load_classnames,

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..encoder import Encoder
 from ..version import __version__
 from .descriptors import DCLIP_FORMAT, descriptor_prompts, lists_for_classes
-from .heads import ZeroShotHead, checked_classnames
+from .heads import ZeroShotHead, checked_classnames, class_means
 from .waffle import DEFAULT_CHARACTERS, DEFAULT_PAIRS, WAFFLE_FORMAT, waffle_descriptors
 
 
@@ -36,16 +36,12 @@ def encode_prompt_sets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embed every class's prompts in eval mode: ``(embeddings (N, D), class_index (N,))``.
 
-    ``prompt_sets[c]`` are the prompts of class ``c`` (any number, at least one);
+    ``prompt_sets[c]`` are the prompts of class ``c`` (any number, at least one: the
+    builders check their inputs so that each class has some);
     ``embeddings`` holds them all, unit-norm, in order, and ``class_index[n]`` is the class of
     row ``n``; both live on the model's device. The model's train/eval mode is restored
     afterwards.
     """
-    if not prompt_sets:
-        raise ValueError("a zero-shot head needs at least one class")
-    for index, prompts in enumerate(prompt_sets):
-        if not prompts:
-            raise ValueError(f"class {index} has no prompts")
     flat = [prompt for prompts in prompt_sets for prompt in prompts]
     was_training = encoder.model.training
     encoder.model.eval()
@@ -55,16 +51,6 @@ def encode_prompt_sets(
         encoder.model.train(was_training)
     counts = torch.tensor([len(prompts) for prompts in prompt_sets], device=embeddings.device)
     return embeddings, torch.repeat_interleave(counts)  # (N, D), (N,)
-
-
-def class_means(
-    embeddings: torch.Tensor, class_index: torch.Tensor, num_classes: int
-) -> torch.Tensor:
-    """Per-class mean (C, D) of the rows of ``embeddings`` (N, D), not renormalised."""
-    sums = embeddings.new_zeros(num_classes, embeddings.shape[1])
-    sums.index_add_(0, class_index, embeddings)  # (C, D)
-    counts = torch.bincount(class_index, minlength=num_classes).to(embeddings.dtype)  # (C,)
-    return sums / counts[:, None]
 
 
 def template_head(

@@ -90,7 +90,15 @@ def descriptor_prompts(
     ``descriptor`` is :func:`descriptor_sentence` of the raw descriptor when ``rewrite`` (the
     DCLIP default), the raw descriptor otherwise. ``source`` names the descriptors in errors.
     """
-    check_prompt_format(prompt_format)
+    try:
+        prompt_format.format(classname="", descriptor="")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"prompt format {prompt_format!r} may only use {{classname}} and {{descriptor}} ({err!r})"
+        ) from None
+    for field in ("{classname}", "{descriptor}"):
+        if field not in prompt_format:
+            raise ValueError(f"prompt format {prompt_format!r} lacks {field}")
     per_class = lists_for_classes(classnames, descriptors, "descriptor", source)
     return [
         [
@@ -101,19 +109,6 @@ def descriptor_prompts(
         ]
         for name, items in zip(classnames, per_class, strict=True)
     ]
-
-
-def check_prompt_format(prompt_format: str) -> None:
-    """A descriptor prompt format names ``{classname}`` and ``{descriptor}`` and nothing else."""
-    try:
-        prompt_format.format(classname="", descriptor="")
-    except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(
-            f"prompt format {prompt_format!r} may only use {{classname}} and {{descriptor}} ({err!r})"
-        ) from None
-    for field in ("{classname}", "{descriptor}"):
-        if field not in prompt_format:
-            raise ValueError(f"prompt format {prompt_format!r} lacks {field}")
 
 
 def _load_class_lists(path: Path, what: str) -> dict[str, list[str]]:

@@ -17,6 +17,15 @@ Ensembles: :class:`HeadEnsemble` averages the members' logits (each keeps its ow
 heads of different models take one feature tensor each); :func:`average_weights` averages
 the members' normalised weights into one ``"dot"`` head (one model only). Both need the same
 class names in the same order.
+
+Files (:func:`save_head`, :func:`load_head`): one safetensors file per head or ensemble, read
+without pickle. Tensors: ``weights`` and, for ``"mean_similarity"``, ``prompt_embeddings`` and
+``prompt_class``; an ensemble prefixes member ``i``'s with ``members.{i}.``. The string
+metadata holds one JSON document under ``"clipforge.zeroshot"``: ``{"format_version", "kind":
+"head", "classnames", "scoring", "provenance"}``, or ``{"format_version", "kind": "ensemble",
+"head_weights", "members": [head documents]}``. Tensors are stored bit for bit and provenance
+is JSON already, so save then load is exact. The file layer (:func:`write_document_file`,
+:func:`read_document_file`) also writes and reads :mod:`clipforge.adapt`'s head files.
 """
 
 from __future__ import annotations
@@ -24,12 +33,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..atomic import atomic_path
 
 SCORINGS = ("dot", "mean_similarity")
 TENSORS = ("weights", "prompt_embeddings", "prompt_class")  # the fields that are tensors
@@ -99,14 +114,16 @@ class ZeroShotHead:
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Cosine-similarity logits (B, C) for image features (B, D), normalised here."""
-        f = _unit_features(features, self.dim).to(self.weights.dtype)  # (B, D)
+        _check_matrix(features, "image features", "(B, D)")
+        if features.shape[1] != self.dim:
+            raise ValueError(
+                f"image features have dimension {features.shape[1]}, the head {self.dim}"
+            )
+        f = F.normalize(features, dim=-1).to(self.weights.dtype)  # (B, D)
         if self.scoring == "dot":
             return f @ self.weights.T  # (B, C)
         similarities = f @ self.prompt_embeddings.T  # (B, N)
-        sums = similarities.new_zeros(f.shape[0], self.num_classes)
-        sums.index_add_(1, self.prompt_class, similarities)  # (B, C)
-        counts = torch.bincount(self.prompt_class, minlength=self.num_classes)  # (C,)
-        return sums / counts.to(sums.dtype)
+        return class_means(similarities.T, self.prompt_class, self.num_classes).T  # (B, C)
 
     def to(self, device: str | torch.device) -> ZeroShotHead:
         """The same head with its tensors on ``device``."""
@@ -132,7 +149,24 @@ class HeadEnsemble:
         object.__setattr__(self, "heads", tuple(self.heads))
         if self.head_weights is not None:
             object.__setattr__(self, "head_weights", tuple(float(w) for w in self.head_weights))
-        check_members(self.heads, self.head_weights)
+        if not self.heads:
+            raise ValueError("an ensemble needs at least one head")
+        for index, head in enumerate(self.heads):
+            if not isinstance(head, ZeroShotHead):
+                raise TypeError(
+                    f"ensemble member {index} is a {type(head).__name__}, not a ZeroShotHead"
+                )
+            if head.classnames != self.heads[0].classnames:
+                difference = _first_difference(self.heads[0], head)
+                raise ValueError(f"head {index} classes differ from head 0: {difference}")
+        if self.head_weights is not None:
+            if len(self.head_weights) != len(self.heads):
+                raise ValueError(
+                    f"{len(self.head_weights)} head weights for {len(self.heads)} heads"
+                )
+            bad = [w for w in self.head_weights if not (math.isfinite(w) and w > 0)]
+            if bad:
+                raise ValueError(f"head weights must be positive and finite, got {bad}")
 
     @property
     def classnames(self) -> tuple[str, ...]:
@@ -166,9 +200,6 @@ class HeadEnsemble:
             w * head.logits(f) for w, head, f in zip(weights, self.heads, features, strict=True)
         )
 
-    def to(self, device: str | torch.device) -> HeadEnsemble:
-        return HeadEnsemble(tuple(head.to(device) for head in self.heads), self.head_weights)
-
 
 Head = ZeroShotHead | HeadEnsemble
 
@@ -197,25 +228,12 @@ def average_weights(
     return ZeroShotHead(ensemble.classnames, F.normalize(mixed, dim=-1), provenance=provenance)
 
 
-def check_members(heads: Sequence[ZeroShotHead], head_weights: Sequence[float] | None) -> None:
-    """Ensemble members: at least one head, all with the same class names; sane weights."""
-    if not heads:
-        raise ValueError("an ensemble needs at least one head")
-    for index, head in enumerate(heads):
-        if not isinstance(head, ZeroShotHead):
-            raise TypeError(
-                f"ensemble member {index} is a {type(head).__name__}, not a ZeroShotHead"
-            )
-        if head.classnames != heads[0].classnames:
-            raise ValueError(
-                f"head {index} classes differ from head 0: {_first_difference(heads[0], head)}"
-            )
-    if head_weights is not None:
-        if len(head_weights) != len(heads):
-            raise ValueError(f"{len(head_weights)} head weights for {len(heads)} heads")
-        bad = [w for w in head_weights if not (math.isfinite(w) and w > 0)]
-        if bad:
-            raise ValueError(f"head weights must be positive and finite, got {bad}")
+def class_means(rows: torch.Tensor, class_index: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class mean (C, K) of ``rows`` (N, K), row ``n`` in class ``class_index[n]``."""
+    sums = rows.new_zeros(num_classes, rows.shape[1])
+    sums.index_add_(0, class_index, rows)  # (C, K)
+    counts = torch.bincount(class_index, minlength=num_classes).to(rows.dtype)  # (C,)
+    return sums / counts[:, None]
 
 
 def checked_classnames(classnames: Sequence[str]) -> tuple[str, ...]:
@@ -255,13 +273,6 @@ def _normalised(head_weights: Sequence[float] | None, count: int) -> list[float]
     return [w / total for w in head_weights]
 
 
-def _unit_features(features: torch.Tensor, dim: int) -> torch.Tensor:
-    _check_matrix(features, "image features", "(B, D)")
-    if features.shape[1] != dim:
-        raise ValueError(f"image features have dimension {features.shape[1]}, the head {dim}")
-    return F.normalize(features, dim=-1)
-
-
 def _check_unit_rows(tensor: torch.Tensor, name: str) -> None:
     _check_matrix(tensor, name, "(rows, D)")
     if tensor.shape[0] == 0 or not torch.isfinite(tensor).all():
@@ -289,3 +300,104 @@ def _json_copy(value: dict[str, Any], name: str) -> dict[str, Any]:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be JSON-serialisable: {err}") from None
+
+
+METADATA_KEY = "clipforge.zeroshot"
+FORMAT_VERSION = 1
+
+
+def save_head(head: Head, path: str | os.PathLike) -> None:
+    """Write ``head`` (a :class:`ZeroShotHead` or :class:`HeadEnsemble`) to ``path`` atomically."""
+    if isinstance(head, ZeroShotHead):
+        tensors = _head_tensors(head, "")
+        document = {"kind": "head", **_head_document(head)}
+    elif isinstance(head, HeadEnsemble):
+        tensors = {}
+        for index, member in enumerate(head.heads):
+            tensors.update(_head_tensors(member, f"members.{index}."))
+        document = {
+            "kind": "ensemble",
+            "head_weights": None if head.head_weights is None else list(head.head_weights),
+            "members": [_head_document(member) for member in head.heads],
+        }
+    else:
+        raise TypeError(f"cannot save a {type(head).__name__}; expected a zero-shot head")
+    write_document_file(path, METADATA_KEY, tensors, {"format_version": FORMAT_VERSION, **document})
+
+
+def load_head(path: str | os.PathLike) -> Head:
+    """Read a file written by :func:`save_head`; every error names the file."""
+    tensors, document = read_document_file(path, METADATA_KEY, "zero-shot head")
+    if not isinstance(document, dict) or document.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported head format {document!r:.80}")
+    try:
+        if document.get("kind") == "head":
+            return _build_head(document, tensors, "")
+        if document.get("kind") == "ensemble":
+            members = [
+                _build_head(member, tensors, f"members.{index}.")
+                for index, member in enumerate(document["members"])
+            ]
+            return HeadEnsemble(tuple(members), document["head_weights"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: malformed zero-shot head ({err})") from err
+    raise ValueError(f"{path}: unknown head kind {document.get('kind')!r}")
+
+
+def write_document_file(
+    path: str | os.PathLike, metadata_key: str, tensors: dict[str, torch.Tensor], document: Any
+) -> None:
+    """Write ``tensors`` and the JSON ``document`` (under ``metadata_key``) atomically.
+
+    Tensors are stored from CPU copies: safetensors refuses tensors that share memory.
+    """
+    copies = {key: value.detach().cpu().contiguous().clone() for key, value in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(copies, str(tmp), metadata={metadata_key: json.dumps(document)})
+
+
+def read_document_file(
+    path: str | os.PathLike, metadata_key: str, what: str
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """The tensors and JSON document of a file written by :func:`write_document_file`.
+
+    A missing file or one that is not such a file is an error naming the file and ``what``
+    it was expected to hold.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            document = json.loads((f.metadata() or {})[metadata_key])
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path} is not a clipforge {what} file ({err!r})") from err
+    return tensors, document
+
+
+def _head_tensors(head: ZeroShotHead, prefix: str) -> dict[str, torch.Tensor]:
+    return {
+        prefix + name: getattr(head, name) for name in TENSORS if getattr(head, name) is not None
+    }
+
+
+def _head_document(head: ZeroShotHead) -> dict[str, Any]:
+    return {
+        "classnames": list(head.classnames),
+        "scoring": head.scoring,
+        "provenance": head.provenance,
+    }
+
+
+def _build_head(
+    document: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str
+) -> ZeroShotHead:
+    return ZeroShotHead(
+        classnames=tuple(document["classnames"]),
+        weights=tensors[prefix + "weights"],
+        scoring=document["scoring"],
+        prompt_embeddings=tensors.get(prefix + "prompt_embeddings"),
+        prompt_class=tensors.get(prefix + "prompt_class"),
+        provenance=document["provenance"],
+    )
