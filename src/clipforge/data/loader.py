@@ -10,8 +10,8 @@ of :class:`~clipforge.data.stream.Batch` for one rank that
 * gathers the workers' skip counts into :attr:`ImageTextLoader.stats` and raises
   :class:`~clipforge.data.skips.DataError` once the skip rate passes ``max_skip_rate``.
 
-A pass over an epoch is a pure function of its arguments, which is how training resumes:
-:class:`clipforge.train.batches.LoaderBatches` rebuilds the epoch and skips the batches done.
+An epoch's batches are a pure function of the arguments, so training resumes by rebuilding
+the epoch and skipping the batches done (:class:`clipforge.train.batches.LoaderBatches`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
@@ -39,32 +40,19 @@ from clipforge.data.wds import WebDatasetSource
 logger = logging.getLogger(__name__)
 
 
-def _keep_batch(batch: Batch) -> Batch:
-    """The DataLoader's ``collate_fn``: streams yield whole batches, nothing to collate."""
-    return batch
-
-
+@dataclass(eq=False)
 class ImageTextLoader:
     """Batches of one rank for one epoch at a time; see the module docstring.
 
-    Iterating gives :class:`Batch` objects (``pixels, tokens = batch`` works). Each pass
-    replays the current epoch from its start; call :meth:`set_epoch` before each epoch.
-    DataLoader workers are started for each pass (not persistent), which is how the epoch
-    reaches them. Batch ``i`` of an epoch comes from worker ``i % workers`` for as long as
-    every worker still has data.
+    Iterating gives :class:`Batch` objects (``pixels, tokens = batch`` works) of the epoch
+    ``dataset.epoch`` (:meth:`set_epoch`), from its start. DataLoader workers are started for
+    each pass (not persistent), which is how the epoch reaches them. Batch ``i`` of an epoch
+    comes from worker ``i % workers`` for as long as every worker still has data.
     """
 
-    def __init__(
-        self,
-        stream: ImageTextStream,
-        *,
-        workers: int,
-        pin_memory: bool = False,
-    ) -> None:
-        self.dataset = stream  # its ``epoch`` is the one the next pass reads
-        self.workers = workers
-        self.pin_memory = pin_memory
-        self.stats = SkipStats()
+    dataset: ImageTextStream
+    workers: int
+    stats: SkipStats = field(default_factory=SkipStats)
 
     @property
     def num_batches(self) -> int | None:
@@ -84,8 +72,6 @@ class ImageTextLoader:
             stream,
             batch_size=None,
             num_workers=self.workers,
-            collate_fn=_keep_batch,
-            pin_memory=self.pin_memory,
             # DataLoader draws worker base seeds from this generator instead of consuming
             # the caller's global RNG.
             generator=torch.Generator().manual_seed(
@@ -121,8 +107,6 @@ def _build_source(
     if spec.kind == "csv":
         if resampled:
             raise ValueError(f"table {spec.urls!r}: resampled mode is for webdataset shards")
-        if len(spec.sources()) != 1:
-            raise ValueError(f"DataSpec(kind='csv') takes one table, got urls={spec.urls!r}")
         return ImageTextTable(
             spec.urls.strip(),
             image_root=spec.image_root,
@@ -167,7 +151,6 @@ def build_image_text_loader(
     shuffle_buffer: int = 1000,
     max_skip_rate: float = 0.1,
     min_samples: int = 100,
-    pin_memory: bool = False,
 ) -> ImageTextLoader:
     """The loader of ``(pixels (B, 3, H, W) float32, tokens (B, L) int64)`` batches for one rank.
 
@@ -215,4 +198,4 @@ def build_image_text_loader(
         min_samples=min_samples,
         epoch=epoch,
     )
-    return ImageTextLoader(stream, workers=workers, pin_memory=pin_memory)
+    return ImageTextLoader(stream, workers)

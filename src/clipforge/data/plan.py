@@ -49,7 +49,7 @@ from clipforge.data.tables import (
     cell_text,
     check_table,
     pick_column,
-    read_columns,
+    read_table_rows,
     resolve_image_root,
     table_columns,
 )
@@ -302,10 +302,8 @@ def _resolve_table(
             f"caption column ({', '.join(CAPTION_COLUMNS)}); columns: {names}; name them "
             "with image_column= / caption_column="
         )
-    cells = read_columns(table_path, names)
+    cells = read_table_rows(table_path, names, None).columns
     rows = [dict(zip(names, values, strict=True)) for values in zip(*cells.values(), strict=True)]
-    if not rows:
-        raise ValueError(f"table {str(path)!r} has no rows")
     if image_col is None:
         logger.warning(
             "table %s has no image column (%s): embedding its captions only",

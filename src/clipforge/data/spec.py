@@ -58,6 +58,9 @@ class DataSpec:
             )
         if not self.urls.strip():
             raise ValueError(f"DataSpec(kind={self.kind!r}) needs urls (shard patterns or a table)")
+        sources = len(self.urls.split(SOURCE_SEPARATOR))
+        if self.kind == "csv" and sources != 1:
+            raise ValueError(f"DataSpec(kind='csv') takes one table, got urls={self.urls!r}")
         if self.kind != "wds" and (self.weights is not None or self.caption_field is not None):
             raise ValueError(
                 f"DataSpec(kind={self.kind!r}): weights and caption_field apply to kind='wds' only"
@@ -69,10 +72,10 @@ class DataSpec:
             weights = tuple(float(w) for w in self.weights)
             if any(not math.isfinite(w) or w <= 0 for w in weights):
                 raise ValueError(f"DataSpec.weights={self.weights!r} must all be finite and > 0")
-            if len(weights) != len(self.sources()):
+            if len(weights) != sources:
                 raise ValueError(
                     f"DataSpec.weights={self.weights!r} has {len(weights)} values but urls "
-                    f"{self.urls!r} has {len(self.sources())} sources"
+                    f"{self.urls!r} has {sources} sources"
                 )
             object.__setattr__(self, "weights", weights)
         columns = tuple(self.caption_columns)
@@ -83,10 +86,6 @@ class DataSpec:
         object.__setattr__(self, "caption_columns", columns)
         if self.num_samples is not None:
             check_ints("DataSpec.", num_samples=(self.num_samples, 1))
-
-    def sources(self) -> tuple[str, ...]:
-        """The ``::``-separated parts of ``urls``, stripped."""
-        return tuple(part.strip() for part in self.urls.split(SOURCE_SEPARATOR))
 
 
 def expand_urls(urls: str) -> list[list[str]]:

@@ -191,14 +191,12 @@ class ImageTextTable:
     ) -> None:
         self.path = check_table(path)
         self.image_root = resolve_image_root(self.path, image_root)
-        columns = read_columns(self.path, [image_column, *caption_columns])
+        columns = read_table_rows(self.path, [image_column, *caption_columns], None).columns
         self._paths = [cell_text(value) for value in columns[image_column]]
         self._captions = [
             tuple(text for text in (cell_text(columns[c][row]) for c in caption_columns) if text)
             for row in range(len(self._paths))
         ]
-        if not self._paths:
-            raise DataError(f"table {str(self.path)!r} has no rows")
         self.name = str(self.path)
 
     def samples(

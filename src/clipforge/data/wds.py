@@ -173,15 +173,14 @@ class WebDatasetSource:
         name: str,
     ) -> None:
         self.shards: list[str] = [shard for source in sources for shard in source]
-        # Without weights, weighting each source by its shard count makes every shard equal.
-        source_weights = (
-            [float(len(source)) for source in sources] if weights is None else list(weights)
+        # Without weights, rng.choices makes every shard equally likely.
+        self.shard_weights = (
+            None
+            if weights is None
+            else [
+                w / len(source) for w, source in zip(weights, sources, strict=True) for _ in source
+            ]
         )
-        self.shard_weights: list[float] = [
-            w / len(source)
-            for w, source in zip(source_weights, sources, strict=True)
-            for _ in source
-        ]
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
         self.caption_field = caption_field

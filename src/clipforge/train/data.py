@@ -26,16 +26,16 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 
-def _render_range(args: tuple[int, int, str, int, int, int]) -> tuple[np.ndarray, list[list[str]]]:
-    seed, image_size, split, captions_per_sample, start, stop = args
+def _render_range(args: tuple[int, int, int, int, int]) -> tuple[np.ndarray, list[list[str]]]:
+    seed, image_size, captions_per_sample, start, stop = args
     world = ShapesWorld(seed=seed, image_size=image_size)
     images = np.empty((stop - start, image_size, image_size, 3), dtype=np.uint8)
     captions = []
     for row, index in enumerate(range(start, stop)):
-        scene = world.scene(split, index)
+        scene = world.scene("train", index)
         images[row] = np.asarray(world.render(scene))
         captions.append(
-            [world.caption(split, index, scene, variant) for variant in range(captions_per_sample)]
+            [world.caption("train", index, scene, v) for v in range(captions_per_sample)]
         )
     return images, captions
 
@@ -45,17 +45,16 @@ def render_shapes(
     *,
     seed: int,
     image_size: int,
-    split: str = "train",
     workers: int = 2,
     captions_per_sample: int = 1,
     first: int = 0,
 ) -> tuple[torch.Tensor, list[list[str]]]:
-    """Samples ``first..first+n-1`` of a shapes-world split as uint8 images (n, 3, S, S), and
-    for each the captions of variants ``0..captions_per_sample-1`` (variant 0 is
-    ``world.sample``'s)."""
+    """Samples ``first..first+n-1`` of the shapes world's train split as uint8 images
+    (n, 3, S, S), and for each the captions of variants ``0..captions_per_sample-1`` (variant 0
+    is ``world.sample``'s)."""
     start = time.perf_counter()
     chunk = max(1, -(-n // (4 * max(1, workers))))
-    jobs = [(seed, image_size, split, captions_per_sample, i, min(first + n, i + chunk))
+    jobs = [(seed, image_size, captions_per_sample, i, min(first + n, i + chunk))
             for i in range(first, first + n, chunk)]  # fmt: skip
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -64,7 +63,7 @@ def render_shapes(
         parts = [_render_range(job) for job in jobs]
     images = torch.from_numpy(np.concatenate([p[0] for p in parts])).permute(0, 3, 1, 2)
     captions = [c for p in parts for c in p[1]]
-    log.info("rendered %d %s samples in %.1fs", n, split, time.perf_counter() - start)
+    log.info("rendered %d train samples in %.1fs", n, time.perf_counter() - start)
     return images.contiguous(), captions
 
 
