@@ -101,14 +101,10 @@ class EvalSet(Dataset):
         """``name:key``, the id logs and skip counts use."""
         return f"{self.name}:{self.key(index)}"
 
-    def check_index(self, index: int) -> int:
-        """``index`` if it names a sample, else ``IndexError`` naming the set."""
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} is out of range for {self.name} ({len(self)} samples)")
-        return index
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image, target = self.load(self.check_index(index))
+        image, target = self.load(index)
         return (image if self.transform is None else self.transform(image)), target
 
 

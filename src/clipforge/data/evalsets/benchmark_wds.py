@@ -69,12 +69,10 @@ class ShardSample:
         return DataError(f"sample {self.shard}:{self.key}: {problem}")
 
 
-def index_shard(
-    shard: str | os.PathLike[str], read: tuple[str, ...] = METADATA_EXTENSIONS
-) -> list[ShardSample]:
+def index_shard(shard: str | os.PathLike[str]) -> list[ShardSample]:
     """The samples of an uncompressed tar in order of their first member, each with the
     offsets of its regular members (links and folders are not data and are left out) and the
-    bytes of its members whose extension is in ``read``.
+    bytes of its label and caption members (:data:`METADATA_EXTENSIONS`).
 
     Only headers and those small members are read (tarfile seeks over the rest), so indexing
     is fast even for large shards. A shard that is not an uncompressed tar, breaks off, or
@@ -92,7 +90,7 @@ def index_shard(
                 if extension in sample.members:
                     raise DataError(f"shard {path!r}: member {member.name!r} appears twice")
                 sample.members[extension] = MemberRef(path, member.offset_data, member.size)
-                if extension in read:
+                if extension in METADATA_EXTENSIONS:
                     handle = tar.extractfile(member)
                     sample.data[extension] = b"" if handle is None else handle.read()
     except (tarfile.TarError, OSError, EOFError) as err:

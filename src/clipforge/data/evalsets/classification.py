@@ -40,6 +40,7 @@ from clipforge.data.tables import (
 
 CLASSNAMES_FILE = "classnames.txt"
 _INTEGER = re.compile(r"[+-]?\d+")
+LABEL_SEPARATOR = "|"  # between the classes of a multi-label CSV cell
 
 Classnames = Sequence[str] | str | os.PathLike[str] | None  # names, or a file of names
 
@@ -142,9 +143,9 @@ def image_folder_classification(
     )
 
 
-def _label_tokens(cell: object, *, multi: bool, separator: str) -> list[str]:
+def _label_tokens(cell: object, *, multi: bool) -> list[str]:
     """A label cell as strings: one for single-label; for multi-label, the entries of a list
-    cell (parquet) or of a ``separator``-joined string (CSV), empty meaning "no class"."""
+    cell (parquet) or of a ``LABEL_SEPARATOR``-joined string (CSV), empty meaning "no class"."""
     if isinstance(cell, (list, tuple)):
         if not multi:
             raise ValueError(f"a list {cell!r} where one label was expected")
@@ -152,7 +153,7 @@ def _label_tokens(cell: object, *, multi: bool, separator: str) -> list[str]:
     text = "" if cell is None else str(cell).strip()
     if not multi:
         return [text]
-    return [part.strip() for part in text.split(separator)] if text else []
+    return [part.strip() for part in text.split(LABEL_SEPARATOR)] if text else []
 
 
 class _LabelMap:
@@ -237,7 +238,6 @@ def table_classification(
     classnames: Classnames = None,
     multilabel: bool = False,
     labels_npy: str | os.PathLike[str] | None = None,
-    label_separator: str = "|",
     transform: ImageTransform | None = None,
 ) -> ClassificationSet:
     """A table of image paths and labels as a classification set keyed ``<row>:<path>``.
@@ -246,7 +246,7 @@ def table_classification(
     ``image_column`` or the one of ``filepath, path, image, image_path, filename, file`` present.
     Single-label: ``label_column`` holds class indices (every cell an integer) or class names.
     Multi-label (``multilabel=True``): ``label_column`` holds each row's positive classes, a
-    list (parquet) or a ``label_separator``-joined string; or ``labels_npy`` names an
+    list (parquet) or a ``|``-joined string; or ``labels_npy`` names an
     ``(rows, C)`` 0/1 ``.npy`` aligned with the table's rows. Class names: ``classnames``, else
     ``classnames.txt`` beside the table, else (name labels only) the sorted distinct labels.
     With ``split``, only rows whose ``split`` column equals it are read. Rows are numbered from
@@ -271,9 +271,7 @@ def table_classification(
                 f"{found} were given"
             )
     else:
-        labels, names = _table_labels(
-            table, label_column, names, multilabel, label_separator, paths, source
-        )
+        labels, names = _table_labels(table, label_column, names, multilabel, paths, source)
     _check_unique(names, source)
     return ClassificationSet(
         name=str(table_path),
@@ -290,7 +288,6 @@ def _table_labels(
     column: str,
     names: list[str] | None,
     multilabel: bool,
-    separator: str,
     paths: Sequence[str],
     source: str,
 ) -> tuple[np.ndarray, list[str]]:
@@ -299,7 +296,7 @@ def _table_labels(
     per_row: list[list[str]] = []
     for place, cell in zip(places, table.columns[column], strict=True):
         try:
-            tokens = _label_tokens(cell, multi=multilabel, separator=separator)
+            tokens = _label_tokens(cell, multi=multilabel)
         except ValueError as err:
             raise DataError(f"{source}: {place}: {err}") from err
         if not multilabel and not tokens[0]:

@@ -15,7 +15,7 @@ import numpy as np
 from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, RetrievalSet
 from clipforge.data.shapes import ALL_PAIRS, COLOURS, SHAPES, ZEROSHOT_TEMPLATES, ShapesWorld
 from clipforge.data.shapes.captions import article, canonical_caption
-from clipforge.data.shapes.probe import SWAPS, probe_captions, probe_kinds
+from clipforge.data.shapes.probe import probe_captions, probe_kinds
 from clipforge.data.shapes.vocab import check_choice, check_count, check_split, pair_name
 
 CAPTION_KINDS: tuple[str, ...] = ("canonical", "templated")
@@ -127,11 +127,10 @@ class ShapesWordOrderSet(RetrievalSet):
         size: int = 500,
         image_size: int = 64,
         seed: int = 0,
-        swaps: Sequence[str] = SWAPS,
         transform: ImageTransform | None = None,
     ) -> None:
         world = ShapesWorld(seed=seed, image_size=image_size)
-        self.kinds = probe_kinds(check_count("size", size, minimum=1), swaps)
+        self.kinds = probe_kinds(check_count("size", size, minimum=1))
         scenes = [world.probe_scene(index) for index in range(size)]
         super().__init__(
             name="shapes/word-order",

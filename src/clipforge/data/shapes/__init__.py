@@ -8,7 +8,7 @@ classification, retrieval, held-out colour-shape compositions (``HELDOUT_PAIRS``
 ``train`` or ``val``; every ``heldout`` scene has one) and a word-order probe.
 
 Modules, each with one job: ``vocab`` (names, splits, held-out pairs), ``scene`` (the data),
-``draws`` (portable random draws), ``sampling`` (random scenes), ``drawing`` (pixels),
+``sampling`` (random scenes, portable random draws), ``drawing`` (pixels),
 ``captions`` (text), ``world`` (seeding), ``probe`` (word order) and ``writers`` (webdataset
 and CSV output); the evaluation views are :mod:`clipforge.data.evalsets.shapes_views`.
 """

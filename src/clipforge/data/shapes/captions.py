@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Hashable, Sequence
 
-from clipforge.data.shapes.draws import pick
+from clipforge.data.shapes.sampling import pick
 from clipforge.data.shapes.scene import Scene, SceneObject
 from clipforge.data.shapes.vocab import COLOURS, POSITION_GRID, relation
 
