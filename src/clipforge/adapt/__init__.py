@@ -11,7 +11,6 @@ from .coop import (
     coop_head,
     encode_prompt_embeddings,
     fit_coop,
-    train_prompt_learner,
 )
 from .gda import GDAHead, fit_gda, gda_classifier, ledoit_wolf_shrinkage
 from .linear_probe import LinearProbe, fit_linear_probe, fit_logistic, logistic_objective
@@ -42,5 +41,4 @@ __all__ = [
     "sample_few_shot",
     "search_alpha_beta",
     "tip_logits",
-    "train_prompt_learner",
 ]

@@ -262,7 +262,9 @@ def fit_coop(
     seed: int = 0,
     **prompt_options: Any,
 ) -> CoOpHead:
-    """Train a prompt learner on image features (N, D); validation accuracy is only recorded.
+    """Train a prompt learner on image features (N, D), the model frozen throughout; the
+    per-epoch mean train loss goes to ``hparams["history"]``, validation accuracy is only
+    recorded.
 
     ``prompt_options`` (``n_ctx``, ``ctx_init``, ``class_specific``, ``position``) go to
     :class:`PromptLearner`, which checks them. CoOp has no hyperparameter search: every
@@ -273,39 +275,9 @@ def fit_coop(
         train_features, train_labels, val_features, val_labels, num_classes=len(classnames), dim=dim
     )
     learner = PromptLearner(model, tokenizer, classnames, seed=seed, **prompt_options)
-    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
-    settings.update(weight_decay=weight_decay, seed=seed)
-    history = train_prompt_learner(learner, model, train_features, train_labels, **settings)
-    head = coop_head(learner, model)
-    learner.hparams = {
-        "method": "coop",
-        **learner.settings,
-        **settings,
-        "logit_scale": head.logit_scale,
-        "history": history,
-    }
-    if has_val:
-        head.hparams["val_accuracy"] = accuracy(head.logits(val_features), val_labels)
-    return head
-
-
-def train_prompt_learner(
-    learner: PromptLearner,
-    model: CLIP,
-    features: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    momentum: float,
-    weight_decay: float,
-    seed: int,
-) -> list[dict[str, float]]:
-    """SGD on the context alone, the model frozen throughout; per-epoch mean train loss."""
     scale = float(model.logit_scale.detach().exp())
-    x = F.normalize(features.float(), dim=-1).to(learner.ctx.device)  # (N, D)
-    y = labels.to(learner.ctx.device)
+    x = F.normalize(train_features.float(), dim=-1).to(learner.ctx.device)  # (N, D)
+    y = train_labels.to(learner.ctx.device)
     optimizer = torch.optim.SGD(
         learner.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
@@ -314,7 +286,7 @@ def train_prompt_learner(
         logits = scale * x[batch] @ learner.class_embeddings(model).T  # (B, C)
         return F.cross_entropy(logits, y[batch])
 
-    with frozen(model):
+    with frozen(model):  # SGD on the context alone
         epochs_run = minibatch_epochs(
             optimizer, batch_loss, x.shape[0], epochs=epochs, batch_size=batch_size, seed=seed
         )
@@ -323,7 +295,14 @@ def train_prompt_learner(
             for epoch, losses in enumerate(epochs_run, start=1)
         ]
     log.info("coop: train loss %.4f -> %.4f", history[0]["train_loss"], history[-1]["train_loss"])
-    return history
+    head = coop_head(learner, model)
+    schedule = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
+    schedule.update(weight_decay=weight_decay, seed=seed)
+    learner.hparams = {"method": "coop", **learner.settings, **schedule}
+    learner.hparams.update(logit_scale=head.logit_scale, history=history)
+    if has_val:
+        head.hparams["val_accuracy"] = accuracy(head.logits(val_features), val_labels)
+    return head
 
 
 def coop_head(learner: PromptLearner, model: CLIP) -> CoOpHead:
