@@ -17,12 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from clipforge.data.loader import ImageTextLoader, build_image_text_loader
+from clipforge.data.loader import DataSpec, ImageTextLoader, build_image_text_loader
 from clipforge.data.skips import DataError, SkipReason, SkipStats
-from clipforge.data.sources import choose_caption
-from clipforge.data.spec import DataSpec, expand_urls
-from clipforge.data.stream import Batch
-from clipforge.data.wds import split_member_name
+from clipforge.data.stream import Batch, choose_caption
+from clipforge.data.wds import expand_urls, split_member_name
 from clipforge.tokenizer import Tokenizer
 from clipforge.train.batches import LoaderBatches
 from clipforge.transforms import image_transform

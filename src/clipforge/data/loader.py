@@ -1,7 +1,7 @@
 """The one entry point for image-text training data: :func:`build_image_text_loader`.
 
-It turns a :class:`~clipforge.data.spec.DataSpec` into an :class:`ImageTextLoader`, an iterable
-of :class:`~clipforge.data.stream.Batch` for one rank that
+It turns a :class:`DataSpec` into an :class:`ImageTextLoader`, an iterable of
+:class:`~clipforge.data.stream.Batch` for one rank that
 
 * shards the data across ranks and DataLoader workers (finite mode: each shard or table row
   goes to exactly one (rank, worker) per epoch; resampled mode: shards drawn with replacement
@@ -25,19 +25,91 @@ import torch
 from torch.utils.data import DataLoader
 
 from clipforge.data.skips import DataError, SkipStats
-from clipforge.data.sources import SampleSource, stable_seed
-from clipforge.data.spec import DataSpec, expand_urls
 from clipforge.data.stream import (
     Batch,
     ImageTextStream,
     ImageTransform,
+    SampleSource,
     TextTokenizer,
     check_loader_options,
+    stable_seed,
 )
 from clipforge.data.tables import ImageTextTable
-from clipforge.data.wds import WebDatasetSource
+from clipforge.data.wds import SOURCE_SEPARATOR, WebDatasetSource, expand_urls
+from clipforge.typed_config import check_ints
 
 logger = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("wds", "csv")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """Where the image-text pairs are and how they are laid out (how they are read: batch
+    size, workers, ranks, seed, are the arguments of :func:`build_image_text_loader`).
+
+    * ``kind="wds"``: webdataset shards in the img2dataset layout (``{key}.jpg|png|webp``,
+      ``{key}.txt``, ``{key}.json`` in ``NNNNN.tar``). ``urls`` holds brace patterns such as
+      ``"/data/{00000..00009}.tar"``; several sources are joined with ``::``
+      (``"a/{0..9}.tar::b/{0..3}.tar"``) and may be mixed with ``weights`` (one per source,
+      the share of samples each source contributes; resampled mode only). Captions come from
+      the ``.txt`` member (one caption per non-empty line) or, when ``caption_field`` is set,
+      from that field of the ``.json`` member (a string or a list of strings).
+    * ``kind="csv"``: one table, ``.csv``, ``.tsv`` or ``.parquet`` (by suffix; parquet needs
+      ``pyarrow``), whose ``image_column`` holds image paths relative to ``image_root``
+      (default: the table's folder) and whose ``caption_columns`` hold captions (one per
+      column; empty cells are ignored).
+
+    ``num_samples`` sets the epoch length in resampled mode (all ranks together).
+    """
+
+    kind: str
+    urls: str = ""
+    weights: tuple[float, ...] | None = None
+    image_root: str | None = None
+    image_column: str = "filepath"
+    caption_columns: tuple[str, ...] = ("caption",)
+    caption_field: str | None = None
+    num_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"DataSpec.kind={self.kind!r} must be one of {list(KINDS)}")
+        if not isinstance(self.urls, str):
+            raise ValueError(
+                f"DataSpec.urls={self.urls!r} must be a string (join sources with "
+                f"{SOURCE_SEPARATOR!r})"
+            )
+        if not self.urls.strip():
+            raise ValueError(f"DataSpec(kind={self.kind!r}) needs urls (shard patterns or a table)")
+        sources = len(self.urls.split(SOURCE_SEPARATOR))
+        if self.kind == "csv" and sources != 1:
+            raise ValueError(f"DataSpec(kind='csv') takes one table, got urls={self.urls!r}")
+        if self.kind != "wds" and (self.weights is not None or self.caption_field is not None):
+            raise ValueError(
+                f"DataSpec(kind={self.kind!r}): weights and caption_field apply to kind='wds' only"
+            )
+        if self.kind != "csv" and self.image_root is not None:
+            raise ValueError(f"DataSpec(kind={self.kind!r}): image_root applies to kind='csv' only")
+        if self.weights is not None:
+            # Lists arrive from YAML/JSON; a tuple keeps the frozen spec hashable.
+            weights = tuple(float(w) for w in self.weights)
+            if any(not math.isfinite(w) or w <= 0 for w in weights):
+                raise ValueError(f"DataSpec.weights={self.weights!r} must all be finite and > 0")
+            if len(weights) != sources:
+                raise ValueError(
+                    f"DataSpec.weights={self.weights!r} has {len(weights)} values but urls "
+                    f"{self.urls!r} has {sources} sources"
+                )
+            object.__setattr__(self, "weights", weights)
+        columns = tuple(self.caption_columns)
+        if not columns or not all(isinstance(c, str) and c for c in columns):
+            raise ValueError(
+                f"DataSpec.caption_columns={self.caption_columns!r} must be non-empty column names"
+            )
+        object.__setattr__(self, "caption_columns", columns)
+        if self.num_samples is not None:
+            check_ints("DataSpec.", num_samples=(self.num_samples, 1))
 
 
 @dataclass(eq=False)

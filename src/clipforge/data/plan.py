@@ -44,7 +44,6 @@ from clipforge.data.conventions import (
     is_image_name,
     visible_files,
 )
-from clipforge.data.spec import expand_urls
 from clipforge.data.tables import (
     cell_text,
     check_table,
@@ -53,6 +52,7 @@ from clipforge.data.tables import (
     resolve_image_root,
     table_columns,
 )
+from clipforge.data.wds import expand_urls
 
 logger = logging.getLogger(__name__)
 

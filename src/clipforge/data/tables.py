@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clipforge.data.conventions import SPLIT_COLUMN, TABLE_SUFFIXES
 from clipforge.data.skips import DataError, MissingDataError
-from clipforge.data.sources import RawSample, epoch_order
+from clipforge.data.stream import RawSample, epoch_order
 
 
 def check_table(path: str | Path) -> Path:
@@ -203,7 +203,7 @@ class ImageTextTable:
         self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
         """Rows ``order[stream::streams]`` of this epoch's row order (see
-        :meth:`clipforge.data.sources.SampleSource.samples`), keyed ``{row}:{image path cell}``
+        :meth:`clipforge.data.stream.SampleSource.samples`), keyed ``{row}:{image path cell}``
         (the row number keeps the keys of rows sharing an image distinct)."""
         order = epoch_order(len(self._paths), seed=seed, epoch=epoch, shuffle=shuffle, salt="rows")
         for row in order[stream::streams]:

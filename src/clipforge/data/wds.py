@@ -17,15 +17,19 @@ import logging
 import random
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
+from braceexpand import braceexpand
+
 from clipforge.data.conventions import image_member
-from clipforge.data.skips import SkipReason
-from clipforge.data.sources import RawSample, epoch_order, stable_seed
+from clipforge.data.skips import DataError, SkipReason
+from clipforge.data.stream import RawSample, epoch_order, stable_seed
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+SOURCE_SEPARATOR = "::"
 
 
 def split_member_name(name: str) -> tuple[str, str]:
@@ -123,6 +127,33 @@ def read_shard(shard: str, *, caption_field: str | None = None) -> Iterator[RawS
         yield RawSample(key, shard, image_member(files), captions, fault)
 
 
+def expand_urls(urls: str) -> list[list[str]]:
+    """Brace-expand each ``::``-separated source of ``urls`` into its list of shard paths.
+
+    ``"/d/{000..002}.tar::/e/x.tar"`` gives ``[["/d/000.tar", "/d/001.tar", "/d/002.tar"],
+    ["/e/x.tar"]]``. Only local paths are supported: a missing shard, a remote URL or an
+    empty source raises :class:`DataError` naming it.
+    """
+    expanded: list[list[str]] = []
+    for source in (part.strip() for part in urls.split(SOURCE_SEPARATOR)):
+        if not source:
+            raise DataError(f"shard urls {urls!r}: empty source between {SOURCE_SEPARATOR!r}")
+        if "://" in source or source.startswith("pipe:"):
+            raise DataError(
+                f"shard source {source!r}: only local paths are supported (mount remote storage)"
+            )
+        shards = list(braceexpand(source))
+        missing = [shard for shard in shards if not Path(shard).is_file()]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise DataError(
+                f"shard source {source!r}: {len(missing)} of {len(shards)} shards not found "
+                f"({shown})"
+            )
+        expanded.append(shards)
+    return expanded
+
+
 def shuffled(items: Iterable[T], size: int, rng: random.Random) -> Iterator[T]:
     """Shuffle a stream through a buffer of ``size`` items (``size <= 1``: unchanged).
 
@@ -158,7 +189,7 @@ class WebDatasetSource:
     weights every shard is equally likely.
 
     With ``shuffle``, samples pass through a buffer of ``shuffle_buffer`` samples per slot.
-    ``sources`` (from :func:`~clipforge.data.spec.expand_urls`) and the options arrive checked
+    ``sources`` (from :func:`expand_urls`) and the options arrive checked
     by the spec and :func:`~clipforge.data.loader.build_image_text_loader`.
     """
 
@@ -189,7 +220,7 @@ class WebDatasetSource:
     def samples(
         self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
-        """See :meth:`clipforge.data.sources.SampleSource.samples`."""
+        """See :meth:`clipforge.data.stream.SampleSource.samples`."""
         if self.resampled:
             shards: Iterable[str] = self._draw_shards(seed=seed, epoch=epoch, stream=stream)
         else:

@@ -14,9 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from ..data.loader import build_image_text_loader
+from ..data.loader import DataSpec, build_image_text_loader
 from ..data.shapes import ShapesWorld
-from ..data.spec import DataSpec
 from ..distributed import all_gather_rows, world_info
 from ..tokenizer import Tokenizer
 from ..transforms import image_transform
