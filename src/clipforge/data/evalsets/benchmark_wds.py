@@ -191,12 +191,13 @@ def _captions(sample: ShardSample) -> list[str]:
 def benchmark_wds(
     root: str | os.PathLike[str],
     *,
-    split: str = "test",
+    split: str | None = None,
     transform: ImageTransform | None = None,
 ) -> ClassificationSet | RetrievalSet:
-    """Split ``split`` of a CLIP_benchmark webdataset folder, keyed ``<N>.tar:<key>``: a
-    :class:`ClassificationSet` (single- or multi-label, with ``classnames`` and ``templates``)
-    or a :class:`RetrievalSet`, by ``dataset_type.txt``."""
+    """Split ``split`` (default "test") of a CLIP_benchmark webdataset folder, keyed
+    ``<N>.tar:<key>``: a :class:`ClassificationSet` (single- or multi-label, with ``classnames``
+    and ``templates``) or a :class:`RetrievalSet`, by ``dataset_type.txt``."""
+    split = "test" if split is None else split
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"benchmark dataset folder {str(base)!r} not found")

@@ -156,56 +156,6 @@ def _label_tokens(cell: object, *, multi: bool) -> list[str]:
     return [part.strip() for part in text.split(LABEL_SEPARATOR)] if text else []
 
 
-class _LabelMap:
-    """Maps label tokens to class indices, deciding once for the whole table whether the
-    tokens are indices (all of them integers) or class names.
-
-    Integers are indices into ``classnames`` (which must then be known); names are looked up
-    in ``classnames`` or, when there is none, define it as their sorted distinct values. When
-    integer labels would also all be valid names mapping to *other* indices, the table is
-    ambiguous and rejected rather than guessed.
-    """
-
-    def __init__(self, tokens: Sequence[str], classnames: list[str] | None, source: str) -> None:
-        self.as_index = bool(tokens) and all(_INTEGER.fullmatch(token) for token in tokens)
-        if self.as_index:
-            if classnames is None:
-                raise DataError(
-                    f"{source}: integer labels need class names: pass classnames or put "
-                    f"{CLASSNAMES_FILE} beside the data"
-                )
-            lookup = {name: index for index, name in enumerate(classnames)}
-            if all(token in lookup for token in tokens) and any(
-                lookup[token] != int(token) for token in tokens
-            ):
-                raise DataError(
-                    f"{source}: the integer labels are also class names with other indices; "
-                    "rename the classes or write labels as names"
-                )
-        elif classnames is None:
-            classnames = sorted(set(tokens))
-        if not classnames:
-            raise DataError(f"{source}: no label in any row, so no class to score")
-        self.classnames = classnames
-        self._lookup = {name: index for index, name in enumerate(classnames)}
-        self._source = source
-
-    def index(self, token: str, where: str) -> int:
-        """The class index of ``token``; an error naming ``where`` (the row or key)."""
-        if self.as_index:
-            value = int(token)
-            if not 0 <= value < len(self.classnames):
-                raise DataError(
-                    f"{self._source}: {where}: class index {value} is outside "
-                    f"[0, {len(self.classnames)})"
-                )
-            return value
-        if token not in self._lookup:
-            shown = self.classnames[:10] + (["..."] if len(self.classnames) > 10 else [])
-            raise DataError(f"{self._source}: {where}: unknown class {token!r} (classes: {shown})")
-        return self._lookup[token]
-
-
 def _npy_labels(path: Path, rows: Sequence[int], total_rows: int, source: str) -> np.ndarray:
     """Rows ``rows`` of an ``(N, C)`` 0/1 array saved with ``np.save``, checked."""
     if not path.is_file():
@@ -291,7 +241,13 @@ def _table_labels(
     paths: Sequence[str],
     source: str,
 ) -> tuple[np.ndarray, list[str]]:
-    """Class indices ``(N,)`` or multi-hot ``(N, C)`` from the label cells, and the names."""
+    """Class indices ``(N,)`` or multi-hot ``(N, C)`` from the label cells, and the names.
+
+    The labels are decided once for the whole table: class indices when every one is an
+    integer (``names`` must then be known), else class names, looked up in ``names`` or,
+    without them, defining them as their sorted distinct values. Integer labels that would all
+    also be names with *other* indices make the table ambiguous: rejected rather than guessed.
+    """
     places = [f"row {row + 1} ({path!r})" for row, path in zip(table.rows, paths, strict=True)]
     per_row: list[list[str]] = []
     for place, cell in zip(places, table.columns[column], strict=True):
@@ -302,14 +258,42 @@ def _table_labels(
         if not multilabel and not tokens[0]:
             raise DataError(f"{source}: {place} has an empty {column!r} cell")
         per_row.append(tokens)
-    label_map = _LabelMap([token for tokens in per_row for token in tokens], names, source)
-    indices = [
-        [label_map.index(token, place) for token in tokens]
-        for place, tokens in zip(places, per_row, strict=True)
-    ]
+    tokens = [token for row in per_row for token in row]
+    as_index = bool(tokens) and all(_INTEGER.fullmatch(token) for token in tokens)
+    if as_index:
+        if names is None:
+            raise DataError(
+                f"{source}: integer labels need class names: pass classnames or put "
+                f"{CLASSNAMES_FILE} beside the data"
+            )
+        named = {name: index for index, name in enumerate(names)}
+        if all(token in named for token in tokens) and any(
+            named[token] != int(token) for token in tokens
+        ):
+            raise DataError(
+                f"{source}: the integer labels are also class names with other indices; "
+                "rename the classes or write labels as names"
+            )
+        per_row = [[str(int(token)) for token in row] for row in per_row]
+    elif names is None:
+        names = sorted(set(tokens))
+    if not names:
+        raise DataError(f"{source}: no label in any row, so no class to score")
+    lookup = {str(index) if as_index else name: index for index, name in enumerate(names)}
+    shown = names[:10] + (["..."] if len(names) > 10 else [])
+    for place, row in zip(places, per_row, strict=True):
+        missing = [token for token in row if token not in lookup]
+        if missing:
+            problem = (
+                f"class index {missing[0]} is outside [0, {len(names)})"
+                if as_index
+                else f"unknown class {missing[0]!r} (classes: {shown})"
+            )
+            raise DataError(f"{source}: {place}: {problem}")
+    indices = [[lookup[token] for token in row] for row in per_row]
     if not multilabel:
-        return np.asarray([row[0] for row in indices], dtype=np.int64), label_map.classnames
-    multi_hot = np.zeros((len(indices), len(label_map.classnames)), dtype=np.uint8)
+        return np.asarray([row[0] for row in indices], dtype=np.int64), names
+    multi_hot = np.zeros((len(indices), len(names)), dtype=np.uint8)
     for position, row in enumerate(indices):
         multi_hot[position, row] = 1
-    return multi_hot, label_map.classnames
+    return multi_hot, names

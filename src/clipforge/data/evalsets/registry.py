@@ -24,6 +24,7 @@ layout does not use is an error, not a silently ignored flag.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,20 @@ class EvalOptions:
         if unused:
             raise ValueError(f"EvalOptions {unused} do not apply to a {layout} evaluation set")
         return {name: getattr(self, name) for name in used}
+
+
+# layout -> its opener (each takes split, None meaning its default) and the EvalOptions it reads
+_OPENERS: dict[str, tuple[Callable[..., EvalSet], tuple[str, ...]]] = {
+    "benchmark_wds": (benchmark_wds, ()),
+    "image_folder": (image_folder_classification, ("classnames",)),
+    "flickr_txt": (flickr_text_retrieval, ("image_root",)),
+    "annotations_json": (json_retrieval, ("image_root",)),
+    "retrieval table": (table_retrieval, ("image_root", "image_column", "caption_column")),
+    "classification table": (
+        table_classification,
+        ("image_root", "image_column", "label_column", "classnames", "multilabel", "labels_npy"),
+    ),
+}
 
 
 def detect_layout(spec: str | os.PathLike[str]) -> str:
@@ -188,28 +203,7 @@ def open_evalset(
     layout = detect_layout(spec)
     if layout == "shapes":
         return _open_shapes(os.fspath(spec), split, transform, options)
-    path = Path(spec)
-    if layout == "benchmark_wds":
-        options.used_by(layout, ())
-        return benchmark_wds(path, split="test" if split is None else split, transform=transform)
-    if layout == "image_folder":
-        kwargs = options.used_by(layout, ("classnames",))
-        return image_folder_classification(path, split=split, transform=transform, **kwargs)
-    if layout == "flickr_txt":
-        kwargs = options.used_by(layout, ("image_root",))
-        if split is not None:
-            raise ValueError(f"{str(path)!r} holds one split (by its file name); got {split!r}")
-        return flickr_text_retrieval(path, transform=transform, **kwargs)
-    if layout == "annotations_json":
-        kwargs = options.used_by(layout, ("image_root",))
-        return json_retrieval(path, split=split, transform=transform, **kwargs)
-    if _table_task(path, options) == "retrieval":
-        kwargs = options.used_by(
-            "retrieval table", ("image_root", "image_column", "caption_column")
-        )
-        return table_retrieval(path, split=split, transform=transform, **kwargs)
-    kwargs = options.used_by(
-        "classification table",
-        ("image_root", "image_column", "label_column", "classnames", "multilabel", "labels_npy"),
-    )
-    return table_classification(path, split=split, transform=transform, **kwargs)
+    if layout == "table":
+        layout = f"{_table_task(Path(spec), options)} table"
+    opener, used = _OPENERS[layout]
+    return opener(Path(spec), split=split, transform=transform, **options.used_by(layout, used))

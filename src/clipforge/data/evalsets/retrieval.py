@@ -104,11 +104,15 @@ def table_retrieval(
 def flickr_text_retrieval(
     path: str | os.PathLike[str],
     *,
+    split: str | None = None,
     image_root: str | os.PathLike[str] | None = None,
     transform: ImageTransform | None = None,
 ) -> RetrievalSet:
-    """CLIP_benchmark's Flickr annotation file (header line, then ``<image>,<caption>``)."""
+    """CLIP_benchmark's Flickr annotation file (header line, then ``<image>,<caption>``), which
+    holds one split: ``split`` must be ``None``."""
     text_path = Path(path)
+    if split is not None:
+        raise ValueError(f"{str(text_path)!r} holds one split (by its file name); got {split!r}")
     if not text_path.is_file():
         raise FileNotFoundError(f"caption file {str(text_path)!r} not found")
     root = resolve_image_root(text_path, image_root)
