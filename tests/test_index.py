@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from clipforge.search import index_build, layout
+from clipforge.search import index as index_module
+from clipforge.search import layout
 from clipforge.search.index import SearchIndex, build_index, load_index
 from clipforge.search.index_choice import GIB, KINDS, plan_index
 from clipforge.search.index_tune import Point, choose, held_out_queries, sweep
@@ -132,7 +133,7 @@ def test_auto_goes_hnsw_then_ivf_flat_then_ivf_pq_as_memory_runs_out():
         assert m == fits[0] == expected  # D / 8 at most: 8 dims per sub-quantizer
     assert big.kind == "ivf-pq" and big.factory == f"OPQ64,IVF{nlist},PQ64x8np"
     assert big.sharded  # above 2M vectors
-    assert big.memory_bytes <= 4 * GIB
+    assert big.memory_bytes_estimate <= 4 * GIB
 
 
 def test_ivf_sizes_follow_four_sqrt_n_with_forty_training_points_per_list():
@@ -277,13 +278,13 @@ def test_load_applies_the_tuned_parameters(built):
 
 def test_vectors_are_added_one_partition_at_a_time(small, tmp_path, monkeypatch):
     calls = []
-    original = index_build.add_chunk
+    original = index_module.add_chunk
 
     def counting(index, ids, x):
         calls.append(ids.copy())
         original(index, ids, x)
 
-    monkeypatch.setattr(index_build, "add_chunk", counting)
+    monkeypatch.setattr(index_module, "add_chunk", counting)
     build_index(small, tmp_path / "ix", kind="ivf-flat", n_queries=50)
     assert len(calls) == 3
     for part, ids in enumerate(calls):

@@ -26,8 +26,7 @@ import numpy as np
 from clipforge.atomic import atomic_path, write_json_atomic
 from clipforge.search.collection import Collection
 from clipforge.search.configs import DedupConfig, check_dedup_options
-from clipforge.search.index import SearchIndex, load_index
-from clipforge.search.index_build import fill_index
+from clipforge.search.index import SearchIndex, fill_index, load_index
 from clipforge.search.vectors import VectorSource
 
 log = logging.getLogger(__name__)

@@ -6,21 +6,29 @@
     load_index(OUT_DIR).search(queries, k)   -> scores (n, k) float32, ids (n, k) int64
 
 Ids are the collection's global row ids (``layout.py``) whatever the index kind: every vector
-goes in with ``add_with_ids``. The index file is written first and ``index_info.json`` last,
-both atomically, so a directory with an info file holds a complete index. The info records the
-plan (kind, factory string, sizes, fallbacks), the ids (partitions, their row counts), the tuned
-search parameters with the recall and latency measured against exact search, the memory
-estimate, timings and the embeddings path. ``modality="text"`` indexes a collection's caption
-vectors, skipping the all-zero rows of samples without a caption (see ``vectors.py``).
+goes in with ``add_with_ids``, one chunk of one partition at a time (``add_chunk``), so the
+collection is never in memory as a whole (the index itself is, of course). A sharded build
+trains once, fills one copy of the trained index per partition, writes it to a shard file and
+merges the shards' inverted lists into the first: the merged index holds the same lists in the
+same order as one filled in one go, so it returns the same results.
+
+The index file is written first and ``index_info.json`` last, both atomically, so a directory
+with an info file holds a complete index. The info records the plan (kind, factory string,
+sizes, fallbacks), the ids (partitions, their row counts), the tuned search parameters with the
+recall and latency measured against exact search, the memory estimate, timings and the
+embeddings path. ``modality="text"`` indexes a collection's caption vectors, skipping the
+all-zero rows of samples without a caption (see ``vectors.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +38,16 @@ import numpy as np
 
 from clipforge.atomic import atomic_path, write_json_atomic
 from clipforge.search.configs import IndexConfig
-from clipforge.search.index_build import build_faiss_index
-from clipforge.search.index_choice import HNSW_EF_CONSTRUCTION, HNSW_M, IndexPlan, plan_index
+from clipforge.search.index_choice import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    OPQ_FIRST_NITER_PQ,
+    OPQ_NITER,
+    PQ_NBITS,
+    PQ_TRAIN_POINTS,
+    IndexPlan,
+    plan_index,
+)
 from clipforge.search.index_tune import RECALL_K, Tuning, held_out_queries, set_search_params, tune
 from clipforge.search.vectors import VectorSource
 from clipforge.version import __version__
@@ -83,9 +99,8 @@ class SearchIndex:
         """
         x = self._queries(queries)
         # FAISS keeps scores strictly above the radius; step just below to keep ``>= min_score``.
-        lims, scores, ids = self.index.range_search(
-            x, float(np.nextafter(np.float32(min_score), -2))
-        )
+        radius = float(np.nextafter(np.float32(min_score), -2))
+        lims, scores, ids = self.index.range_search(x, radius)
         lims = lims.astype(np.int64)  # FAISS returns uint64
         keep = scores >= min_score
         query_of = np.repeat(np.arange(len(x)), np.diff(lims))  # (lims[-1],)
@@ -122,9 +137,7 @@ def build_index(
     config = IndexConfig(embeddings=str(emb_dir), out=str(out_dir), **options)
     start = time.perf_counter()
     source = VectorSource.from_collection(emb_dir, config.modality)
-    plan = plan_index(
-        source.ntotal, source.dim, **{key: getattr(config, key) for key in _PLAN_KEYS}
-    )
+    plan = plan_index(source.ntotal, source.dim, **{k: getattr(config, k) for k in _PLAN_KEYS})
     log.info(
         "building %s (%s) over %d %s vectors of dimension %d: %s",
         plan.kind,
@@ -132,16 +145,29 @@ def build_index(
         source.ntotal,
         config.modality,
         source.dim,
-        plan.reason,
+        plan.choice,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index, timings = build_faiss_index(
-        plan, source, seed=config.seed, shard_dir=out / f".{config.modality}.shards"
-    )
-    evaluated = time.perf_counter()
-    tuning, k = _evaluate(index, plan, source, config)
-    timings["evaluate_s"] = time.perf_counter() - evaluated
+    index = train_index(plan, source, seed=config.seed)
+    trained = time.perf_counter()
+    if plan.sharded:
+        index = _build_sharded(index, source, out / f".{config.modality}.shards")
+    else:
+        fill_index(index, source)
+    if index.ntotal != source.ntotal:
+        raise RuntimeError(f"index holds {index.ntotal} vectors, expected {source.ntotal}")
+    added = time.perf_counter()
+    k = min(RECALL_K, source.ntotal - 1)  # 0: no other row to find, nothing to tune
+    tuning = None
+    if k >= 1:
+        held = held_out_queries(source, config.n_queries, k, config.seed)
+        tuning = tune(index, plan, held, source, config.recall_target, config.latency_budget_ms)
+    timings = {
+        "train_s": trained - start,
+        "add_s": added - trained,
+        "evaluate_s": time.perf_counter() - added,
+    }
     index_file = f"{config.modality}.index"
     with atomic_path(out / index_file) as tmp:
         faiss.write_index(index, str(tmp))
@@ -150,7 +176,13 @@ def build_index(
         "index_file": index_file,
         "requested_kind": config.kind,
         **_plan_info(plan, config.seed),
-        **_source_info(source, emb_dir),
+        "dim": source.dim,  # what the ids mean: global row ids over these partitions
+        "ntotal": source.ntotal,
+        "total_rows": source.total_rows,
+        "skipped_zero_rows": source.skipped_rows,
+        "partitions": [p.number for p in source.partitions],
+        "partition_rows": [p.rows for p in source.partitions],
+        "embeddings": str(Path(emb_dir).resolve()),
         **_tuning_info(tuning, k, config),
         "memory_budget_gb": config.memory_budget_gb,
         "index_bytes": (out / index_file).stat().st_size,
@@ -160,13 +192,8 @@ def build_index(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(out / INFO_FILE, info)
-    log.info(
-        "wrote %s: recall@%d %s, %s ms/query",
-        out / index_file,
-        k,
-        info["recall_at_10"],
-        info["latency_ms_mean"],
-    )
+    figures = (info["recall_at_10"], info["latency_ms_mean"])
+    log.info("wrote %s: recall@%d %s, %s ms/query", out / index_file, k, *figures)
     return info
 
 
@@ -203,77 +230,96 @@ def load_index(index_dir: str | os.PathLike) -> SearchIndex:
     return SearchIndex(index, info)
 
 
-def _evaluate(
-    index: faiss.Index, plan: IndexPlan, source: VectorSource, config: IndexConfig
-) -> tuple[Tuning | None, int]:
-    """Tune ``index`` on held-out rows; ``(None, 0)`` when there is no other row to find."""
-    k = min(RECALL_K, source.ntotal - 1)
-    if k < 1:
-        return None, 0
-    held = held_out_queries(source, config.n_queries, k, config.seed)
-    tuning = tune(
-        index,
-        plan.kind,
-        held,
-        source,
-        recall_target=config.recall_target,
-        latency_budget_ms=config.latency_budget_ms,
-        nlist=plan.nlist,
-    )
-    return tuning, k
+def train_index(plan: IndexPlan, source: VectorSource, *, seed: int) -> faiss.Index:
+    """An empty index made from ``plan.factory``, trained on a seeded sample when it needs one."""
+    index = faiss.index_factory(source.dim, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    if plan.kind == "hnsw":
+        hnsw = faiss.downcast_index(faiss.downcast_index(index).index).hnsw
+        hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    if plan.kind == "ivf-pq":
+        opq = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+        opq.niter = OPQ_NITER
+        opq.niter_pq_0 = OPQ_FIRST_NITER_PQ
+        opq.max_train_points = PQ_TRAIN_POINTS
+        pq = faiss.downcast_index(faiss.extract_index_ivf(index)).pq
+        pq.cp.max_points_per_centroid = PQ_TRAIN_POINTS // 2**PQ_NBITS
+    if plan.train_size:
+        faiss.extract_index_ivf(index).cp.seed = seed
+        sample = source.take(source.sample_ids(plan.train_size, np.random.default_rng(seed)))
+        log.info("training %s on %d vectors", plan.factory, len(sample))
+        index.train(sample)
+    return index
 
 
-def _source_info(source: VectorSource, emb_dir: str | os.PathLike) -> dict[str, Any]:
-    """What the ids mean: global row ids over these partitions of this collection."""
-    return {
-        "dim": source.dim,
-        "ntotal": source.ntotal,
-        "total_rows": source.total_rows,
-        "skipped_zero_rows": source.skipped_rows,
-        "partitions": [p.number for p in source.partitions],
-        "partition_rows": [p.rows for p in source.partitions],
-        "embeddings": str(Path(emb_dir).resolve()),
-    }
+def add_chunk(index: faiss.Index, ids: np.ndarray, x: np.ndarray) -> None:
+    """Add ``x`` (m, D) float32 under global ``ids`` (m,) int64; the one place vectors go in."""
+    index.add_with_ids(x, ids)
+
+
+def fill_index(
+    index: faiss.Index, source: VectorSource, partition: int | None = None
+) -> faiss.Index:
+    """Add every vector of ``source`` (of one ``partition`` when given) to ``index`` under its
+    global id, in id order; returns ``index``."""
+    for _, ids, x in source.chunks(partition=partition):
+        add_chunk(index, ids, x)
+    return index
+
+
+def _build_sharded(trained: faiss.Index, source: VectorSource, shard_dir: Path) -> faiss.Index:
+    """One copy of ``trained`` filled per partition and written under ``shard_dir`` (removed
+    once merged), then every shard's inverted lists merged into the first, in partition order.
+
+    The shards come from one trained index (same quantizer and codebooks): FAISS checks only
+    that the shapes agree, so merging shards trained apart would give wrong results.
+    """
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)  # leftovers of an interrupted build, from another trained index
+    shard_dir.mkdir(parents=True)
+    blob = np.frombuffer(faiss.serialize_index(trained).tobytes(), dtype=np.uint8)
+    paths = []
+    for p in source.partitions:
+        if p.n_valid:
+            paths.append(shard_dir / f"shard_{p.number:05d}.index")
+            with atomic_path(paths[-1]) as tmp:
+                shard = fill_index(faiss.deserialize_index(blob), source, p.number)
+                faiss.write_index(shard, str(tmp))
+            log.info("built shard %s", paths[-1])
+    merged = faiss.read_index(str(paths[0]))
+    lists = faiss.extract_index_ivf(merged)
+    for path in paths[1:]:
+        shard = faiss.read_index(str(path))  # kept in a name: it owns the lists merged from
+        lists.merge_from(faiss.extract_index_ivf(shard), 0)
+    merged.ntotal = lists.ntotal  # a wrapper (OPQ pre-transform) keeps its own count
+    shutil.rmtree(shard_dir)
+    return merged
 
 
 def _plan_info(plan: IndexPlan, seed: int) -> dict[str, Any]:
     hnsw = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION} if plan.kind == "hnsw" else None
-    return {
-        "kind": plan.kind,
-        "factory": plan.factory,
-        "metric": "inner_product",
-        "choice": plan.reason,
-        "fallbacks": list(plan.fallbacks),
-        "nlist": plan.nlist,
-        "pq_m": plan.pq_m,
-        "hnsw": hnsw,
-        "train_size": plan.train_size,
-        "sharded": plan.sharded,
-        "seed": seed,
-        "memory_bytes_estimate": plan.memory_bytes,
-    }
+    fields = {**dataclasses.asdict(plan), "fallbacks": list(plan.fallbacks)}
+    return {**fields, "metric": "inner_product", "hnsw": hnsw, "seed": seed}
 
 
 def _tuning_info(tuning: Tuning | None, k: int, config: IndexConfig) -> dict[str, Any]:
     """Tuned parameters and figures; None figures when there were too few vectors to measure."""
     chosen = tuning.chosen if tuning else None
+    latency = chosen.latency_ms if chosen else {}
     return {
         "search_params": tuning.search_params if tuning else {},
         "recall_at_10": chosen.recall if chosen else None,
         "recall_k": k,
-        "latency_ms_mean": chosen.latency_ms["mean"] if chosen else None,
-        "latency_ms_p50": chosen.latency_ms["p50"] if chosen else None,
-        "latency_ms_p99": chosen.latency_ms["p99"] if chosen else None,
+        **{f"latency_ms_{s}": latency.get(s) for s in ("mean", "p50", "p99")},
         "recall_target": config.recall_target,
         "latency_budget_ms": config.latency_budget_ms,
         "target_met": tuning.target_met if tuning else None,
         "warnings": [tuning.warning] if tuning and tuning.warning else [],
         "tuning": [
-            {
-                "value": p.value,
-                "recall": p.recall,
-                **{f"latency_ms_{s}": v for s, v in p.latency_ms.items()},
-            }
+            {"value": p.value, "recall": p.recall, **_prefixed("latency_ms_", p.latency_ms)}
             for p in (tuning.sweep if tuning else [])
         ],
     }
+
+
+def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {prefix + key: value for key, value in values.items()}

@@ -3,13 +3,10 @@
 The rules, cheapest adequate index first (all indices use inner product on unit vectors):
 
 * **flat** (exact) when one query's scan of ``n * D`` floats fits the latency budget at
-  ``FLAT_SCAN_FLOATS_PER_MS`` (2.5e6 floats/ms: a single-thread scan of 100k x 512 took
-  ~15 ms on this project's 2-core AMD EPYC, i.e. ~3.4e6 floats/ms, minus a margin for load).
-  With the default 10 ms budget that is up to ~49k vectors at D = 512. Exact, no training.
+  ``FLAT_SCAN_FLOATS_PER_MS``: with the default 10 ms budget, up to ~49k vectors at D = 512.
 * **hnsw** (``HNSW32,Flat``) up to ``HNSW_MAX_VECTORS`` when its graph fits the budget: the best
   recall per millisecond of the four, but it cannot be trained on a sample or sharded, and its
-  build cost grows like ``n log n`` (100k x 512 took 45 s on one core here), so beyond 1M vectors
-  the IVF kinds take over.
+  build cost grows like ``n log n``, so beyond 1M vectors the IVF kinds take over.
 * **ivf-flat** when the full vectors fit the budget: ``nlist`` lists of exact vectors.
 * **ivf-pq** (``OPQm,IVFnlist,PQmx8np``) otherwise: the largest code of ``m`` bytes (``m`` divides D,
   at least 8 dimensions per sub-quantizer) that fits the budget; OPQ rotates the space first so
@@ -25,6 +22,7 @@ capped at ``train_size // TRAIN_POINTS_PER_LIST`` and the default sample is
 sub-quantizers want 64 points each). An impossible request (a PQ without enough training
 vectors, lists without enough points) falls back to the nearest possible index; the fallback is
 logged and recorded in the plan. Sharded builds (per-partition shards merged) are IVF only.
+How the constants below were measured is in ``docs/search.md``.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ KINDS = INDEX_KINDS[1:]  # all but "auto"
 IVF_KINDS = ("ivf-flat", "ivf-pq")
 GIB = 2**30
 
-FLAT_SCAN_FLOATS_PER_MS = 2.5e6
+FLAT_SCAN_FLOATS_PER_MS = 2.5e6  # a one-thread scan, with a margin for load
 HNSW_M = 32  # graph degree; FAISS's usual choice for D in the hundreds
 HNSW_EF_CONSTRUCTION = 40  # FAISS's default
 HNSW_MAX_VECTORS = 1_000_000
@@ -49,17 +47,14 @@ SHARD_ABOVE = 2_000_000  # IVF builds above this many vectors are built per part
 TRAIN_POINTS_PER_LIST = 40
 PQ_NBITS = 8
 PQ_MIN_TRAIN = 39 * 2**PQ_NBITS  # fewer and FAISS's PQ k-means is starved
-# Points for the PQ and OPQ k-means: 64 per centroid of each 256-centroid sub-quantizer, a
-# quarter of FAISS's default 65536. OPQ alternates PQ training with a rotation update; FAISS's
-# defaults (50 rounds, 40 k-means iterations in the first) cost many times the PQ training
-# itself. Measured on 20k correlated 128-d vectors (m = 32): OPQ halved the PQ error
-# (0.085 -> 0.037), and 10 rounds (10 iterations first) on 16384 points reached 0.0366 in 36 s
-# against 0.0373 in 57 s for (10 rounds, 40 iterations first, 65536 points).
+# Points for the PQ and OPQ k-means (64 per centroid of each 256-centroid sub-quantizer, a
+# quarter of FAISS's default) and OPQ rounds (FAISS's 50, with 40 k-means iterations in the
+# first, cost many times the PQ training itself for the same error).
 PQ_TRAIN_POINTS = 2**14
 OPQ_NITER = 10
 OPQ_FIRST_NITER_PQ = 10
-# Dimensions per sub-quantizer. FAISS's k-means takes a slow path on 4-d sub-vectors: training
-# PQ128 on 50k x 512 took 76 s of CPU against 3.7 s for PQ64 (8-d), so codes take at most D/8 bytes.
+# Dimensions per sub-quantizer: FAISS's k-means takes a slow path on 4-d sub-vectors, so codes
+# take at most D/8 bytes.
 PQ_MIN_DSUB = 8
 ID_BYTES = 8
 
@@ -74,8 +69,8 @@ class IndexPlan:
     pq_m: int | None
     train_size: int  # vectors sampled for training; 0 for kinds that need none
     sharded: bool
-    memory_bytes: int  # estimate of the built index in memory
-    reason: str  # why this kind
+    memory_bytes_estimate: int  # of the built index in memory
+    choice: str  # why this kind
     fallbacks: tuple[str, ...] = ()  # requests that could not be honoured, and what was done
 
 
@@ -135,21 +130,36 @@ def plan_index(
     lists = nlist or max(1, round(4 * math.sqrt(n)))
     auto = kind == "auto"
     if auto:
-        kind, reason = _auto_kind(n, dim, budget, latency_budget_ms, lists, sharded)
+        kind, choice = _auto_kind(n, dim, budget, latency_budget_ms, lists, sharded)
     else:
-        reason = f"kind {kind!r} requested"
+        choice = f"kind {kind!r} requested"
     if sharded and kind not in IVF_KINDS:
         raise ValueError(f"sharded builds need an IVF kind {IVF_KINDS}, not {kind!r}")
     fallbacks: list[str] = []
+    n_train, m = 0, None
     if kind in IVF_KINDS:
         kind, lists, n_train = _fit_training(kind, n, lists, train_size, fallbacks)
-    if kind not in IVF_KINDS:  # flat and hnsw need no training, lists or shards
-        return _plan(kind, n, dim, budget, None, None, 0, False, reason, fallbacks)
-    m = None
+    ivf = kind in IVF_KINDS  # flat and hnsw need no training, lists or shards
     if kind == "ivf-pq":
         m = pq_m or _pq_m_for_budget(n, dim, lists, budget, required=auto)
-    shard = n > SHARD_ABOVE if sharded is None else sharded
-    return _plan(kind, n, dim, budget, lists, m, n_train, shard, reason, fallbacks)
+    factory = {
+        "flat": "IDMap,Flat",
+        "hnsw": f"IDMap,HNSW{HNSW_M},Flat",
+        "ivf-flat": f"IVF{lists},Flat",
+        # np: no polysemous training, which serves Hamming-filtered search (unused here) and
+        # took 9x as long as the PQ training itself in a measurement at 10k x 32
+        "ivf-pq": f"OPQ{m},IVF{lists},PQ{m}x{PQ_NBITS}np",
+    }[kind]
+    memory = estimate_memory_bytes(kind, n, dim, nlist=lists if ivf else 0, pq_m=m or 0)
+    if memory > budget:
+        _fallback(
+            fallbacks,
+            f"{kind} needs ~{memory / GIB:.3g} GiB, over the {budget / GIB:.3g} GiB "
+            "memory budget; building it anyway because it was requested",
+        )
+    shard = ivf and (n > SHARD_ABOVE if sharded is None else sharded)
+    nlist = lists if ivf else None
+    return IndexPlan(kind, factory, nlist, m, n_train, shard, memory, choice, tuple(fallbacks))
 
 
 def _auto_kind(n, dim, budget, latency_budget_ms, lists, sharded) -> tuple[str, str]:
@@ -213,22 +223,3 @@ def _pq_m_for_budget(n: int, dim: int, nlist: int, budget: int, *, required: boo
 def _fallback(fallbacks: list[str], message: str) -> None:
     log.warning("index plan: %s", message)
     fallbacks.append(message)
-
-
-def _plan(kind, n, dim, budget, nlist, pq_m, n_train, sharded, reason, fallbacks) -> IndexPlan:
-    factory = {
-        "flat": "IDMap,Flat",
-        "hnsw": f"IDMap,HNSW{HNSW_M},Flat",
-        "ivf-flat": f"IVF{nlist},Flat",
-        # np: no polysemous training, which serves Hamming-filtered search (unused here) and
-        # took 9x as long as the PQ training itself in a measurement at 10k x 32
-        "ivf-pq": f"OPQ{pq_m},IVF{nlist},PQ{pq_m}x{PQ_NBITS}np",
-    }[kind]
-    memory = estimate_memory_bytes(kind, n, dim, nlist=nlist or 0, pq_m=pq_m or 0)
-    if memory > budget:
-        _fallback(
-            fallbacks,
-            f"{kind} needs ~{memory / GIB:.3g} GiB, over the {budget / GIB:.3g} GiB "
-            "memory budget; building it anyway because it was requested",
-        )
-    return IndexPlan(kind, factory, nlist, pq_m, n_train, sharded, memory, reason, tuple(fallbacks))

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
 
+from clipforge.search.index_choice import IndexPlan
 from clipforge.search.vectors import VectorSource
 
 log = logging.getLogger(__name__)
@@ -121,39 +121,26 @@ def recall_at_k(found_ids: np.ndarray, held: HeldOut, source: VectorSource) -> f
     return float(np.minimum(hits, held.k).mean() / held.k)
 
 
-def search_held_out(index: faiss.Index, held: HeldOut) -> np.ndarray:
-    """The index's top-k ids (q, k) for the held-out queries, their own ids left out."""
-    scores, ids = index.search(held.queries, held.k + 1)
-    return drop_self(scores, ids, held.ids, held.k)[1]
-
-
 def measure_latency(index: faiss.Index, queries: np.ndarray, k: int) -> dict[str, float]:
     """Mean, p50 and p99 (ms) of one-thread single-query searches of the first queries."""
     queries = queries[:LATENCY_QUERIES]
-    times = np.empty(len(queries))
-    with _one_thread():
+    ms = np.empty(len(queries))
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
         for q in queries[:WARMUP_QUERIES]:
             index.search(q[None], k)
         for i, q in enumerate(queries):
             start = time.perf_counter()
             index.search(q[None], k)
-            times[i] = time.perf_counter() - start
-    ms = 1000 * times
+            ms[i] = 1000 * (time.perf_counter() - start)
+    finally:
+        faiss.omp_set_num_threads(threads)
     return {
         "mean": float(ms.mean()),
         "p50": float(np.median(ms)),
         "p99": float(np.percentile(ms, 99)),
     }
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
@@ -168,15 +155,14 @@ def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
 
 def tune(
     index: faiss.Index,
-    kind: str,
+    plan: IndexPlan,
     held: HeldOut,
     source: VectorSource,
-    *,
     recall_target: float,
     latency_budget_ms: float,
-    nlist: int | None = None,
 ) -> Tuning:
-    """Find the smallest knob value reaching ``recall_target`` within ``latency_budget_ms``.
+    """Find the smallest knob value of ``plan``'s kind reaching ``recall_target`` within
+    ``latency_budget_ms``.
 
     If no value does, the highest-recall value within the latency budget is used (or the
     highest-recall value of all when none is fast enough) and ``warning`` says so. The chosen
@@ -186,26 +172,20 @@ def tune(
     def measure(value: int | None) -> Point:
         if value is not None:
             set_search_params(index, {param: value})
+        scores, ids = index.search(held.queries, held.k + 1)
+        found = drop_self(scores, ids, held.ids, held.k)[1]  # (q, k)
         point = Point(
-            value,
-            recall_at_k(search_held_out(index, held), held, source),
-            measure_latency(index, held.queries, held.k),
+            value, recall_at_k(found, held, source), measure_latency(index, held.queries, held.k)
         )
-        log.info(
-            "%s=%s: recall@%d %.4f, %.3g ms/query",
-            param,
-            value,
-            held.k,
-            point.recall,
-            point.latency_ms["mean"],
-        )
+        ms = point.latency_ms["mean"]
+        log.info("%s=%s: recall@%d %.4f, %.3g ms/query", param, value, held.k, point.recall, ms)
         return point
 
-    param, start = KNOBS.get(kind, (None, None))
+    param, start = KNOBS.get(plan.kind, (None, None))
     if param is None:
         points = [measure(None)]
     else:
-        top = nlist if param == "nprobe" else EF_SEARCH_MAX
+        top = plan.nlist if param == "nprobe" else EF_SEARCH_MAX
         points = sweep(measure, min(start, top), top, recall_target, latency_budget_ms)
     tuning = choose(param, points, recall_target, latency_budget_ms)
     if param is not None:
