@@ -15,7 +15,7 @@ from .coop import (
 from .gda import GDAHead, fit_gda, gda_classifier, ledoit_wolf_shrinkage
 from .linear_probe import LinearProbe, fit_linear_probe, fit_logistic, logistic_objective
 from .shots import sample_few_shot
-from .tip_adapter import TipAdapter, fit_tip_adapter, search_alpha_beta, tip_logits
+from .tip_adapter import TipAdapter, fit_tip_adapter, tip_logits
 from .wise_ft import evaluate_path, interpolate_weights
 
 __all__ = [
@@ -39,6 +39,5 @@ __all__ = [
     "ledoit_wolf_shrinkage",
     "logistic_objective",
     "sample_few_shot",
-    "search_alpha_beta",
     "tip_logits",
 ]

@@ -117,7 +117,7 @@ def fit_tip_adapter(
     tip.hparams["searched_on"] = None
     if has_val:
         tip.alpha, tip.beta, val_acc = search_alpha_beta(
-            val_features.float(), val_labels, zs, tip.keys, values, alphas, betas, logit_scale
+            tip, val_features.float(), val_labels, alphas, betas
         )
         log.info("tip-adapter: alpha=%g beta=%g (val accuracy %.4f)", tip.alpha, tip.beta, val_acc)
         tip.hparams.update(searched_on="val", val_accuracy=val_acc)
@@ -126,16 +126,13 @@ def fit_tip_adapter(
 
 
 def search_alpha_beta(
+    tip: TipAdapter,
     features: torch.Tensor,
     labels: torch.Tensor,
-    zero_shot_weights: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
     alphas: Sequence[float],
     betas: Sequence[float],
-    logit_scale: float = 100.0,
 ) -> tuple[float, float, float]:
-    """``(alpha, beta, accuracy)`` of the best pair on ``features``/``labels`` (N, D)/(N,).
+    """``(alpha, beta, accuracy)`` of ``tip``'s best pair on ``features``/``labels`` (N, D)/(N,).
 
     The affinity is computed once and each ``beta``'s cache logits once; all ``alphas`` are
     then scored together, so the full grid costs about ``len(betas)`` matrix products.
@@ -144,12 +141,12 @@ def search_alpha_beta(
         raise ValueError("alphas and betas must each hold at least one value")
     with torch.no_grad():
         f = F.normalize(features, dim=-1)  # (N, D)
-        zs_logits = logit_scale * f @ zero_shot_weights.T  # (N, C)
-        affinity = f @ keys.T  # (N, M)
+        zs_logits = tip.logit_scale * f @ tip.zero_shot_weights.T  # (N, C)
+        affinity = f @ tip.keys.T  # (N, M)
         alpha_t = torch.tensor(alphas).to(f)[:, None, None]  # (A, 1, 1)
         best = (-math.inf, 0.0, 0.0)
         for beta in betas:
-            cache = torch.exp(-beta * (1 - affinity)) @ values  # (N, C)
+            cache = torch.exp(-beta * (1 - affinity)) @ tip.values  # (N, C)
             index, acc = best_candidate(zs_logits + alpha_t * cache, labels)  # over (A, N, C)
             if acc > best[0]:
                 best = (acc, float(alphas[index]), float(beta))
