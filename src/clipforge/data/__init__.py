@@ -17,12 +17,8 @@ from typing import Any
 def __getattr__(name: str) -> Any:
     """Import :mod:`clipforge.data.evalsets` only when one of its names (or ``__all__``) is
     first used; its ``__all__`` is the one list of what is re-exported."""
-    if name.startswith("__") and name != "__all__":
-        raise AttributeError(f"module 'clipforge.data' has no attribute {name!r}")
-    evalsets = importlib.import_module("clipforge.data.evalsets")  # not `from . import`: recursion
-
-    if name == "__all__":
-        return evalsets.__all__
-    if name in evalsets.__all__:
-        return getattr(evalsets, name)
+    if name == "__all__" or not name.startswith("__"):
+        evalsets = importlib.import_module("clipforge.data.evalsets")  # `from . import` recurses
+        if name == "__all__" or name in evalsets.__all__:
+            return getattr(evalsets, name)
     raise AttributeError(f"module 'clipforge.data' has no attribute {name!r}")

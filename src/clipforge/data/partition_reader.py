@@ -82,18 +82,12 @@ class PartitionReader(IterableDataset[Chunk]):
     batch_size: int
     images: bool
 
-    def units(self, partition: Partition) -> int:
-        """The number of units of ``partition``: its shards, or its batches of samples."""
-        if partition.shards:
-            return len(partition.shards)
-        return math.ceil(len(partition.samples) / self.batch_size)
-
     def __iter__(self) -> Iterator[Chunk]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
         counter = 0
         for partition in self.partitions:
-            units = self.units(partition)
+            units = len(partition.shards) or math.ceil(len(partition.samples) / self.batch_size)
             for unit in range(units):
                 if counter % workers == worker:
                     yield from self._read_unit(partition, unit, units)

@@ -211,9 +211,7 @@ class ImageTextStream(IterableDataset[Batch]):
         return self.batches(worker)
 
     def batches(self, stream: int) -> Iterator[Batch]:
-        """The batches of slot ``stream`` in this epoch."""
-        if not 0 <= stream < self.streams:
-            raise ValueError(f"stream={stream} must be in [0, {self.streams})")
+        """The batches of slot ``stream`` (0 to ``streams - 1``) in this epoch."""
         remaining = self.batches_per_stream or math.inf
         raw = self.source.samples(
             epoch=self.epoch,

@@ -189,8 +189,7 @@ class WebDatasetSource:
     weights every shard is equally likely.
 
     With ``shuffle``, samples pass through a buffer of ``shuffle_buffer`` samples per slot.
-    ``sources`` (from :func:`expand_urls`) and the options arrive checked
-    by the spec and :func:`~clipforge.data.loader.build_image_text_loader`.
+    ``sources`` (from :func:`expand_urls`) and the options arrive checked by the loader.
     """
 
     def __init__(
@@ -204,14 +203,10 @@ class WebDatasetSource:
         name: str,
     ) -> None:
         self.shards: list[str] = [shard for source in sources for shard in source]
-        # Without weights, rng.choices makes every shard equally likely.
-        self.shard_weights = (
-            None
-            if weights is None
-            else [
-                w / len(source) for w, source in zip(weights, sources, strict=True) for _ in source
-            ]
-        )
+        # Without weights (None), rng.choices makes every shard equally likely.
+        self.shard_weights = weights and [
+            w / len(source) for w, source in zip(weights, sources, strict=True) for _ in source
+        ]
         self.resampled = resampled
         self.shuffle_buffer = shuffle_buffer
         self.caption_field = caption_field
@@ -222,7 +217,10 @@ class WebDatasetSource:
     ) -> Iterator[RawSample]:
         """See :meth:`clipforge.data.stream.SampleSource.samples`."""
         if self.resampled:
-            shards: Iterable[str] = self._draw_shards(seed=seed, epoch=epoch, stream=stream)
+            draw = random.Random(stable_seed(seed, epoch, "resample", stream))
+            shards: Iterable[str] = (
+                draw.choices(self.shards, weights=self.shard_weights)[0] for _ in itertools.count()
+            )
         else:
             order = epoch_order(
                 len(self.shards), seed=seed, epoch=epoch, shuffle=shuffle, salt="shards"
@@ -235,8 +233,3 @@ class WebDatasetSource:
             rng = random.Random(stable_seed(seed, epoch, "buffer", stream))
             items = shuffled(items, self.shuffle_buffer, rng)
         return items
-
-    def _draw_shards(self, *, seed: int, epoch: int, stream: int) -> Iterator[str]:
-        rng = random.Random(stable_seed(seed, epoch, "resample", stream))
-        while True:
-            yield rng.choices(self.shards, weights=self.shard_weights)[0]
