@@ -262,13 +262,11 @@ def fit_coop(
     seed: int = 0,
     **prompt_options: Any,
 ) -> CoOpHead:
-    """Train a prompt learner on image features (N, D), the model frozen throughout; the
-    per-epoch mean train loss goes to ``hparams["history"]``, validation accuracy is only
-    recorded.
+    """Train a prompt learner's context on image features (N, D), the model frozen.
 
     ``prompt_options`` (``n_ctx``, ``ctx_init``, ``class_specific``, ``position``) go to
     :class:`PromptLearner`, which checks them. CoOp has no hyperparameter search: every
-    setting is recorded in ``hparams`` as given.
+    setting, the per-epoch train loss and the validation accuracy go to ``hparams``.
     """
     dim = model.text_projection.shape[1]
     _, has_val = check_splits(

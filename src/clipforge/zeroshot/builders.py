@@ -36,11 +36,8 @@ def encode_prompt_sets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embed every class's prompts in eval mode: ``(embeddings (N, D), class_index (N,))``.
 
-    ``prompt_sets[c]`` are the prompts of class ``c`` (any number, at least one: the
-    builders check their inputs so that each class has some);
-    ``embeddings`` holds them all, unit-norm, in order, and ``class_index[n]`` is the class of
-    row ``n``; both live on the model's device. The model's train/eval mode is restored
-    afterwards.
+    ``prompt_sets[c]`` are class ``c``'s prompts (at least one: the builders check), embedded
+    unit-norm, in order, on the model's device; the model's train/eval mode is restored.
     """
     flat = [prompt for prompts in prompt_sets for prompt in prompts]
     was_training = encoder.model.training

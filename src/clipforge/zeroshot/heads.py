@@ -127,11 +127,7 @@ class ZeroShotHead:
 
     def to(self, device: str | torch.device) -> ZeroShotHead:
         """The same head with its tensors on ``device``."""
-        moved = {
-            name: getattr(self, name).to(device)
-            for name in TENSORS
-            if getattr(self, name) is not None
-        }
+        moved = {name: tensor.to(device) for name, tensor in _head_tensors(self, "").items()}
         return dataclasses.replace(self, **moved)
 
 
