@@ -140,8 +140,8 @@ def test_each_sample_once_per_epoch_across_ranks_and_workers(
     for epoch in (0, 1):
         seen: list[str] = []
         for rank in (0, 1):
-            loader = make_loader(spec, tok, workers=2, rank=rank, world_size=2, batch_size=2)
-            loader.set_epoch(epoch)
+            options = dict(workers=2, rank=rank, world_size=2, batch_size=2, epoch=epoch)
+            loader = make_loader(spec, tok, **options)
             for slot in (0, 1):  # what DataLoader worker `slot` would produce
                 seen += keys_of(list(loader.dataset.batches(slot)))
         assert len(seen) == 21 and len(set(seen)) == 21, Counter(seen).most_common(3)
@@ -154,9 +154,7 @@ def test_order_is_a_function_of_seed_and_epoch(tmp_path: Path, tok: Tokenizer) -
     train = image_transform(SIZE, is_train=True, scale=(0.3, 1.0), color_jitter=0.4)
 
     def run(seed: int, epoch: int) -> list[Batch]:
-        loader = make_loader(urls, tok, seed=seed, transform=train)
-        loader.set_epoch(epoch)
-        return list(loader)
+        return list(make_loader(urls, tok, seed=seed, transform=train, epoch=epoch))
 
     first, again = run(0, 0), run(0, 0)
     assert keys_of(first) == keys_of(again)

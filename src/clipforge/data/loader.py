@@ -6,7 +6,7 @@ It turns a :class:`DataSpec` into an :class:`ImageTextLoader`, an iterable of
 * shards the data across ranks and DataLoader workers (finite mode: each shard or table row
   goes to exactly one (rank, worker) per epoch; resampled mode: shards drawn with replacement
   from per-(rank, worker) seeds);
-* shuffles per epoch (``set_epoch``), deterministically given ``(seed, epoch)``;
+* shuffles per epoch, deterministically given ``(seed, epoch)``;
 * gathers the workers' skip counts into :attr:`ImageTextLoader.stats` and raises
   :class:`~clipforge.data.skips.DataError` once the skip rate passes ``max_skip_rate``.
 
@@ -114,11 +114,10 @@ class DataSpec:
 
 @dataclass(eq=False)
 class ImageTextLoader:
-    """Batches of one rank for one epoch at a time; see the module docstring.
+    """Batches of one rank for one epoch; see the module docstring.
 
-    Iterating gives :class:`Batch` objects (``pixels, tokens = batch`` works) of the epoch
-    ``dataset.epoch`` (:meth:`set_epoch`), from its start. DataLoader workers are started for
-    each pass (not persistent), which is how the epoch reaches them. Batch ``i`` of an epoch
+    Iterating gives the :class:`Batch` objects (``pixels, tokens = batch`` works) of the epoch
+    it was built for, from its start, with DataLoader workers started for the pass. Batch ``i``
     comes from worker ``i % workers`` for as long as every worker still has data.
     """
 
@@ -132,10 +131,6 @@ class ImageTextLoader:
         else ``None``: in finite mode it depends on how many samples turn out broken."""
         per_stream = self.dataset.batches_per_stream
         return None if per_stream is None else per_stream * self.dataset.streams
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch the next pass reads."""
-        self.dataset.epoch = epoch
 
     def __iter__(self) -> Iterator[Batch]:
         stream = self.dataset

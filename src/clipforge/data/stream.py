@@ -111,8 +111,6 @@ def choose_caption(captions: Sequence[str], *, seed: int, epoch: int, sample_id:
     different one each epoch; tying the draw to the epoch and the sample rather than to a
     running RNG keeps it identical whatever the worker count, order or resume point.
     """
-    if len(captions) == 1:
-        return captions[0]
     return captions[stable_seed(seed, epoch, "caption", sample_id) % len(captions)]
 
 
@@ -181,9 +179,6 @@ class ImageTextStream(IterableDataset[Batch]):
     ``batch_size`` until its share runs out (one last partial batch), or exactly
     ``batches_per_stream`` batches when set (resampled mode). ``transform`` must draw its
     randomness from torch's global RNG (``generator=None``): it is seeded per sample here.
-
-    ``epoch`` is set by the loader before each pass; DataLoader workers receive copies of the
-    dataset, so it must be set before the iterator is made.
     """
 
     source: SampleSource
@@ -198,7 +193,7 @@ class ImageTextStream(IterableDataset[Batch]):
     batches_per_stream: int | None
     max_skip_rate: float
     min_samples: int
-    epoch: int = 0
+    epoch: int
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
