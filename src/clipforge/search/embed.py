@@ -32,7 +32,7 @@ from typing import Any
 
 from clipforge.atomic import write_json_atomic
 from clipforge.data.partition_reader import PartitionReader
-from clipforge.data.plan import CollectionPlan, Partition, TableColumns, plan_collection
+from clipforge.data.plan import CollectionPlan, TableColumns, plan_collection
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
 from clipforge.search.configs import EmbedConfig
@@ -65,21 +65,11 @@ def embed_collection(
 ) -> dict[str, Any]:
     """Embed ``inputs`` into ``out_dir``; return this rank's summary.
 
-    ``options`` are the fields of :class:`~clipforge.search.configs.EmbedConfig`, which checks
-    them before any input is read or model loaded (``model`` is required).
-
-    ``inputs`` are image folders, tar shards (paths or brace patterns) or tables (see
-    :mod:`clipforge.data.plan`; ``input_format`` forces one of ``folder``, ``wds``,
-    ``table``). Folder and table samples are cut into partitions of ``partition_size``,
-    shards into partitions of ``shards_per_partition``. ``image_root``, ``image_column`` and
-    ``caption_column`` apply to tables.
-
-    ``model``/``pretrained`` go to :func:`clipforge.create_model`. Images are decoded by
-    ``num_workers`` DataLoader workers (0: in this process) and embedded ``batch_size`` at a
-    time on ``device`` (default: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU) at
-    ``precision``, a name of :mod:`clipforge.precision` (``bf16`` casts the weights,
-    ``amp_bf16`` is autocast); ``embed_info.json`` records the precision it resolved to, and the
-    server encodes queries with it.
+    ``options`` are the fields of :class:`~clipforge.search.configs.EmbedConfig` (their help
+    says what each does), checked before any input is read or model loaded. ``inputs`` are
+    image folders, tar shards (paths or brace patterns) or tables (:mod:`clipforge.data.plan`).
+    ``precision`` is a name of :mod:`clipforge.precision`; ``embed_info.json`` records the
+    precision it resolved to, and the server encodes queries with it.
 
     ``rank``/``world_size`` default to the initialised process group, then to torchrun's
     ``RANK``/``WORLD_SIZE``, then to a single process; this rank embeds the partitions ``p``
@@ -121,14 +111,18 @@ def embed_collection(
         images=collection.images,
     )
     started = time.perf_counter()
-    results = _run(
-        reader, PartitionWriter(out, collection, encoder), _progress_total(collection, todo)
-    )
+    total = sum(len(p.samples) for p in todo) if collection.kind == "files" else None
+    results = _run(reader, PartitionWriter(out, collection, encoder), total)
     summary = _summary(out, collection, results, time.perf_counter() - started)
     summary.update(
         rank=rank, world_size=world_size, partitions_already_complete=len(mine) - len(todo)
     )
-    _log_summary(summary)
+    logger.info(
+        "embedded %(partitions_embedded)d partitions (%(images)d images, %(captions)d captions, "
+        "%(skipped)d skipped) in %(seconds).1f s: %(images_per_second).1f images/s; "
+        "%(complete_partitions)d of %(partitions)d partitions of %(out_dir)s complete",
+        summary,
+    )
     return summary
 
 
@@ -197,10 +191,6 @@ def ensure_info(out: Path, info: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
-def _progress_total(collection: CollectionPlan, todo: list[Partition]) -> int | None:
-    return sum(len(p.samples) for p in todo) if collection.kind == "files" else None
-
-
 def _run(
     reader: PartitionReader, writer: PartitionWriter, total: int | None
 ) -> list[dict[str, Any]]:
@@ -245,21 +235,8 @@ def _log_partition(stats: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
-def _log_summary(summary: dict[str, Any]) -> None:
-    logger.info(
-        "embedded %d partitions (%d images, %d captions, %d skipped) in %.1f s: %.1f images/s; "
-        "%d of %d partitions of %s complete",
-        summary["partitions_embedded"], summary["images"], summary["captions"],
-        summary["skipped"], summary["seconds"], summary["images_per_second"],
-        summary["complete_partitions"], summary["partitions"], summary["out_dir"],
-    )  # fmt: skip
-
-
 def _summary(
-    out: Path,
-    collection: CollectionPlan,
-    results: list[dict[str, Any]],
-    seconds: float,
+    out: Path, collection: CollectionPlan, results: list[dict[str, Any]], seconds: float
 ) -> dict[str, Any]:
     images = sum(r["images"] for r in results)
     reasons = sum((Counter(r["skipped_by_reason"]) for r in results), Counter())

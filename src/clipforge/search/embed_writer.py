@@ -94,37 +94,26 @@ class PartitionWriter:
                 texts[captioned] = self.encoder.texts(token_rows)
             write_array(text_emb_path(self.out, index), texts.numpy().astype(np.float16))
         write_metadata(metadata_path(self.out, index), rows)
-        stats = self._stats(index, parts, rows, len(captioned), assembly.started)
-        stats_path(self.out, index).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(stats_path(self.out, index), stats)
-        return stats
-
-    def _stats(
-        self,
-        index: int,
-        parts: list[tuple[Chunk, torch.Tensor | None]],
-        rows: list[dict[str, Any]],
-        captions: int,
-        started: float,
-    ) -> dict[str, Any]:
         skipped = [entry for chunk, _ in parts for entry in chunk.skipped]
-        seconds = time.perf_counter() - started
-        images = len(rows) if self.collection.images else 0
-        partition = self.collection.partitions[index]
-        return {
+        seconds = time.perf_counter() - assembly.started
+        n_images = len(rows) if self.collection.images else 0
+        stats = {
             "partition": index,
             "rows": len(rows),
-            "images": images,
-            "captions": captions,
+            "images": n_images,
+            "captions": len(captioned),
             "seen": len(rows) + len(skipped),
             "skipped": len(skipped),
             "skipped_by_reason": dict(sorted(Counter(e["reason"] for e in skipped).items())),
             "skipped_samples": skipped,
             "warnings": [entry for chunk, _ in parts for entry in chunk.warnings],
-            "shards": list(partition.shards),
+            "shards": list(self.collection.partitions[index].shards),
             "seconds": round(seconds, 3),
-            "images_per_second": round(images / seconds, 1) if seconds > 0 else 0.0,
+            "images_per_second": round(n_images / seconds, 1) if seconds > 0 else 0.0,
         }
+        stats_path(self.out, index).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stats_path(self.out, index), stats)
+        return stats
 
 
 def _check_rows(index: int, what: str, got: int, expected: int) -> None:
