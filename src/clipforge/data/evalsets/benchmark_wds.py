@@ -59,11 +59,6 @@ class ShardSample:
     members: dict[str, MemberRef]
     data: dict[str, bytes]
 
-    @property
-    def sample_key(self) -> str:
-        """``<shard file name>:<key>``, unique within a split."""
-        return f"{Path(self.shard).name}:{self.key}"
-
     def error(self, problem: str) -> DataError:
         """A :class:`DataError` naming this sample (its shard path and key)."""
         return DataError(f"sample {self.shard}:{self.key}: {problem}")
@@ -206,7 +201,7 @@ def benchmark_wds(
     name = str(base / split)
     if not samples:
         raise DataError(f"split {name!r} is empty: its shards hold no sample")
-    keys = [sample.sample_key for sample in samples]
+    keys = [f"{Path(sample.shard).name}:{sample.key}" for sample in samples]  # unique in a split
     images = [image_member(sample.members) for sample in samples]
     if kind == "retrieval":
         captions = [_captions(sample) for sample in samples]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -79,14 +79,14 @@ class CaptionBatch(BatchRecord):
     skipped: tuple[Skipped, ...]
 
 
+@dataclass(frozen=True)
 class _Batches(Dataset):
     """Batch ``k`` of the set: samples ``k*B .. k*B + B - 1`` collated for the set's task, the
     unreadable ones as :class:`Skipped` records (a dataset of whole batches, so a DataLoader
     worker reads one batch and the batches keep their order)."""
 
-    def __init__(self, dataset: EvalSet, batch_size: int) -> None:
-        self.dataset = dataset
-        self.batch_size = batch_size
+    dataset: EvalSet
+    batch_size: int
 
     def __len__(self) -> int:
         return math.ceil(len(self.dataset) / self.batch_size)
@@ -119,6 +119,7 @@ class _Batches(Dataset):
         return LabelBatch(pixels, labels, indices, keys, tuple(skipped))
 
 
+@dataclass(eq=False)
 class EvalLoader:
     """Batches of an evaluation set in index order; see the module docstring.
 
@@ -127,16 +128,17 @@ class EvalLoader:
     :class:`DataError`.
     """
 
-    def __init__(
-        self,
-        dataset: EvalSet,
-        *,
-        batch_size: int = 256,
-        workers: int = 0,
-        max_skip_rate: float = 0.1,
-        min_samples: int = 100,
-        pin_memory: bool = False,
-    ) -> None:
+    dataset: EvalSet
+    _: KW_ONLY
+    batch_size: int = 256
+    workers: int = 0
+    max_skip_rate: float = 0.1
+    min_samples: int = 100
+    pin_memory: bool = False
+    stats: SkipStats = field(default_factory=SkipStats, init=False)
+
+    def __post_init__(self) -> None:
+        dataset = self.dataset
         if getattr(dataset, "task", None) not in TASKS:
             raise ValueError(f"EvalLoader needs an evaluation set, got {type(dataset).__name__}")
         if dataset.transform is None:
@@ -146,18 +148,11 @@ class EvalLoader:
             )
         check_loader_options(
             "EvalLoader",
-            max_skip_rate=max_skip_rate,
-            batch_size=(batch_size, 1),
-            workers=(workers, 0),
-            min_samples=(min_samples, 1),
+            max_skip_rate=self.max_skip_rate,
+            batch_size=(self.batch_size, 1),
+            workers=(self.workers, 0),
+            min_samples=(self.min_samples, 1),
         )
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.workers = workers
-        self.max_skip_rate = max_skip_rate
-        self.min_samples = min_samples
-        self.pin_memory = pin_memory
-        self.stats = SkipStats()
 
     def __len__(self) -> int:
         return len(_Batches(self.dataset, self.batch_size))

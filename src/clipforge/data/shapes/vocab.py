@@ -43,14 +43,20 @@ SIZES: tuple[str, ...] = ("small", "large")
 # convolutional tower learns to see within the demo's budget; at 11 px it barely could.
 SIZE_RADIUS: dict[str, float] = {"small": 0.12, "large": 0.145}
 
-# Object centres as fractions of the image side, (x, y) with y pointing down. The spacing keeps
-# two large objects in neighbouring slots apart even after jitter.
+# Grid cell (column, row) of each position. Two objects in the same row or column stand in a
+# relation a caption can name ("left of", "above"); diagonal neighbours do not.
+POSITION_GRID: dict[str, tuple[int, int]] = {
+    "left": (-1, 0),
+    "right": (1, 0),
+    "top": (0, -1),
+    "bottom": (0, 1),
+    "center": (0, 0),
+}
+# Object centres as fractions of the image side, (x, y) with y pointing down: a grid step of
+# 0.335 keeps two large objects in neighbouring slots apart even after jitter.
 POSITION_XY: dict[str, tuple[float, float]] = {
-    "left": (0.165, 0.5),
-    "right": (0.835, 0.5),
-    "top": (0.5, 0.165),
-    "bottom": (0.5, 0.835),
-    "center": (0.5, 0.5),
+    name: (round(0.5 + 0.335 * column, 3), round(0.5 + 0.335 * row, 3))
+    for name, (column, row) in POSITION_GRID.items()
 }
 POSITIONS: tuple[str, ...] = tuple(POSITION_XY)
 
@@ -109,15 +115,6 @@ def split_pairs(split: str) -> tuple[tuple[str, str], ...]:
     return HELDOUT_PAIRS if check_split(split) == "heldout" else TRAIN_PAIRS
 
 
-# Grid cell (column, row) of each position. Two objects in the same row or column stand in a
-# relation a caption can name ("left of", "above"); diagonal neighbours do not.
-POSITION_GRID: dict[str, tuple[int, int]] = {
-    "left": (-1, 0),
-    "right": (1, 0),
-    "top": (0, -1),
-    "bottom": (0, 1),
-    "center": (0, 0),
-}
 OPPOSITE_RELATION: dict[str, str] = {
     "left of": "right of",
     "right of": "left of",

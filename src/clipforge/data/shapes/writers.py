@@ -148,13 +148,10 @@ def _run(shards: list[_Shard], workers: int, began: float, n: int) -> list[dict]
 
 
 def _write_shard(shard: _Shard) -> list[dict]:
-    if shard.format == "csv":
-        return _write_images(shard)
-    _write_tar(shard)
-    return []
-
-
-def _write_images(shard: _Shard) -> list[dict]:
+    """A shard's images and, for csv, its rows of the caption table; see :func:`_run`."""
+    if shard.format == "wds":
+        _write_tar(shard)
+        return []
     rows = []
     for position in range(shard.stop - shard.start):
         row, jpeg, _ = _sample(shard, position)
