@@ -1,10 +1,10 @@
 """Tables (CSV, TSV or parquet) of image paths and captions or labels: the one table reader.
 
 Training reads a table as :class:`ImageTextTable`, evaluation picks its columns and split rows
-with :func:`pick_column` and :func:`read_table_rows`, embedding reads every column of every row
-for its metadata; all of them go through :func:`read_columns`, so a table reads (and fails) the
-same way everywhere. Training's table is read once into memory (paths and captions only: a few
-hundred bytes a row); an epoch is a permutation of the rows split across ranks and workers.
+with :func:`pick_column`, embedding reads every column of every row for its metadata; all of
+them go through :func:`read_table_rows`, so a table reads (and fails) the same way everywhere.
+Training's table is read once into memory (paths and captions only: a few hundred bytes a row);
+an epoch is a permutation of the rows split across ranks and workers.
 """
 
 from __future__ import annotations
@@ -70,24 +70,6 @@ def _is_text(pa, kind) -> bool:  # noqa: ANN001 (pyarrow is imported lazily)
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def read_columns(path: Path, columns: Sequence[str]) -> dict[str, list[object]]:
-    """The named columns of a table, as lists; DataError naming any column that is missing."""
-    available = list(table_columns(path))
-    missing = [column for column in columns if column not in available]
-    if missing:
-        raise DataError(f"table {str(path)!r}: no column {missing} (columns: {available})")
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path, columns=list(columns)).to_pydict()
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, delimiter=_delimiter(path)))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"table {str(path)!r}: cannot read ({err})") from err
-    return {column: [row[column] for row in rows] for column in columns}
-
-
 def pick_column(
     path: Path,
     columns: dict[str, bool],
@@ -145,18 +127,33 @@ class TableRows:
 
 
 def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> TableRows:
-    """``columns`` of every row, or of the rows whose ``split`` column equals ``split``.
+    """``columns`` of every row, or of the rows whose ``split`` column equals ``split``; an
+    error names any column that is missing.
 
     A table without a ``split`` column holds one split, so asking it for a split is an error
     rather than a silent "all rows"; so is a split that selects no row.
     """
-    if split is not None and SPLIT_COLUMN not in table_columns(path):
+    available = list(table_columns(path))
+    if split is not None and SPLIT_COLUMN not in available:
         raise DataError(
             f"table {str(path)!r} has no {SPLIT_COLUMN!r} column to select split {split!r} "
             "from; pass split=None to read all its rows"
         )
     wanted = list(dict.fromkeys([*columns, *([SPLIT_COLUMN] if split is not None else [])]))
-    cells = read_columns(path, wanted)
+    missing = [column for column in wanted if column not in available]
+    if missing:
+        raise DataError(f"table {str(path)!r}: no column {missing} (columns: {available})")
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        cells = pq.read_table(path, columns=wanted).to_pydict()
+    else:
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                table = list(csv.DictReader(handle, delimiter=_delimiter(path)))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise DataError(f"table {str(path)!r}: cannot read ({err})") from err
+        cells = {column: [row[column] for row in table] for column in wanted}
     count = len(cells[wanted[0]])
     rows = list(range(count))
     if split is not None:
