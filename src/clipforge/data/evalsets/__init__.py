@@ -26,7 +26,6 @@ from clipforge.data.evalsets.classification import (
 )
 from clipforge.data.evalsets.loader import CaptionBatch, EvalLoader, LabelBatch, Skipped
 from clipforge.data.evalsets.registry import (
-    LAYOUTS,
     SHAPES_NAMES,
     EvalOptions,
     detect_layout,
@@ -44,7 +43,6 @@ from clipforge.data.evalsets.shapes_views import (
 )
 
 __all__ = [
-    "LAYOUTS",
     "SHAPES_NAMES",
     "TASKS",
     "CaptionBatch",

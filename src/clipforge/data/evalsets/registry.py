@@ -55,14 +55,6 @@ SHAPES_NAMES: dict[str, int] = {  # registry name -> its size by default (the de
 }
 SHAPES_IMAGE_SIZE = 64  # render size when neither the options nor the transform give one
 _KNOWN_NAMES = ", ".join(SHAPES_NAMES)  # for messages
-LAYOUTS: tuple[str, ...] = (
-    "shapes",
-    "benchmark_wds",
-    "image_folder",
-    "table",
-    "annotations_json",
-    "flickr_txt",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +111,8 @@ _OPENERS: dict[str, tuple[Callable[..., EvalSet], tuple[str, ...]]] = {
 
 
 def detect_layout(spec: str | os.PathLike[str]) -> str:
-    """The layout of ``spec`` (one of :data:`LAYOUTS`); an error naming ``spec`` and the known
-    names when it is neither a known name nor an existing path of a known kind."""
+    """The layout of ``spec``: "shapes" or one in the module docstring's table; an error naming
+    ``spec`` and the known names when it is neither a known name nor a path of a known kind."""
     text = os.fspath(spec)
     if text in SHAPES_NAMES:
         return "shapes"

@@ -15,7 +15,7 @@ and CSV output); the evaluation views are :mod:`clipforge.data.evalsets.shapes_v
 
 from clipforge.data.shapes.captions import canonical_caption, caption
 from clipforge.data.shapes.drawing import render
-from clipforge.data.shapes.probe import ProbePair, word_order_probe
+from clipforge.data.shapes.probe import word_order_probe
 from clipforge.data.shapes.scene import Background, Scene, SceneObject
 from clipforge.data.shapes.vocab import (
     ALL_PAIRS,
@@ -24,12 +24,11 @@ from clipforge.data.shapes.vocab import (
     POSITIONS,
     SHAPES,
     SIZES,
-    SPLITS,
     TRAIN_PAIRS,
     ZEROSHOT_TEMPLATES,
 )
 from clipforge.data.shapes.world import ShapesWorld
-from clipforge.data.shapes.writers import WriteSummary, write_shapes
+from clipforge.data.shapes.writers import write_shapes
 
 __all__ = [
     "ALL_PAIRS",
@@ -38,15 +37,12 @@ __all__ = [
     "POSITIONS",
     "SHAPES",
     "SIZES",
-    "SPLITS",
     "TRAIN_PAIRS",
     "ZEROSHOT_TEMPLATES",
     "Background",
-    "ProbePair",
     "Scene",
     "SceneObject",
     "ShapesWorld",
-    "WriteSummary",
     "canonical_caption",
     "caption",
     "render",
