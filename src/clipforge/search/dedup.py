@@ -65,12 +65,8 @@ def near_duplicate_groups(
             rows, others = rows[exact >= threshold], others[exact >= threshold]
         forest.union_all(ids[rows].tolist(), others.tolist())
     groups = forest.groups()
-    log.info(
-        "%d near-duplicate groups (%d ids) at cosine >= %s",
-        len(groups),
-        sum(map(len, groups)),
-        threshold,
-    )
+    members = sum(map(len, groups))
+    log.info("%d near-duplicate groups (%d ids) at cosine >= %s", len(groups), members, threshold)
     return groups
 
 
@@ -179,14 +175,16 @@ def _write_parquet(out: Path, groups: list[list[int]], keys: dict[int, str]) -> 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids = [i for g in groups for i in g]
-    table = pa.table(
-        {
-            "group": pa.array([n for n, g in enumerate(groups) for _ in g], pa.int64()),
-            "id": pa.array(ids, pa.int64()),
-            "key": pa.array([keys[i] for i in ids], pa.string()),
-            "keep": pa.array([j == 0 for g in groups for j in range(len(g))], pa.bool_()),
-        }
-    )
+    columns = [
+        ("group", pa.int64()),
+        ("id", pa.int64()),
+        ("key", pa.string()),
+        ("keep", pa.bool_()),
+    ]
+    rows = [
+        {"group": n, "id": i, "key": keys[i], "keep": j == 0}
+        for n, group in enumerate(groups)
+        for j, i in enumerate(group)
+    ]
     with atomic_path(out) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema(columns)), tmp)

@@ -1,16 +1,8 @@
 """The search server: a FastAPI app with text/image/vector/item search and a small web page.
 
-Routes (see ``/docs`` for the schemas)::
-
-    GET  /                  the web page (static/index.html; no external resources)
-    POST /search            JSON {index?, text | image (base64) | embedding | id, k?, dedup?}
-                            or a form (multipart: file field ``image``; other fields as text)
-    GET  /items/{id}        an item's metadata           (?index=NAME when several are served)
-    GET  /images/{id}       an item's image bytes        (?index=NAME)
-    GET  /indices           served indices: name, size, dim, model
-    GET  /health            liveness
-    GET  /docs              Swagger UI (from its CDN; offline, a plain list of the routes)
-    GET  /metrics           Prometheus text: requests by route/status, latency, index sizes
+Routes: ``/search`` (JSON or a multipart upload), ``/items/{id}``, ``/images/{id}``,
+``/indices``, ``/health``, ``/metrics``, the page at ``/`` and the API docs at ``/docs`` (their
+table is in ``docs/search.md``, their schemas at ``/openapi.json``).
 
 Every client error is a 4xx with ``{"error": message, "detail": ...}``; see
 :mod:`clipforge.search.queries` for the statuses. The work of a search (encoding, FAISS) runs in
@@ -30,13 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import (
-    FileResponse,
-    HTMLResponse,
-    JSONResponse,
-    PlainTextResponse,
-    Response,
-)
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile

@@ -1,15 +1,9 @@
 """The search server's configuration: which indices to serve and the limits on each request.
 
-A config is a YAML or JSON file (or the same structure as a dict)::
-
-    indices:
-      shapes:
-        index: runs/shapes-index          # a directory written by `clipforge index`
-        embeddings: runs/shapes-emb       # optional: default is the one index_info.json names
-        model: tiny                       # optional: default is embed_info.json's model ...
-        pretrained: runs/tiny-model       # ... and pretrained checkpoint
-    max_upload_mb: 8
-    max_k: 1000
+A config is a YAML or JSON file (or the same structure as a dict): ``indices`` maps each name to
+an ``index`` directory written by ``clipforge index``, with optional ``embeddings``, ``model``
+and ``pretrained`` overriding what the index and its collection record, then the limits (the
+fields of :class:`ServerConfig`); ``docs/search.md`` shows one.
 
 Relative paths in a file are relative to the file's directory, so a config travels with the
 indices beside it. Like every clipforge config it is strict: an unknown key or a value of the
@@ -125,17 +119,13 @@ def _index_spec(name: Any, spec: Any, base: Path, where: str) -> IndexSpec:
     if "index" not in spec:
         raise ServerConfigError(f"{where}.index is missing: the index directory to serve")
     built = build_dataclass(IndexSpec, spec, where, ServerConfigError)
-    resolved = {
-        key: _resolve_path(getattr(built, key), base)
-        for key in ("index", "embeddings")
-        if getattr(built, key) is not None
+    paths = {key: getattr(built, key) for key in ("index", "embeddings")}
+    resolved = {  # base / an absolute path is that path
+        key: str((base / Path(value).expanduser()).resolve())
+        for key, value in paths.items()
+        if value is not None
     }
     return dataclasses.replace(built, **resolved)
-
-
-def _resolve_path(value: str, base: Path) -> str:
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _check_limits(config: ServerConfig, where: str) -> None:
