@@ -108,11 +108,9 @@ def split_shards(root: Path, split: str) -> list[Path]:
     if not nshards_path.is_file():
         raise FileNotFoundError(f"{str(nshards_path)!r} not found: it gives the number of shards")
     text = nshards_path.read_text(encoding="utf-8").strip()
-    if not text.isdigit():
-        raise DataError(f"{str(nshards_path)!r} holds {text!r}, not a number of shards")
+    if not text.isdigit() or int(text) == 0:
+        raise DataError(f"{str(nshards_path)!r} holds {text!r}, not a positive number of shards")
     count = int(text)
-    if count == 0:
-        raise DataError(f"split {str(folder)!r} is empty: {str(nshards_path)!r} says 0 shards")
     present = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".tar"))
     expected = [f"{index}.tar" for index in range(count)]
     if present != sorted(expected):

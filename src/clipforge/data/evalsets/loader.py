@@ -39,13 +39,10 @@ class Skipped:
 
 @dataclass(frozen=True)
 class LabelBatch(BatchRecord):
-    """A classification batch; unpacks as ``pixels, labels = batch``.
-
-    ``pixels`` float ``(B, 3, H, W)``; ``labels`` int64 ``(B,)`` class indices, or float32
-    ``(B, C)`` multi-hot targets for a multi-label set; ``indices`` int64 ``(B,)`` the samples'
-    indices in the set; ``keys`` their ids; ``skipped`` the samples of this batch's index range
-    that could not be read (already counted in :attr:`EvalLoader.stats`).
-    """
+    """A classification batch; unpacks as ``pixels, labels = batch``. ``labels`` are class
+    indices, or multi-hot targets for a multi-label set; ``indices`` the samples' indices in the
+    set, ``keys`` their ids; ``skipped`` the samples of this batch's index range that could not
+    be read (already counted in :attr:`EvalLoader.stats`)."""
 
     unpacks: ClassVar[tuple[str, ...]] = ("pixels", "labels")
 
@@ -58,14 +55,12 @@ class LabelBatch(BatchRecord):
 
 @dataclass(frozen=True)
 class CaptionBatch(BatchRecord):
-    """A retrieval or caption-selection batch; unpacks as
-    ``pixels, captions, caption_image = batch``.
+    """A retrieval or caption-selection batch; unpacks as ``pixels, captions, caption_image``.
 
-    ``pixels`` float ``(B, 3, H, W)``; ``captions`` the ``T`` captions of the ``B`` images,
-    flat, image by image (for caption selection, each image's correct caption first);
-    ``caption_image`` int64 ``(T,)`` the position *in this batch* of each caption's image, so
-    over a whole pass caption ``t`` of batch ``k`` belongs to image ``offset_k +
-    caption_image[t]``, ``offset_k`` being the images delivered before batch ``k``;
+    ``captions`` are the ``T`` captions of the ``B`` images, flat, image by image (for caption
+    selection, each image's correct caption first); ``caption_image[t]`` is the position *in
+    this batch* of caption ``t``'s image, so over a pass caption ``t`` of batch ``k`` belongs to
+    image ``offset_k + caption_image[t]``, ``offset_k`` the images delivered before batch ``k``;
     ``indices``, ``keys`` and ``skipped`` as in :class:`LabelBatch`.
     """
 
