@@ -1,17 +1,11 @@
 """The one entry point for image-text training data: :func:`build_image_text_loader`.
 
-It turns a :class:`DataSpec` into an :class:`ImageTextLoader`, an iterable of
-:class:`~clipforge.data.stream.Batch` for one rank that
-
-* shards the data across ranks and DataLoader workers (finite mode: each shard or table row
-  goes to exactly one (rank, worker) per epoch; resampled mode: shards drawn with replacement
-  from per-(rank, worker) seeds);
-* shuffles per epoch, deterministically given ``(seed, epoch)``;
-* gathers the workers' skip counts into :attr:`ImageTextLoader.stats` and raises
-  :class:`~clipforge.data.skips.DataError` once the skip rate passes ``max_skip_rate``.
-
-An epoch's batches are a pure function of the arguments, so training resumes by rebuilding
-the epoch and skipping the batches done (:class:`clipforge.train.batches.LoaderBatches`).
+It turns a :class:`DataSpec` into an :class:`ImageTextLoader`: one rank's
+:class:`~clipforge.data.stream.Batch` objects for one epoch, made by DataLoader workers that
+each play a stream slot (:mod:`clipforge.data.stream`), their skip counts gathered into
+:attr:`ImageTextLoader.stats`. An epoch's batches are a pure function of the arguments, so
+training resumes by rebuilding the epoch and skipping the batches done
+(:class:`clipforge.train.batches.LoaderBatches`).
 """
 
 from __future__ import annotations
@@ -221,14 +215,14 @@ def build_image_text_loader(
 ) -> ImageTextLoader:
     """The loader of ``(pixels (B, 3, H, W) float32, tokens (B, L) int64)`` batches for one rank.
 
-    ``transform`` maps a PIL image to ``(3, H, W)`` (e.g. ``image_transform(cfg, is_train=True)``
-    with ``generator=None``: the stream seeds torch's RNG per sample); ``tokenizer`` maps a list
-    of ``B`` captions to ``(B, L)``. ``shuffle`` shuffles shard/row order per epoch and passes
-    shard samples through a buffer of ``shuffle_buffer``; turn it off for evaluation.
-    ``resampled`` (webdataset only) draws shards with replacement, mixing sources by
-    ``spec.weights``; the epoch is then ``spec.num_samples`` samples over all ranks, rounded up
-    to whole batches per worker, or endless without it. Skips above ``max_skip_rate`` of the
-    samples seen, once ``min_samples`` have been seen, raise :class:`DataError`.
+    ``transform`` maps a PIL image to ``(3, H, W)`` drawing from torch's global RNG (the
+    stream seeds it per sample); ``tokenizer`` maps ``B`` captions to ``(B, L)``. ``shuffle``
+    shuffles shard/row order per epoch and passes shard samples through a buffer of
+    ``shuffle_buffer``. ``resampled`` (webdataset only) draws shards with replacement, mixing
+    sources by ``spec.weights``; the epoch is then ``spec.num_samples`` samples over all ranks,
+    rounded up to whole batches per worker, or endless without it. Skips above
+    ``max_skip_rate`` of the samples seen, once ``min_samples`` have been seen, raise
+    :class:`DataError`.
     """
     check_loader_options(
         "build_image_text_loader",

@@ -128,26 +128,27 @@ class PartitionReader(IterableDataset[Chunk]):
             chunk.tokens = self.tokenizer(captions)  # (C, L)
         return chunk
 
-    def _image(
-        self, key: str, source: bytes | Path | None, caption: str | None, name: str | None
-    ) -> torch.Tensor | None:
-        """The preprocessed image ``(3, S, S)``, None in caption-only mode; :class:`SampleSkipped`
-        for ``key`` when the sample has nothing to embed. ``name`` labels bytes in errors."""
+    def _with_image(
+        self, row: Row, source: bytes | Path | None, name: str | None = None
+    ) -> tuple[Row, torch.Tensor | None]:
+        """``row`` and its preprocessed image ``(3, S, S)``, None in caption-only mode;
+        :class:`SampleSkipped` for the row's key when the sample has nothing to embed.
+        ``name`` labels bytes in errors."""
         if not self.images:
-            if caption is None:
+            if row["caption"] is None:
                 raise SampleSkipped(
-                    SkipReason.NO_CAPTION, "caption-only input without caption", key
+                    SkipReason.NO_CAPTION, "caption-only input without caption", row["key"]
                 )
-            return None
+            return row, None
         try:
-            return self.transform(open_sample_image(source, name=name))
+            return row, self.transform(open_sample_image(source, name=name))
         except SampleSkipped as skip:
-            raise SampleSkipped(skip.reason, skip.detail, key) from None
+            raise SampleSkipped(skip.reason, skip.detail, row["key"]) from None
 
     def _file_sample(
         self, sample: FileSample, warnings: list[Note]
     ) -> tuple[Row, torch.Tensor | None]:
-        """The metadata row and image of a folder or table sample (see :meth:`_image`)."""
+        """The metadata row and image of a folder or table sample (see :meth:`_with_image`)."""
         caption = sample.caption
         if sample.caption_file is not None:
             try:
@@ -155,10 +156,9 @@ class PartitionReader(IterableDataset[Chunk]):
                 caption = captions[0] if captions else None
             except (OSError, ValueError) as err:
                 warnings.append(_note(sample.key, "bad_caption", f"{sample.caption_file}: {err}"))
-        image = self._image(sample.key, sample.path, caption, None)
         path = None if sample.path is None else str(sample.path)
         row = {"key": sample.key, "path": path, "member": None, "caption": caption}
-        return {**row, "json": sample.json}, image
+        return self._with_image({**row, "json": sample.json}, sample.path)
 
     def _shard_sample(
         self,
@@ -168,7 +168,7 @@ class PartitionReader(IterableDataset[Chunk]):
         fault: MemberFault | None,
         warnings: list[Note],
     ) -> tuple[Row, torch.Tensor | None]:
-        """The metadata row and image of a shard sample (see :meth:`_image`)."""
+        """The metadata row and image of a shard sample (see :meth:`_with_image`)."""
         if fault is not None:
             raise SampleSkipped(*fault, key)
         member, data = image_member(files) or (None, None)
@@ -178,14 +178,13 @@ class PartitionReader(IterableDataset[Chunk]):
             captions = ()
             warnings.append(_note(key, "bad_caption", str(err)))
         caption = captions[0] if captions else None
-        image = self._image(key, data, caption, f"{shard}:{key}")
-        text = None
+        row = {"key": key, "path": shard, "member": member, "caption": caption, "json": None}
+        row, image = self._with_image(row, data, f"{shard}:{key}")
         if "json" in files:
             try:
-                text = files["json"][1].decode("utf-8")
-                json.loads(text)
+                row["json"] = files["json"][1].decode("utf-8")
+                json.loads(row["json"])
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                text = None
+                row["json"] = None
                 warnings.append(_note(key, "bad_json", f".json does not parse ({err})"))
-        row = {"key": key, "path": shard, "member": member, "caption": caption, "json": text}
         return row, image

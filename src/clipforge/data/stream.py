@@ -1,20 +1,15 @@
 """Raw samples in, batches out: decoding, augmentation, tokenisation, skips and batching.
 
 A source (tar shards in :mod:`clipforge.data.wds`, a table in :mod:`clipforge.data.tables`) only
-*reads*: it turns an epoch and a stream slot into an ordered stream of :class:`RawSample`
-records, still undecoded. Everything after that is the same for every source and lives here.
-
-:class:`ImageTextStream` is the ``IterableDataset`` behind every image-text loader. Each
-DataLoader worker of each rank plays one *stream slot*; a slot reads its share of the source
-(:meth:`SampleSource.samples`), decodes each raw sample, skips and counts the broken ones, and
-yields fixed-size :class:`Batch` objects that carry, besides the tensors, the skip counts since
-the slot's previous batch, which is how they reach the main process.
+*reads*: it turns an epoch and a stream slot into undecoded :class:`RawSample` records. The rest
+is the same for every source: each DataLoader worker of each rank plays one *stream slot* of
+:class:`ImageTextStream`, which decodes its share, skips and counts the broken samples, and
+yields :class:`Batch` objects that also carry the skip counts to the main process.
 
 Every random choice (shard order, shuffle buffer, caption, augmentation) is drawn from a seed
-computed by :func:`stable_seed` from ``(seed, epoch, ...)``, never from process-global state
-(torch's RNG is forked and seeded around each transform call), so what a slot produces is a
-pure function of ``(seed, epoch, rank, slot)``: neither the process a slot runs in nor a resume
-changes a pixel.
+computed by :func:`stable_seed` from ``(seed, epoch, ...)``, never from process-global state, so
+what a slot produces is a pure function of ``(seed, epoch, rank, slot)``: neither the process a
+slot runs in nor a resume changes a pixel.
 """
 
 from __future__ import annotations
@@ -77,10 +72,7 @@ class SampleSource(Protocol):
         self, *, epoch: int, seed: int, stream: int, streams: int, shuffle: bool
     ) -> Iterator[RawSample]:
         """The raw samples of slot ``stream`` out of ``streams`` (all ranks' DataLoader
-        workers together) for ``epoch``.
-
-        Finite sources must give each sample to exactly one slot per epoch.
-        """
+        workers together) for ``epoch``; a finite source gives each to exactly one slot."""
         ...
 
 
@@ -123,9 +115,8 @@ def check_loader_options(owner: str, *, max_skip_rate: float, **counts: tuple[in
 
 
 def pin_tensors(record: R) -> R:
-    """A copy of the dataclass ``record`` with every tensor field in pinned memory, for faster
-    host-to-GPU copies; what the records' ``pin_memory`` (called by
-    ``DataLoader(pin_memory=True)``) returns."""
+    """A copy of the dataclass ``record`` with every tensor field in pinned memory (faster
+    host-to-GPU copies), for the records' ``pin_memory``."""
     values = {f.name: getattr(record, f.name) for f in fields(record)}
     pinned = {k: v.pin_memory() for k, v in values.items() if isinstance(v, torch.Tensor)}
     return replace(record, **pinned)
@@ -155,10 +146,8 @@ class BatchRecord:
 class Batch(BatchRecord):
     """One batch: ``pixels`` float32 ``(B, 3, H, W)`` and ``tokens`` int64 ``(B, L)``.
 
-    It unpacks as the 2-tuple of the batch contract (``pixels, tokens = batch``); ``keys``
-    names the ``B`` samples (``origin:key``) and ``skips`` counts the samples the slot skipped
-    since its previous batch (already merged into :attr:`ImageTextLoader.stats` by the time the
-    trainer sees the batch).
+    It unpacks as ``pixels, tokens = batch``; ``keys`` names the ``B`` samples (``origin:key``),
+    ``skips`` counts those the slot skipped since its previous batch (for the loader's stats).
     """
 
     unpacks: ClassVar[tuple[str, ...]] = ("pixels", "tokens")
