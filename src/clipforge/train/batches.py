@@ -80,12 +80,10 @@ class TensorBatches:
         return idx, choice[idx]
 
     def __call__(self, start_step: int) -> Iterator[Batch]:
-        step = start_step
-        while True:
+        for step in itertools.count(start_step):
             idx, choice = self._draw(step)
             pixels = (self.images[idx].float() / 255 - self.mean) / self.std  # (B, 3, H, W)
             yield pixels, self.tokens[idx] if choice is None else self.tokens[idx, choice]
-            step += 1
 
 
 class LoaderBatches:
