@@ -13,11 +13,9 @@ merges the shards' inverted lists into the first: the merged index holds the sam
 same order as one filled in one go, so it returns the same results.
 
 The index file is written first and ``index_info.json`` last, both atomically, so a directory
-with an info file holds a complete index. The info records the plan (kind, factory string,
-sizes, fallbacks), the ids (partitions, their row counts), the tuned search parameters with the
-recall and latency measured against exact search, the memory estimate, timings and the
-embeddings path. ``modality="text"`` indexes a collection's caption vectors, skipping the
-all-zero rows of samples without a caption (see ``vectors.py``).
+with an info file holds a complete index; the info records the plan, the ids (partitions and
+their row counts), the tuned search parameters with the recall and latency measured against
+exact search, timings and the embeddings path.
 """
 
 from __future__ import annotations

@@ -134,7 +134,9 @@ def _to_query(request: SearchRequest, upload: bytes | None, max_image_bytes: int
     kind = given[0]
     info: dict[str, Any] = {}
     if kind == "text":
-        value: Any = _checked_text(request.text or "")
+        value: Any = request.text
+        if not value.strip():
+            raise ApiError(422, "text is empty", {"field": "text"})
         info["text"] = value
     elif kind == "image":
         data = upload if upload is not None else _decode_base64(request.image or "")
@@ -147,12 +149,6 @@ def _to_query(request: SearchRequest, upload: bytes | None, max_image_bytes: int
         value = request.id
         info["id"] = value
     return Query(kind, value, request.index, request.k, request.dedup, info)
-
-
-def _checked_text(text: str) -> str:
-    if not text.strip():
-        raise ApiError(422, "text is empty", {"field": "text"})
-    return text
 
 
 def _checked_embedding(values: list[float]) -> list[float]:

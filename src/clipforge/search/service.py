@@ -92,7 +92,10 @@ class SearchService:
         if query.dedup and len(ids) < min(k, served.index.ntotal):
             warnings.append(f"dedup left {len(ids)} results of the {k} asked for")
         items = served.collection.items(ids.tolist())
-        results = [_with_score(item, float(s)) for item, s in zip(items, scores, strict=True)]
+        # score right after id: a repeated key keeps its first place
+        results = [
+            {"id": i["id"], "score": float(s), **i} for i, s in zip(items, scores, strict=True)
+        ]
         info = {"kind": query.kind, "index": served.name, "k": k, "dedup": query.dedup,
                 **query.info}  # fmt: skip
         if query.dedup:
@@ -178,11 +181,6 @@ def _search(index: SearchIndex, vector: np.ndarray, k: int) -> tuple[np.ndarray,
     scores, ids = index.search(vector[None, :].astype(np.float32), k)  # (1, k) each
     valid = ids[0] >= 0
     return scores[0][valid], ids[0][valid]
-
-
-def _with_score(item: dict[str, Any], score: float) -> dict[str, Any]:
-    """The item's fields with ``score`` placed right after ``id``."""
-    return {"id": item["id"], "score": score, **{k: v for k, v in item.items() if k != "id"}}
 
 
 def _load_served(
