@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import CLIPConfig
-from .layers import LayerNorm, Transformer, freeze
+from .layers import LayerNorm, Transformer, freeze_groups
 from .resnet import ModifiedResNet
 from .vit import VisionTransformer
 
@@ -111,12 +111,9 @@ class CLIP(nn.Module):
         self.visual.set_grad_checkpointing(enable)
         self.transformer.grad_checkpointing = enable
 
-    def lock_image_tower(self, unlocked_groups: int = 0, freeze_bn_stats: bool = True) -> None:
+    def lock_image_tower(self, unlocked_groups: int = 0) -> None:
         """LiT: freeze the image tower except its last ``unlocked_groups`` layer groups."""
-        if isinstance(self.visual, ModifiedResNet):
-            self.visual.lock(unlocked_groups, freeze_bn_stats=freeze_bn_stats)
-        else:
-            self.visual.lock(unlocked_groups)
+        self.visual.lock(unlocked_groups)
 
     def lock_text_tower(self, unlocked_layers: int = 0) -> None:
         """Freeze the text tower except its last ``unlocked_layers`` groups.
@@ -128,5 +125,4 @@ class CLIP(nn.Module):
             *[[block] for block in self.transformer.resblocks],
             [self.ln_final, self.text_projection],
         ]
-        for group in groups[: max(0, len(groups) - unlocked_layers)]:
-            freeze(group)
+        freeze_groups(groups, unlocked_layers)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..typed_config import build_dataclass, check_positive
+from ..typed_config import build_dataclass, check_positive, to_plain
 
 
 class ConfigError(ValueError):
@@ -126,24 +126,11 @@ class CLIPConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> CLIPConfig:
         """Build from the JSON form; ``source`` names the input in error messages."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        data = dict(data)
-        parts = {}
-        for key, part_cls in (("vision_cfg", VisionConfig), ("text_cfg", TextConfig)):
-            sub = data.pop(key, {})
-            if not isinstance(sub, dict):
-                raise ConfigError(f"{source}: {key} must be an object, got {type(sub).__name__}")
-            parts[key] = build_dataclass(part_cls, sub, f"{source}: {key}", ConfigError)
-        return build_dataclass(cls, {**data, **parts}, source, ConfigError)
+        return build_dataclass(cls, data, source, ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (lists, not tuples), readable by ``from_dict`` and by OpenCLIP."""
-        out = dataclasses.asdict(self)
-        layers = out["vision_cfg"]["layers"]
-        if isinstance(layers, tuple):
-            out["vision_cfg"]["layers"] = list(layers)
-        return out
+        return to_plain(self)
 
     def replace(self, **changes: Any) -> CLIPConfig:
         """A copy with top-level fields changed (``vision_cfg``/``text_cfg`` take dicts of changes)."""
@@ -202,6 +189,4 @@ def config_from_document(data: dict[str, Any], source: str) -> CLIPConfig:
 def load_config_file(path: str | Path) -> CLIPConfig:
     """A config from a JSON file, bare or nested under ``model_cfg``."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
     return config_from_document(parse_json_object(path.read_bytes(), str(path)), str(path))

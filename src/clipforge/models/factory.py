@@ -46,8 +46,14 @@ def create_model(
             config = checkpoint_config(checkpoint)
     if config is None:
         raise ValueError("create_model needs a model name, a config or a checkpoint")
-    config = _with_overrides(config, image_size, context_length, patch_dropout)
-    model = CLIP(config)
+    vision = {"image_size": image_size, "patch_dropout": patch_dropout}
+    text = {"context_length": context_length}
+    model = CLIP(
+        config.replace(
+            vision_cfg={k: v for k, v in vision.items() if v is not None},
+            text_cfg={k: v for k, v in text.items() if v is not None},
+        )
+    )
     if checkpoint is not None:
         load_weights(model, checkpoint)
     return model.to(device=device, dtype=weight_dtype)
@@ -72,18 +78,3 @@ def resolve_spec(spec: ModelSpec) -> tuple[CLIPConfig | None, Checkpoint | None]
     if any(sep in text for sep in ("/", os.sep)) or path.suffix:
         raise FileNotFoundError(f"model {text!r} is neither a registered name nor an existing file")
     return get_model_config(text), None  # raises with the closest names
-
-
-def _with_overrides(
-    config: CLIPConfig,
-    image_size: int | None,
-    context_length: int | None,
-    patch_dropout: float | None,
-) -> CLIPConfig:
-    vision: dict[str, Any] = {}
-    if image_size is not None:
-        vision["image_size"] = image_size
-    if patch_dropout is not None:
-        vision["patch_dropout"] = patch_dropout
-    text = {"context_length": context_length} if context_length is not None else {}
-    return config.replace(vision_cfg=vision, text_cfg=text)

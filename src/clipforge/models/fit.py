@@ -32,7 +32,9 @@ def load_weights(model: CLIP, checkpoint: Checkpoint) -> None:
     """
     state_dict = dict(checkpoint.state_dict)
     own = model.state_dict()
-    _resize_position_embeddings(state_dict, own)
+    for key, resize in _RESIZERS.items():
+        if key in state_dict and key in own and state_dict[key].shape != own[key].shape:
+            state_dict[key] = resize(state_dict[key], own[key].shape[0])
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = [
@@ -48,25 +50,13 @@ def load_weights(model: CLIP, checkpoint: Checkpoint) -> None:
                 parts.append(f"{len(keys)} {label} keys {keys[:10]}{more}")
         if mismatched:
             parts.append(f"shape mismatches {mismatched[:10]}")
+        vision = model.config.vision_cfg
+        tower = "ResNet" if vision.is_resnet else f"ViT/{vision.patch_size}"
         raise CheckpointError(
-            f"{checkpoint.source} does not fit this {_describe(model)} model: " + "; ".join(parts)
+            f"{checkpoint.source} does not fit this {tower} {vision.image_size}px model: "
+            + "; ".join(parts)
         )
     model.load_state_dict(state_dict)
-
-
-def _describe(model: CLIP) -> str:
-    vision = model.config.vision_cfg
-    tower = "ResNet" if vision.is_resnet else f"ViT/{vision.patch_size}"
-    return f"{tower} {vision.image_size}px"
-
-
-def _resize_position_embeddings(state_dict: dict[str, Tensor], own: dict[str, Tensor]) -> None:
-    for key in ("visual.positional_embedding", "visual.attnpool.positional_embedding"):
-        if key in state_dict and key in own and state_dict[key].shape != own[key].shape:
-            state_dict[key] = resize_grid_embedding(state_dict[key], own[key].shape[0])
-    key = "positional_embedding"
-    if key in state_dict and key in own and state_dict[key].shape != own[key].shape:
-        state_dict[key] = resize_text_embedding(state_dict[key], own[key].shape[0])
 
 
 def resize_grid_embedding(pos: Tensor, tokens: int) -> Tensor:
@@ -95,3 +85,11 @@ def resize_text_embedding(pos: Tensor, length: int) -> Tensor:
     tail = pos[keep:].float().t().unsqueeze(0)  # (1, W, L - keep)
     tail = F.interpolate(tail, size=length - keep, mode="linear", align_corners=True)
     return torch.cat([pos[:keep].float(), tail[0].t()]).to(pos.dtype)
+
+
+# The tensors whose shape follows the input size, and how each is fitted to the model's.
+_RESIZERS = {
+    "visual.positional_embedding": resize_grid_embedding,
+    "visual.attnpool.positional_embedding": resize_grid_embedding,
+    "positional_embedding": resize_text_embedding,
+}

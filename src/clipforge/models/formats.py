@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 
 from .config import CLIPConfig, ConfigError, config_from_document, parse_json_object
 from .convert import hf_config_to_clipforge, hf_to_clipforge, is_hf_state_dict
-from .hub import HF_HUB_PREFIX, download_from_hub
+from .hub import DIRECTORY_LAYOUTS, HF_HUB_PREFIX, download_from_hub
 from .infer import infer_config
 
 log = logging.getLogger(__name__)
@@ -76,21 +76,18 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
 
 
 def _read_directory(path: Path) -> Checkpoint:
-    openclip_config = path / "open_clip_config.json"
-    if openclip_config.is_file():
-        weights = _first_existing(
-            path, ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        )
-        config = config_from_document(_read_json(openclip_config), str(openclip_config))
-        return Checkpoint(_read_weights_file(weights), config, str(path))
-    config_file = path / "config.json"
-    if not config_file.is_file():
+    """OpenCLIP's hub layout, else clipforge's or Hugging Face's ``config.json`` + weights."""
+    layouts = ((path / c, w) for c, w in DIRECTORY_LAYOUTS if (path / c).is_file())
+    config_file, weight_names = next(layouts, (None, None))
+    if config_file is None:
         raise CheckpointError(
             f"directory {str(path)!r} holds no config.json (clipforge or Hugging Face) "
             "nor open_clip_config.json"
         )
-    data = _read_json(config_file)
-    weights = _first_existing(path, ["model.safetensors", "pytorch_model.bin"])
+    data = parse_json_object(config_file.read_bytes(), str(config_file), CheckpointError)
+    weights = next((path / w for w in weight_names if (path / w).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"directory {str(path)!r} holds none of {weight_names}")
     state_dict = _read_weights_file(weights)
     if data.get("model_type") != "clip" and "CLIPModel" not in data.get("architectures", []):
         return Checkpoint(state_dict, config_from_document(data, str(config_file)), str(path))
@@ -98,13 +95,6 @@ def _read_directory(path: Path) -> Checkpoint:
         return Checkpoint(hf_to_clipforge(state_dict), hf_config_to_clipforge(data), str(path))
     except KeyError as err:
         raise CheckpointError(f"{weights}: not a CLIPModel state dict ({err})") from None
-
-
-def _first_existing(directory: Path, names: list[str]) -> Path:
-    for name in names:
-        if (directory / name).is_file():
-            return directory / name
-    raise CheckpointError(f"directory {str(directory)!r} holds none of {names}")
 
 
 def _read_weights_file(path: Path) -> dict[str, Tensor]:
@@ -158,10 +148,6 @@ def _read_torch_pickle(path: Path) -> dict[str, Tensor]:
     if all(k.startswith("module.") for k in data):
         data = {k[len("module.") :]: v for k, v in data.items()}  # saved from DDP
     return {k: v for k, v in data.items() if k not in _ARCHIVE_EXTRAS}
-
-
-def _read_json(path: Path) -> dict:
-    return parse_json_object(path.read_bytes(), str(path), CheckpointError)
 
 
 def checkpoint_config(checkpoint: Checkpoint) -> CLIPConfig:

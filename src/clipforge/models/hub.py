@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 HF_HUB_PREFIX = "hf-hub:"
-# (config file, weight files in order of preference) for each layout read from the hub.
-_LAYOUTS = [
+# (config file, weight files in order of preference) of each directory layout read, in the
+# order tried; a hub repository is fetched in the same layouts.
+DIRECTORY_LAYOUTS = [
     ("open_clip_config.json", ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]),
     ("config.json", ["model.safetensors", "pytorch_model.bin"]),
 ]
@@ -50,7 +51,7 @@ def download_from_hub(name: str) -> Path:
             return None
 
     try:
-        for config_name, weight_names in _LAYOUTS:
+        for config_name, weight_names in DIRECTORY_LAYOUTS:
             config = fetch(config_name)
             if config is not None and any(fetch(w) is not None for w in weight_names):
                 return Path(config).parent

@@ -112,9 +112,15 @@ class Transformer(nn.Module):
             nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
 
 
-def freeze(modules: list[nn.Module | nn.Parameter]) -> None:
-    """Stop gradients for every parameter of the given modules/parameters."""
-    for item in modules:
-        params = [item] if isinstance(item, nn.Parameter) else item.parameters()
-        for param in params:
+def freeze_groups(
+    groups: list[list[nn.Module | nn.Parameter]], unlocked: int
+) -> list[nn.Module | nn.Parameter]:
+    """Lock a tower (LiT): stop gradients in all but the last ``unlocked`` groups, first to last.
+
+    Returns the frozen modules and parameters, for a tower that must also fix their norms.
+    """
+    frozen = [item for group in groups[: max(0, len(groups) - unlocked)] for item in group]
+    for item in frozen:
+        for param in [item] if isinstance(item, nn.Parameter) else item.parameters():
             param.requires_grad_(False)
+    return frozen

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import VisionConfig
-from .layers import freeze
+from .layers import freeze_groups
 
 
 class Bottleneck(nn.Module):
@@ -100,7 +100,7 @@ class ModifiedResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.attnpool = AttentionPool2d(cfg.grid_size, width * 32, cfg.heads, output_dim)
-        self._frozen_bn = False
+        self._frozen_bn: list[nn.BatchNorm2d] = []  # kept in eval mode by lock()
         self._init_parameters()
 
     def _init_parameters(self) -> None:
@@ -122,26 +122,22 @@ class ModifiedResNet(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Accepted for a uniform interface; a ResNet's activations are small, so this is a no-op."""
 
-    def lock(self, unlocked_groups: int = 0, freeze_bn_stats: bool = True) -> None:
+    def lock(self, unlocked_groups: int = 0) -> None:
         """Freeze the tower (LiT), leaving the last ``unlocked_groups`` groups trainable.
 
-        Groups: the stem, the four stages, the attention pool. With ``freeze_bn_stats`` the batch
-        norms of frozen groups stay in eval mode, so their running statistics do not drift.
+        Groups: the stem, the four stages, the attention pool. The batch norms of frozen groups
+        stay in eval mode, so their running statistics do not drift.
         """
         stem = [self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3]
         groups = [stem, [self.layer1], [self.layer2], [self.layer3], [self.layer4], [self.attnpool]]
-        frozen = [m for group in groups[: max(0, len(groups) - unlocked_groups)] for m in group]
-        freeze(frozen)
-        if freeze_bn_stats:
-            self._frozen_bn_modules = [
-                bn for m in frozen for bn in m.modules() if isinstance(bn, nn.BatchNorm2d)
-            ]
-            self._frozen_bn = True
-            self.train(self.training)
+        frozen = freeze_groups(groups, unlocked_groups)
+        self._frozen_bn = [
+            bn for m in frozen for bn in m.modules() if isinstance(bn, nn.BatchNorm2d)
+        ]
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> ModifiedResNet:
         super().train(mode)
-        if self._frozen_bn:
-            for bn in self._frozen_bn_modules:
-                bn.eval()
+        for bn in self._frozen_bn:
+            bn.eval()
         return self

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .config import VisionConfig
-from .layers import LayerNorm, Transformer, freeze
+from .layers import LayerNorm, Transformer, freeze_groups
 
 
 class VisionTransformer(nn.Module):
@@ -66,5 +66,4 @@ class VisionTransformer(nn.Module):
             [blocks[-1], self.ln_post],
             [self.proj],
         ]
-        for group in groups[: max(0, len(groups) - unlocked_groups)]:
-            freeze(group)
+        freeze_groups(groups, unlocked_groups)
