@@ -98,13 +98,13 @@ def clip_loss_distributed(
     """InfoNCE over the batch of every rank, called by all ranks with their local (B, D) pairs.
 
     The features of all ranks are gathered with gradients. With ``local_loss`` (OpenCLIP's
-    ``--local-loss --gather-with-grad``, what it recommends for large runs) this rank scores only its own B images against all texts and its
-    B texts against all images, with targets offset by ``rank * B``: a (B, world_size * B)
-    matrix, and the loss is the mean over this rank's rows, so the mean over ranks is the
-    full-batch :func:`clip_loss`. Without it (the default, so that every rank, and rank 0's
-    log, sees the full-batch loss) every rank builds the whole (world_size * B)^2 matrix and
-    returns the full-batch loss itself. Either way DDP's averaged gradients equal those of the
-    full-batch loss. One process: :func:`clip_loss`.
+    ``--local-loss --gather-with-grad``, recommended for large runs) this rank scores its B
+    images against all texts and its B texts against all images, targets offset by
+    ``rank * B``: a (B, world_size * B) matrix whose mean over ranks is the full-batch
+    :func:`clip_loss`. Without it (the default, so that rank 0's log shows the full-batch loss)
+    every rank builds the whole (world_size * B)^2 matrix and returns the full-batch loss.
+    Either way DDP's averaged gradients equal the full-batch loss's. One process:
+    :func:`clip_loss`.
     """
     all_images, all_texts = gather_features(image_features, text_features)
     if not local_loss:
