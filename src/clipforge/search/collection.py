@@ -45,10 +45,7 @@ class Collection:
     """
 
     def __init__(
-        self,
-        root: str | os.PathLike,
-        partitions: list[int] | None = None,
-        modality: str = "image",
+        self, root: str | os.PathLike, partitions: list[int] | None = None, modality: str = "image"
     ) -> None:
         self.root = Path(root).resolve()
         self.info = layout.read_info(self.root)

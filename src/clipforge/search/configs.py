@@ -82,14 +82,8 @@ class IndexConfig(_SearchConfig):
     n_queries: int = option(1000, help="Sampled rows measuring recall against exact search.")
 
     def __post_init__(self) -> None:
-        check_plan_options(
-            self.kind,
-            self.memory_budget_gb,
-            self.latency_budget_ms,
-            train_size=self.train_size,
-            nlist=self.nlist,
-            pq_m=self.pq_m,
-        )
+        sizes = {"train_size": self.train_size, "nlist": self.nlist, "pq_m": self.pq_m}
+        check_plan_options(self.kind, self.memory_budget_gb, self.latency_budget_ms, **sizes)
         _check_choice("modality", self.modality, MODALITIES)
         if not 0 < self.recall_target <= 1:
             raise ValueError(f"recall_target must be in (0, 1], got {self.recall_target}")
