@@ -1,15 +1,20 @@
 """CLIP image preprocessing without torchvision: loading, inference and training transforms.
 
 Inference matches OpenCLIP's ``image_transform(size, is_train=False)`` to the bit on Pillow +
-torch alone, so clipforge does not depend on torchvision. Submodules: ``config`` (constants and
-:class:`PreprocessConfig`), ``loading`` (:func:`load_image`), ``functional`` (the pure image
-operations) and ``pipelines`` (the transforms).
+torch alone, so clipforge does not depend on torchvision. Submodules: ``loading``
+(:func:`load_image`), ``functional`` (the pure image operations) and ``pipelines`` (the
+transforms and their :class:`PreprocessConfig`).
 """
 
-from clipforge.transforms.config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PreprocessConfig
+from clipforge.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from clipforge.transforms.functional import to_tensor
 from clipforge.transforms.loading import ImageDecodeError, load_image
-from clipforge.transforms.pipelines import InferenceTransform, TrainTransform, image_transform
+from clipforge.transforms.pipelines import (
+    InferenceTransform,
+    PreprocessConfig,
+    TrainTransform,
+    image_transform,
+)
 
 __all__ = [
     "OPENAI_CLIP_MEAN",

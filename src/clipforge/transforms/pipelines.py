@@ -4,17 +4,22 @@ The inference transform reproduces OpenCLIP's ``image_transform(size, is_train=F
 (the reference tensors in ``tests/fixtures/preprocess`` are matched to 1e-6), because a model
 evaluated on differently resampled pixels loses accuracy for no visible reason. The training
 transform follows OpenCLIP's CLIP recipe, with every random draw taken from one
-``torch.Generator`` so that a run can be replayed.
+``torch.Generator`` so that a run can be replayed. :class:`PreprocessConfig` rejects unknown
+keys and bad values: a typo such as ``"resize_mod"`` would otherwise silently fall back to the
+default and feed the model differently framed images than it was trained on.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
-from clipforge.transforms.config import PIL_RESAMPLE, PreprocessConfig
+from clipforge.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from clipforge.transforms.functional import (
     center_crop_or_pad,
     color_jitter,
@@ -26,12 +31,79 @@ from clipforge.transforms.functional import (
     to_tensor,
     uniform,
 )
+from clipforge.typed_config import build_dataclass, to_plain
+
+# Pillow filters behind the interpolation names. Pillow still picks NEAREST for "P" and "1"
+# images whatever is asked, exactly as torchvision's PIL path does.
+PIL_RESAMPLE: dict[str, Image.Resampling] = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+# shortest: resize the short side to the size, centre crop (CLIP's own preprocessing).
+# longest: resize the long side to the size, pad to a square with zeros (keeps the whole image).
+# squash: resize both sides to the size, ignoring the aspect ratio.
+RESIZE_MODES: tuple[str, ...] = ("shortest", "longest", "squash")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessConfig:
+    """How images are framed and normalised for a model; ``image_size`` is the square side S."""
+
+    image_size: int = 224
+    mean: tuple[float, float, float] = OPENAI_CLIP_MEAN
+    std: tuple[float, float, float] = OPENAI_CLIP_STD
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"PreprocessConfig.image_size={size!r} must be an int > 0")
+        # Lists arrive from JSON/YAML; store tuples so the frozen config stays hashable.
+        object.__setattr__(self, "mean", _three_floats("mean", self.mean))
+        object.__setattr__(self, "std", _three_floats("std", self.std))
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"PreprocessConfig.std={self.std!r}: every value must be > 0")
+        if self.interpolation not in PIL_RESAMPLE:
+            raise ValueError(
+                f"PreprocessConfig.interpolation={self.interpolation!r} must be one of "
+                f"{sorted(PIL_RESAMPLE)}"
+            )
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"PreprocessConfig.resize_mode={self.resize_mode!r} must be one of "
+                f"{list(RESIZE_MODES)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe form (lists, not tuples: ``yaml.safe_dump`` rejects tuples)."""
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
+        return build_dataclass(cls, data, "PreprocessConfig", ValueError)
+
+
+def _three_floats(name: str, value: Any) -> tuple[float, float, float]:
+    """One finite float per RGB channel, or a ValueError naming the field."""
+    values = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(values) != 3 or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise ValueError(
+            f"PreprocessConfig.{name}={value!r} must be 3 finite numbers, one per RGB channel"
+        )
+    return (float(values[0]), float(values[1]), float(values[2]))
+
 
 ColorJitterAmounts = float | tuple[float, float, float] | tuple[float, float, float, float]
 
 
 class _NormalizingTransform:
-    """Shared tail of both transforms: RGB tensor, then per-channel (x - mean) / std."""
+    """What both transforms share: their ``frame`` of the image, then (x - mean) / std per channel."""
 
     def __init__(self, config: PreprocessConfig) -> None:
         if not isinstance(config, PreprocessConfig):
@@ -45,14 +117,15 @@ class _NormalizingTransform:
         self._mean = torch.tensor(config.mean, dtype=torch.float32).view(3, 1, 1)
         self._std = torch.tensor(config.std, dtype=torch.float32).view(3, 1, 1)
 
-    def _check_input(self, img: object) -> None:
+    def __call__(self, img: Image.Image) -> torch.Tensor:
         if not isinstance(img, Image.Image):
             raise TypeError(
                 f"{type(self).__name__} takes a PIL.Image.Image, got {type(img).__name__}"
             )
+        return to_tensor(self.frame(img)).sub_(self._mean).div_(self._std)  # (3, S, S)
 
-    def _normalize(self, img: Image.Image) -> torch.Tensor:
-        return to_tensor(img).sub_(self._mean).div_(self._std)  # (3, S, S)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
 
 
 class InferenceTransform(_NormalizingTransform):
@@ -71,13 +144,6 @@ class InferenceTransform(_NormalizingTransform):
         if self.config.resize_mode == "longest":
             return center_crop_or_pad(resize_longest(img, size, self._resample), size)
         return center_crop_or_pad(resize_shortest(img, size, self._resample), size)
-
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        self._check_input(img)
-        return self._normalize(self.frame(img))
-
-    def __repr__(self) -> str:
-        return f"InferenceTransform({self.config!r})"
 
 
 class TrainTransform(_NormalizingTransform):
@@ -125,8 +191,8 @@ class TrainTransform(_NormalizingTransform):
     def _happens(self, probability: float) -> bool:
         return probability > 0.0 and uniform(0.0, 1.0, self.generator) < probability
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        self._check_input(img)
+    def frame(self, img: Image.Image) -> Image.Image:
+        """A random resized crop to ``S``x``S`` in RGB, then the colour augmentations."""
         size = self.config.image_size
         width, height = img.size
         left, top, crop_w, crop_h = random_resized_crop_box(
@@ -138,7 +204,7 @@ class TrainTransform(_NormalizingTransform):
             rgb = color_jitter(rgb, self.color_jitter, self.generator)
         if self._happens(self.grayscale_prob):
             rgb = rgb.convert("L").convert("RGB")
-        return self._normalize(rgb)
+        return rgb
 
     def __repr__(self) -> str:
         return (
