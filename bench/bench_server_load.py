@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import torch
 
 import clipforge
+from clipforge.models.digest import weights_digest
 from clipforge.search import layout
-from clipforge.search.embed import weights_digest
 from clipforge.search.index import build_index
 
 PARTITION_ROWS = 10_000
