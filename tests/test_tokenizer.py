@@ -28,8 +28,14 @@ from clipforge.tokenizer import (
     VOCAB_SIZE,
     Tokenizer,
 )
-from clipforge.tokenizer.bpe import _PIECE_PATTERN, _WordCache, encode_word
-from clipforge.tokenizer.cleaning import clean_text, full_clean_text, needs_full_cleaning
+from clipforge.tokenizer.bpe import (
+    _PIECE_PATTERN,
+    _WordCache,
+    clean_text,
+    encode_word,
+    full_clean_text,
+    needs_full_cleaning,
+)
 from clipforge.tokenizer.vocab import END_OF_WORD, byte_symbols, load_vocab
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "tokenizer_cases.json").read_text())[
