@@ -39,9 +39,7 @@ class CLIP(nn.Module):
         self.logit_bias = None
         if cfg.init_logit_bias is not None:
             self.logit_bias = nn.Parameter(torch.tensor(cfg.init_logit_bias))
-        self._init_text_parameters()
-
-    def _init_text_parameters(self) -> None:
+        # The text tower initialised as OpenAI did; the order fixes what a seed gives.
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
         self.transformer.init_parameters()

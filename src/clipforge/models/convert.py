@@ -48,10 +48,6 @@ _TOWERS = [("text_model.encoder.layers", "transformer.resblocks"),
            ("vision_model.encoder.layers", "visual.transformer.resblocks")]  # fmt: skip
 
 
-def is_hf_state_dict(state_dict: dict[str, Tensor]) -> bool:
-    return any(k.startswith(("text_model.", "vision_model.")) for k in state_dict)
-
-
 def hf_config_to_clipforge(hf: dict[str, Any]) -> CLIPConfig:
     """A clipforge config from a Hugging Face ``CLIPConfig`` dict (``config.json``)."""
     try:

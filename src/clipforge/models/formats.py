@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from .config import CLIPConfig, ConfigError, config_from_document, parse_json_object
-from .convert import hf_config_to_clipforge, hf_to_clipforge, is_hf_state_dict
+from .convert import hf_config_to_clipforge, hf_to_clipforge
 from .hub import DIRECTORY_LAYOUTS, HF_HUB_PREFIX, download_from_hub
 from .infer import infer_config
 
@@ -64,7 +64,7 @@ def read_checkpoint(source: str | os.PathLike) -> Checkpoint:
             where = f"{source} (metadata 'config')"
             document = parse_json_object(metadata["config"], where, CheckpointError)
             config = config_from_document(document, where)
-        if is_hf_state_dict(state_dict):
+        if any(k.startswith(("text_model.", "vision_model.")) for k in state_dict):
             raise CheckpointError(
                 f"{source} holds a Hugging Face CLIPModel state dict, whose architecture is in "
                 "its config.json: pass the directory that holds both"
@@ -88,19 +88,14 @@ def _read_directory(path: Path) -> Checkpoint:
     weights = next((path / w for w in weight_names if (path / w).is_file()), None)
     if weights is None:
         raise CheckpointError(f"directory {str(path)!r} holds none of {weight_names}")
-    state_dict = _read_weights_file(weights)
+    is_safetensors = weights.suffix == ".safetensors"
+    state_dict = _read_safetensors(weights)[0] if is_safetensors else _read_torch_pickle(weights)
     if data.get("model_type") != "clip" and "CLIPModel" not in data.get("architectures", []):
         return Checkpoint(state_dict, config_from_document(data, str(config_file)), str(path))
     try:
         return Checkpoint(hf_to_clipforge(state_dict), hf_config_to_clipforge(data), str(path))
     except KeyError as err:
         raise CheckpointError(f"{weights}: not a CLIPModel state dict ({err})") from None
-
-
-def _read_weights_file(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)[0]
-    return _read_torch_pickle(path)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str] | None]:

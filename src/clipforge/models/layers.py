@@ -33,10 +33,6 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-def activation(quick_gelu: bool) -> nn.Module:
-    return QuickGELU() if quick_gelu else nn.GELU()
-
-
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a packed q/k/v projection, run by SDPA."""
 
@@ -69,7 +65,7 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = nn.Sequential(
             OrderedDict(
                 c_fc=nn.Linear(width, hidden),
-                gelu=activation(quick_gelu),
+                gelu=QuickGELU() if quick_gelu else nn.GELU(),
                 c_proj=nn.Linear(hidden, width),
             )
         )
