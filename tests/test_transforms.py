@@ -24,7 +24,7 @@ from clipforge.transforms import (
     load_image,
     to_tensor,
 )
-from clipforge.transforms.functional import center_crop_or_pad, random_resized_crop_box
+from clipforge.transforms.pipelines import center_crop_or_pad, random_resized_crop_box
 
 FIXTURES = Path(__file__).parent / "fixtures" / "preprocess"
 FIXTURE_STEMS = sorted(p.stem for p in FIXTURES.glob("*.png"))

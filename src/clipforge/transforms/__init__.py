@@ -2,18 +2,18 @@
 
 Inference matches OpenCLIP's ``image_transform(size, is_train=False)`` to the bit on Pillow +
 torch alone, so clipforge does not depend on torchvision. Submodules: ``loading``
-(:func:`load_image`), ``functional`` (the pure image operations) and ``pipelines`` (the
-transforms and their :class:`PreprocessConfig`).
+(:func:`load_image`) and ``pipelines`` (the image operations, the transforms and their
+:class:`PreprocessConfig`).
 """
 
 from clipforge.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from clipforge.transforms.functional import to_tensor
 from clipforge.transforms.loading import ImageDecodeError, load_image
 from clipforge.transforms.pipelines import (
     InferenceTransform,
     PreprocessConfig,
     TrainTransform,
     image_transform,
+    to_tensor,
 )
 
 __all__ = [

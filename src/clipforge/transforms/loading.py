@@ -24,11 +24,8 @@ def load_image(
     *,
     name: str | None = None,
 ) -> Image.Image:
-    """Open and fully decode an image, keeping its original mode.
-
-    The mode is not converted here because the inference transform must resize in the original
-    mode to match OpenCLIP exactly (Pillow resizes "P", "RGBA" and "L" images differently).
-    EXIF orientation is deliberately ignored, as OpenCLIP ignores it.
+    """Open and fully decode an image, keeping its original mode, which the inference transform
+    needs to match OpenCLIP exactly; EXIF orientation is ignored, as OpenCLIP ignores it.
 
     ``name`` labels the image in error messages (e.g. a shard key for bytes); it defaults to the
     path, or ``<N bytes>`` for byte input.
