@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -60,15 +59,13 @@ from .siglip import (
 LossFn = Callable[..., torch.Tensor]
 
 # The training losses: each works in one process and, called by every rank, on the global batch.
-_LOSSES: Mapping[str, LossFn] = MappingProxyType(
-    {
-        "clip": clip_loss_distributed,
-        "siglip": siglip_loss_distributed,
-        "infoloob": infoloob_loss_distributed,
-        "cloob": cloob_loss_distributed,
-        "distill": distill_loss_distributed,
-    }
-)
+_LOSSES: dict[str, LossFn] = {
+    "clip": clip_loss_distributed,
+    "siglip": siglip_loss_distributed,
+    "infoloob": infoloob_loss_distributed,
+    "cloob": cloob_loss_distributed,
+    "distill": distill_loss_distributed,
+}
 
 
 def loss_names() -> list[str]:

@@ -13,8 +13,6 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -145,19 +143,17 @@ def mlp_width(width: int, mlp_ratio: float) -> int:
     return int(round(width * mlp_ratio, 6))
 
 
-@cache
-def _config_dir() -> Path:
-    return Path(str(resources.files("clipforge.models") / "configs"))
+_CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 def list_models() -> list[str]:
     """Names of the registered model configs, sorted."""
-    return sorted(p.stem for p in _config_dir().glob("*.json"))
+    return sorted(p.stem for p in _CONFIG_DIR.glob("*.json"))
 
 
 def get_model_config(name: str) -> CLIPConfig:
     """The registered config ``name``; an unknown name lists the closest known ones."""
-    path = _config_dir() / f"{name}.json"
+    path = _CONFIG_DIR / f"{name}.json"
     if not path.is_file():
         close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

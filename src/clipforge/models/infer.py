@@ -26,9 +26,7 @@ def layer_indices(state_dict: dict[str, Tensor], prefix: str) -> list[int]:
 def infer_config(state_dict: dict[str, Tensor], *, quick_gelu: bool) -> CLIPConfig:
     """Read a CLIP architecture off the tensor shapes of an OpenAI-layout state dict.
 
-    Head counts are not visible in shapes; like OpenAI's loader this assumes 64-wide heads
-    (the width of every released CLIP). The activation is not visible either, so the caller
-    says it (OpenAI's own checkpoints use QuickGELU).
+    Heads are assumed 64 wide (as in every released CLIP); ``quick_gelu`` is the caller's call.
     """
     try:
         width = state_dict["ln_final.weight"].shape[0]
