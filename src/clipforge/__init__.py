@@ -15,7 +15,6 @@ __all__ = [
     "CLIPConfig",
     "__version__",
     "create_model",
-    "create_model_and_transforms",
     "get_model_config",
     "get_tokenizer",
     "list_models",
@@ -24,9 +23,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Tokenizer and transforms load their own dependencies; import them only when asked.
-    if name in ("create_model_and_transforms", "get_tokenizer"):
-        from . import api
+    # The tokenizer loads its own dependencies; import it only when asked.
+    if name == "get_tokenizer":
+        from .api import get_tokenizer
 
-        return getattr(api, name)
+        return get_tokenizer
     raise AttributeError(f"module 'clipforge' has no attribute {name!r}")

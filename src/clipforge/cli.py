@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from enum import Enum
@@ -13,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_config import config_command
+from .cli_config import config_command, keyword_param
 from .cli_eval import register as _register_eval
 from .cli_search import register as _register_search
 from .train.config import TrainConfig
@@ -132,13 +131,8 @@ def _train(config: TrainConfig, resume: str | None) -> None:
     )
 
 
-_RESUME = inspect.Parameter(
-    "resume",
-    inspect.Parameter.KEYWORD_ONLY,
-    annotation=Annotated[
-        str | None, typer.Option(help="'latest' or a checkpoint file to continue from.")
-    ],
-    default=None,
+_RESUME = keyword_param(
+    "resume", str | None, typer.Option(help="'latest' or a checkpoint file to continue from."), None
 )
 # A training config has five sections of many keys: they are set with --set section.key=value
 # (and listed by --print-config), not given a flag each.

@@ -32,7 +32,6 @@ class Flag:
     """One generated option: the field it sets (dotted ``key``) and how typer sees it."""
 
     key: str
-    param: str
     option: str
     annotation: Any
     help: str
@@ -52,9 +51,8 @@ def config_flags(cls: type, arguments: tuple[str, ...] = ()) -> list[Flag]:
         if name in taken:
             name = key.replace(".", "-").replace("_", "-")
         taken.add(name)
-        flags.append(Flag(key=key, param="f_" + key.replace(".", "__"), option=name,
-                          annotation=_option_type(annotation), help=spec.metadata.get("help", ""),
-                          default=spec.default))  # fmt: skip
+        flags.append(Flag(key=key, option=name, annotation=_option_type(annotation),
+                          help=spec.metadata.get("help", ""), default=spec.default))  # fmt: skip
     return flags
 
 
@@ -85,11 +83,9 @@ def config_command(
     def command(**values: Any) -> None:
         given = values.pop("config")
         data = {**(defaults or {})}
-        for key in arguments:
+        for key in [*arguments, *(flag.key for flag in generated)]:
             if values.get(_param(key)) not in (None, []):
-                data[key] = values.pop(_param(key))
-        data |= {flag.key: values[flag.param] for flag in generated
-                 if values.get(flag.param) is not None}  # fmt: skip
+                data[key] = values[_param(key)]
         path = None if given is None else (recipe or Path)(given)
         config = cls.load(path, values.pop("set_") or [], values=data)
         if values.pop("print_config"):
@@ -101,9 +97,9 @@ def config_command(
     params += [_argument(key, types_[key], text) for key, text in arguments.items()]
     params += [_flag_param(flag) for flag in generated] + list(extra)
     params += [
-        _param_of("set_", list[str] | None, typer.Option(
+        keyword_param("set_", list[str] | None, typer.Option(
             "--set", help="Override any field, e.g. run.batch_size=64 (repeatable)."), None),
-        _param_of("print_config", bool, typer.Option(
+        keyword_param("print_config", bool, typer.Option(
             "--print-config", help="Print the effective config as YAML and exit."), False),
     ]  # fmt: skip
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -129,14 +125,14 @@ def _flag_param(flag: Flag) -> inspect.Parameter:
         shown = ",".join(map(str, shown))
     info = typer.Option(decls, help=flag.help or f"Sets {flag.key}.",
                         show_default=False if shown is None else str(shown))  # fmt: skip
-    return _param_of(flag.param, flag.annotation | None, info, None)
+    return keyword_param(_param(flag.key), flag.annotation | None, info, None)
 
 
 def _argument(key: str, annotation: Any, text: str) -> inspect.Parameter:
     tuples = any(typing.get_origin(kind) is tuple for kind in value_types(annotation))
     kind = list[str] if tuples else str
     info = typer.Argument(help=text, show_default=False, metavar=key.upper())
-    return _param_of(_param(key), kind | None, info, None)
+    return keyword_param(_param(key), kind | None, info, None)
 
 
 def _recipe_param(*, required: bool) -> inspect.Parameter:
@@ -146,12 +142,13 @@ def _recipe_param(*, required: bool) -> inspect.Parameter:
             show_default=False,
             metavar="CONFIG",
         )
-        return _param_of("config", str, info, inspect.Parameter.empty)
+        return keyword_param("config", str, info, inspect.Parameter.empty)
     info = typer.Option("--config", help="YAML recipe of this command's config.")
-    return _param_of("config", str | None, info, None)
+    return keyword_param("config", str | None, info, None)
 
 
-def _param_of(name: str, annotation: Any, info: Any, default: Any) -> inspect.Parameter:
+def keyword_param(name: str, annotation: Any, info: Any, default: Any) -> inspect.Parameter:
+    """A keyword-only parameter that typer reads through ``info`` (an Option or Argument)."""
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, info],
         default=default,
@@ -159,4 +156,5 @@ def _param_of(name: str, annotation: Any, info: Any, default: Any) -> inspect.Pa
 
 
 def _param(key: str) -> str:
+    """The Python name of the parameter that takes ``key`` (a positional argument or a flag)."""
     return "a_" + key.replace(".", "__")

@@ -1,13 +1,9 @@
-"""Process-group helpers for multi-process training.
+"""Process-group helpers for multi-process training; model code never calls any of this.
 
-The trainer starts the group with :func:`init_distributed` (``torchrun`` sets the environment);
-the losses use :func:`world_info` and the two collectives that carry gradients back to the
-rank that owns the data, :func:`all_gather_with_grad` and :func:`ring_exchange`. Model code never
-calls any of this. Nothing here keeps state between calls: each function asks
-``torch.distributed`` for the current group.
-
-Both collectives need the same tensor shape on every rank (use ``drop_last`` in the loader).
-:func:`all_gather_rows` exchanges data without gradient (ranks rendering shares of a data set).
+The trainer joins the group with :func:`init_distributed` (``torchrun`` sets the environment);
+the losses use :func:`world_info` and the two collectives that carry gradients back to the rank
+that owns the data, :func:`all_gather_with_grad` and :func:`ring_exchange` (both need one tensor
+shape on every rank). Nothing here keeps state: each call asks ``torch.distributed``.
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ class DistInfo:
     """Where this process sits in the run.
 
     ``backend`` is None for a plain single process, where no process group exists.
-    ``device`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU.
     """
 
     rank: int
@@ -114,24 +109,28 @@ def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tupl
 
 
 def init_distributed(
-    backend: str | None = None, *, timeout: timedelta = timedelta(minutes=30)
+    backend: str | None = None,
+    *,
+    timeout: timedelta = timedelta(minutes=30),
+    device: str | torch.device | None = None,
 ) -> DistInfo:
     """Join the process group described by torchrun's environment variables.
 
-    Without ``WORLD_SIZE`` in the environment this is a single-process run: nothing is
-    initialised and the result says rank 0 of 1. With it, ``RANK``, ``LOCAL_RANK``,
+    Without ``WORLD_SIZE`` in the environment this is a single-process run on ``device``
+    (:func:`resolve_device`): nothing is initialised and the result says rank 0 of 1. With it, ``RANK``, ``LOCAL_RANK``,
     ``MASTER_ADDR`` and ``MASTER_PORT`` must be set too (torchrun sets all five). ``backend``
     defaults to :func:`default_backend`; with NCCL the current CUDA device is set to
     ``LOCAL_RANK`` so that collectives run on this process's GPU. ``timeout`` bounds every
     collective, so a rank that died turns into an error on the others rather than a hang.
     Called again once the group exists, it describes that group instead of starting another.
+    In a group each rank runs on its own device (``cuda:LOCAL_RANK`` or the CPU).
     """
     if dist.is_available() and dist.is_initialized():
         rank, world_size = world_info()
         local_rank = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
         return DistInfo(rank, world_size, local_rank, dist.get_backend(), _device(local_rank))
     if "WORLD_SIZE" not in os.environ:
-        return DistInfo(0, 1, 0, None, _device(0))
+        return DistInfo(0, 1, 0, None, resolve_device(device))
     missing = [name for name in TORCHRUN_ENV_VARS if name not in os.environ]
     if missing:
         raise ValueError(

@@ -14,7 +14,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from ..distributed import DistInfo, init_distributed, resolve_device
+from ..distributed import DistInfo
 from ..losses import SIGLIP_INIT_LOGIT_BIAS, SIGLIP_INIT_LOGIT_SCALE, create_loss
 from ..models import CLIP, create_model
 from ..precision import TRAIN_PRECISIONS, Precision, resolve_precision
@@ -29,15 +29,6 @@ _NO_BUFFER_SYNC = (
     if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
     else {"broadcast_buffers": False}
 )
-
-
-def join(cfg: TrainConfig) -> DistInfo:
-    """Join torchrun's process group, if the environment describes one, and settle the device:
-    ``run.device`` alone, each rank's own device (``cuda:LOCAL_RANK`` or the CPU) in a group."""
-    dist = init_distributed()
-    if dist.world_size > 1:
-        return dist
-    return dataclasses.replace(dist, device=resolve_device(cfg.run.device))
 
 
 def build_model(cfg: TrainConfig, device: torch.device) -> CLIP:

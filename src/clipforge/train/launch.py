@@ -1,11 +1,9 @@
 """``fit``: train from a config alone, in this process, as one torchrun rank, or in
 ``run.processes`` local processes that ``fit`` starts itself.
 
-``run.processes`` is the one-command way to use one machine's cores better than threads do: a
-small model's operations are too small to split well across threads, so N one-thread processes
-on the same global batch train faster than one N-thread process (``docs/benchmarks.md``). Each
-worker joins a group on localhost as a torchrun rank would; rank 0 saves its weights and history
-for the parent, which builds no model of its own and returns them as a one-process ``fit`` would.
+Small models train faster as N one-thread processes on one global batch than as one N-thread
+process (``docs/benchmarks.md``). Each worker joins a group on localhost as a torchrun rank
+would; rank 0 hands its weights and history to the parent, which builds no model of its own.
 """
 
 from __future__ import annotations
@@ -16,16 +14,16 @@ import os
 import pickle
 import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ..distributed import resolve_device
+from ..distributed import init_distributed, resolve_device
 from ..models import create_model, save_model
-from .build import build_model, join
+from .build import build_model
 from .config import TrainConfig
 from .data import build_batches
 from .loop import EvalFn, RunResult, train
@@ -56,7 +54,7 @@ def fit_this_process(
 ) -> RunResult:
     """``fit`` in this process, as one rank of the group torchrun's environment describes
     (or alone)."""
-    where = join(cfg)
+    where = init_distributed(device=cfg.run.device)
     torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
     model = build_model(cfg, where.device)
     batches = build_batches(cfg, image_size=model.image_size, context_length=model.context_length)
@@ -68,7 +66,13 @@ def _fit_in_processes(
 ) -> RunResult:
     """Train as ``cfg`` says in ``cfg.run.processes`` spawned processes; return rank 0's result."""
     n = cfg.run.processes
-    _check_picklable(eval_fn)
+    try:
+        pickle.dumps(eval_fn)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise TypeError(
+            f"run.processes > 1 sends eval_fn to the worker processes, so it must be picklable "
+            f"(a module-level function or a functools.partial of one): {err}"
+        ) from None
     run_dir = Path(cfg.run.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".processes-", dir=run_dir) as tmp:
@@ -78,8 +82,10 @@ def _fit_in_processes(
         # What torchrun would set, but RANK and LOCAL_RANK, which each worker sets to its own.
         group = {"WORLD_SIZE": str(n), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
         log_level = logging.getLogger().getEffectiveLevel()
+        # Workers start with OMP_NUM_THREADS set: torch.set_num_threads in a worker is not
+        # enough, as its OpenMP pool is sized at import (docs/benchmarks.md).
         try:
-            with _thread_environment(threads):
+            with mock.patch.dict(os.environ, OMP_NUM_THREADS=str(threads)):
                 mp.start_processes(
                     _worker,
                     args=(group, threads, log_level, cfg, resume, eval_fn, handoff),
@@ -130,32 +136,6 @@ def _worker_error(handoff: Path, failure: mp.ProcessRaisedException) -> BaseExce
         return pickle.loads((handoff / f"error-{failure.error_index}.pkl").read_bytes())
     except (OSError, pickle.UnpicklingError, AttributeError, EOFError, TypeError):
         return failure
-
-
-def _check_picklable(eval_fn: EvalFn | None) -> None:
-    try:
-        pickle.dumps(eval_fn)
-    except (pickle.PicklingError, AttributeError, TypeError) as err:
-        raise TypeError(
-            f"run.processes > 1 sends eval_fn to the worker processes, so it must be picklable "
-            f"(a module-level function or a functools.partial of one): {err}"
-        ) from None
-
-
-@contextlib.contextmanager
-def _thread_environment(threads: int) -> Iterator[None]:
-    """Spawned workers start with OMP_NUM_THREADS=``threads``: ``torch.set_num_threads`` in a
-    worker is not enough, as its OpenMP pool is sized at import (``docs/benchmarks.md`` has
-    the throughput with and without the variable)."""
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["OMP_NUM_THREADS"]
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
 
 
 def _free_port() -> int:

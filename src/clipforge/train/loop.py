@@ -3,20 +3,21 @@ around :func:`train_step`, which does the actual work."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..distributed import DistInfo
+from ..distributed import DistInfo, init_distributed
 from ..models import CLIP
 from ..progress import progress_bar
 from .batches import StepBatches
-from .build import build_model, join, new_state, step_context
+from .build import build_model, new_state, step_context
 from .config import TrainConfig
 from .state import load_checkpoint, resolve_resume, save_checkpoint
 from .step import train_step
@@ -45,9 +46,10 @@ def train(
 ) -> RunResult:
     """Run (or resume) training as ``cfg`` says, on ``batches``; return the model and history.
 
-    ``dist`` says where this process trains (:func:`.build.join`); without it this call joins.
+    ``dist`` says where this process trains; without it this call joins torchrun's group (if
+    any) through :func:`~clipforge.distributed.init_distributed`.
     """
-    dist = dist or join(cfg)
+    dist = dist or init_distributed(device=cfg.run.device)
     torch.manual_seed(cfg.run.seed + dist.rank)
     run_dir = Path(cfg.run.out_dir)
     if dist.is_main:
@@ -65,7 +67,7 @@ def train(
     start_time, start_step = time.perf_counter(), state.step
     show = dist.is_main and run.progress
     with (
-        _RunLog(run_dir, run.tensorboard, enabled=dist.is_main) as log,
+        _run_log(run_dir, run.tensorboard, enabled=dist.is_main) as log,
         progress_bar("train", run.steps, start=state.step, enabled=show) as progress,
     ):
         for batch in batches(state.step):
@@ -81,12 +83,12 @@ def train(
             )
             if step % run.log_every == 0 or step == run.steps:
                 result.history.append(metrics)
-                log.write(metrics)
+                log(metrics)
             if checkpoint_due and step % run.checkpoint_every == 0:
                 save_checkpoint(run_dir, state, keep_last=run.keep_last)
             if eval_fn is not None and run.eval_every and step % run.eval_every == 0:
                 result.evals.append({"step": step, **eval_fn(model)})
-                log.write(result.evals[-1])
+                log(result.evals[-1])
         if checkpoint_due and state.step % run.checkpoint_every:
             save_checkpoint(run_dir, state, keep_last=run.keep_last)
     result.step = state.step
@@ -95,30 +97,27 @@ def train(
     return result
 
 
-class _RunLog:
-    """``log.jsonl`` and, with ``run.tensorboard``, TensorBoard events; silent when not
-    ``enabled`` (every rank but the main one)."""
+@contextlib.contextmanager
+def _run_log(
+    run_dir: Path, tensorboard: bool, *, enabled: bool
+) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Yields ``write(metrics)``: a line of ``log.jsonl`` and, with ``run.tensorboard``,
+    TensorBoard scalars; a no-op when not ``enabled`` (every rank but the main one)."""
+    if not enabled:
+        yield lambda metrics: None
+        return
+    with contextlib.ExitStack() as stack:
+        file = stack.enter_context(open(run_dir / "log.jsonl", "a"))
+        board = stack.enter_context(_tensorboard(run_dir)) if tensorboard else None
 
-    def __init__(self, run_dir: Path, tensorboard: bool, *, enabled: bool) -> None:
-        self._file = open(run_dir / "log.jsonl", "a") if enabled else None  # noqa: SIM115
-        self._tensorboard = _tensorboard(run_dir) if enabled and tensorboard else None
-
-    def __enter__(self) -> _RunLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sink in (self._file, self._tensorboard):
-            if sink is not None:
-                sink.close()
-
-    def write(self, metrics: dict[str, Any]) -> None:
-        if self._file is not None:
-            self._file.write(json.dumps({**metrics, "time": time.time()}) + "\n")
-            self._file.flush()
-        if self._tensorboard is not None:
+        def write(metrics: dict[str, Any]) -> None:
+            file.write(json.dumps({**metrics, "time": time.time()}) + "\n")
+            file.flush()
             for key, value in metrics.items():
-                if key != "step" and isinstance(value, int | float):
-                    self._tensorboard.add_scalar(key, value, metrics["step"])
+                if board is not None and key != "step" and isinstance(value, int | float):
+                    board.add_scalar(key, value, metrics["step"])
+
+        yield write
 
 
 def _tensorboard(run_dir: Path):
