@@ -33,7 +33,7 @@ from clipforge.evaluate import (
     run_eval,
 )
 from clipforge.evaluate.splits import check_disjoint
-from clipforge.evaluate.tasks import fewshot, linear_probe, robustness
+from clipforge.evaluate.tasks import fewshot, robustness
 from clipforge.evaluate.tasks.common import LabelSpace
 from clipforge.models import CLIP
 from clipforge.transforms import image_transform
@@ -383,7 +383,6 @@ def probe_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
             train_x, train_y, val_x, val_y, num_classes=num_classes, lam=1.0, max_iter=50
         )
 
-    monkeypatch.setattr(linear_probe, "fit_linear_probe", fixed_lambda)
     monkeypatch.setattr(fewshot, "fit_linear_probe", fixed_lambda)
     return calls
 

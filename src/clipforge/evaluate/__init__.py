@@ -1,17 +1,8 @@
 """Evaluation: metrics as CLIP_benchmark defines them, tasks, results and reports.
 
-Run a task from Python as the ``clipforge eval`` command does::
-
-    from clipforge.evaluate import EvalConfig, run_eval
-
-    result = run_eval(EvalConfig(task="zeroshot", dataset="shapes/shape", model="shapes-rn",
-                                 pretrained="runs/demo/checkpoints/step_140.safetensors"))
-    result["metrics"]["acc1"]
-
-Tasks: ``zeroshot``, ``retrieval``, ``linear-probe``, ``fewshot``, ``robustness`` (see
-:mod:`clipforge.evaluate.tasks`); the metrics are in :mod:`clipforge.evaluate.metrics`;
-features are cached on disk (:mod:`.cache`); results are JSON documents (:mod:`.results`) that
-:func:`write_report` renders as markdown, HTML and plots.
+``run_eval(EvalConfig(...))`` runs a task as ``clipforge eval`` does (docs/evaluation.md);
+tasks are in :mod:`.tasks`, metrics in :mod:`.metrics`, the feature cache in :mod:`.cache`;
+results are JSON documents (:mod:`.results`) that :func:`write_report` renders.
 """
 
 from .config import EvalConfig

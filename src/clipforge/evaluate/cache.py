@@ -1,16 +1,10 @@
 """A disk cache of encoded features, keyed by everything that changes them.
 
 Encoding the images is nearly all of an evaluation's cost; fitting a probe or sweeping shots on
-the features takes seconds. So features are stored once per *key*, a JSON object naming the
-model (its name and a fingerprint of its weights file, or of the weights themselves), the
-precision, the evaluation set (spec, split, layout options, a fingerprint of its path and a
-digest of its sample keys) and the preprocessing. Any change to one of these is a new key, so
-a cached file can be stale only if image files are edited in place under the same names
-(clear the cache then).
-
-Files are ``<sha256 of the key>.safetensors`` written atomically; the key is stored in the
-file's metadata and compared on reading, so a collision or a foreign file is a miss, never
-someone else's features. A file that cannot be read is logged and recomputed.
+the features takes seconds. So features are stored once per *key* (model identity, precision,
+set, preprocessing: docs/evaluation.md, "Feature cache"), as ``<sha256 of the key>.safetensors``
+written atomically. The key is stored in the file's metadata and compared on reading, so a
+collision or a foreign file is a miss, never someone else's features.
 """
 
 from __future__ import annotations
@@ -87,15 +81,6 @@ def model_identity(
         if source is not None and (fingerprint := path_fingerprint(source)) is not None:
             return {"name": label, "weights_file": fingerprint}
     return {"name": label, "weights_blake2b": weights_digest(model)}
-
-
-def keys_digest(keys: list[str]) -> str:
-    """SHA-256 of the sample keys in order: the same set, read in the same order."""
-    digest = hashlib.sha256()
-    for key in keys:
-        digest.update(key.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 class FeatureCache:

@@ -1,11 +1,10 @@
-"""What one evaluation run is asked to do: a frozen, self-checking :class:`EvalConfig`.
+"""What one evaluation run is asked to do: a frozen, self-checking :class:`EvalConfig`, so the
+command line and the Python API reject the same mistakes with the same message.
 
-The command line builds one from its flags (each a field of this config), a YAML recipe and
-``--set`` overrides; the Python API takes one directly; so both reject the same mistakes with
-the same message. Options that only some tasks use live in one section per task (``head``,
-``fewshot``, ``robustness``): a section given for a task that does not read it is an error
-naming the section's values (``shots`` for a zero-shot run is a mistake, not something to
-ignore), and the section of the chosen task is filled with its defaults.
+Options that only some tasks use live in one section per task (``head``, ``fewshot``,
+``robustness``): a section given for a task that does not read it is an error naming its values
+(``shots`` for a zero-shot run is a mistake, not something to ignore), and the section of the
+chosen task is filled with its defaults.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from .cache import default_cache_dir
 TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "linear-probe", "fewshot", "robustness")
 METHODS: tuple[str, ...] = ("tip", "tip-f", "gda", "coop", "linear")
 DEFAULT_SHOTS: tuple[int, ...] = (1, 2, 4, 8, 16)
-# The roles (splits) each task reads; clipforge.evaluate.inputs.open_roles opens them.
+# The roles (splits) each task reads; clipforge.evaluate.splits.open_roles opens them.
 TASK_ROLES: dict[str, tuple[str, ...]] = {
     "zeroshot": ("test",),
     "retrieval": ("test",),
@@ -73,8 +72,23 @@ class FewshotSection:
     shots: tuple[int, ...] = option(DEFAULT_SHOTS, help="Few-shot counts, e.g. 1,2,4,8,16.")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", _checked_methods(self.methods))
-        object.__setattr__(self, "shots", _checked_shots(self.shots))
+        methods, shots = tuple(self.methods), tuple(self.shots)
+        if not methods:
+            raise ValueError(f"fewshot.methods is empty; choose from {', '.join(METHODS)}")
+        for method in methods:
+            if method not in METHODS:
+                raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"fewshot.methods {','.join(methods)} name a method twice")
+        if not shots:
+            raise ValueError("fewshot.shots is empty; give positive integers such as 1,2,4,8,16")
+        for k in shots:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"fewshot.shots must be positive integers, got {k!r}")
+        if len(set(shots)) != len(shots):
+            raise ValueError(f"fewshot.shots {','.join(map(str, shots))} name a count twice")
+        object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "shots", tuple(sorted(shots)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,13 +150,10 @@ class RunSection:
 class EvalConfig(TypedConfig):
     """One evaluation: the task, the data, the model, and how to run it.
 
-    ``dataset`` is a registry name (``shapes/heldout``) or a path
-    (:func:`clipforge.data.evalsets.open_evalset`); ``split`` the test split (the layout's
-    default when None); ``train_split``/``val_split`` the splits few-shot and linear-probe fit
-    and tune on, and robustness calibrates on (:mod:`clipforge.evaluate.splits` explains
-    ``name[start:stop]`` ranges and the defaults). ``model`` (name, config JSON or checkpoint)
-    and ``pretrained`` weights go to :func:`clipforge.create_model`. ``seed`` draws the k-shot
-    sets and seeds training and WaffleCLIP. ``out`` is where :func:`run_eval` writes the result.
+    ``dataset`` goes to :func:`clipforge.data.evalsets.open_evalset`; the splits are explained
+    in :mod:`clipforge.evaluate.splits`; ``model`` and ``pretrained`` go to
+    :func:`clipforge.create_model`; ``seed`` draws the k-shot sets and seeds training and
+    WaffleCLIP.
     """
 
     task: str = option(help="zeroshot, retrieval, linear-probe, fewshot or robustness.")
@@ -200,28 +211,6 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(item) for item in value)
     return repr(value)
-
-
-def _checked_methods(methods: tuple[str, ...]) -> tuple[str, ...]:
-    if not methods:
-        raise ValueError(f"fewshot.methods is empty; choose from {', '.join(METHODS)}")
-    for method in methods:
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if len(set(methods)) != len(methods):
-        raise ValueError(f"fewshot.methods {','.join(methods)} name a method twice")
-    return tuple(methods)
-
-
-def _checked_shots(shots: tuple[int, ...]) -> tuple[int, ...]:
-    if not shots:
-        raise ValueError("fewshot.shots is empty; give positive integers such as 1,2,4,8,16")
-    for k in shots:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"fewshot.shots must be positive integers, got {k!r}")
-    if len(set(shots)) != len(shots):
-        raise ValueError(f"fewshot.shots {','.join(map(str, shots))} name a count twice")
-    return tuple(sorted(shots))
 
 
 def _check_int(value: Any, name: str, *, minimum: int | None) -> None:

@@ -1,12 +1,8 @@
 """Frozen features of an evaluation set: encoded once, in order, with a progress bar; cached.
 
 :class:`CachedEncoder` puts a :class:`~clipforge.evaluate.cache.FeatureCache` in front of the
-run's :class:`~clipforge.encoder.Encoder` (which holds the model, its precision, tokenizer and
-preprocessing). :meth:`CachedEncoder.images` encodes every readable image of a set (unreadable
-ones are skipped and counted by :class:`~clipforge.data.evalsets.EvalLoader`) and returns an
-:class:`EncodedSet`; a second call with the same model, precision, set, split and
-preprocessing reads the features from disk and never runs the image tower. Features are stored
-as the model returns them (unnormalised, float32): the tasks normalise where their method does.
+run's :class:`~clipforge.encoder.Encoder`. Features are stored as the model returns them
+(unnormalised, float32): the tasks normalise where their method does.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import torch
 
 from ..data.evalsets import EvalLoader, EvalSet, LabelBatch
 from ..encoder import Encoder
-from .cache import FeatureCache, keys_digest
+from .cache import FeatureCache
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +76,13 @@ class CachedEncoder:
         """Encode every readable image of ``dataset``; ``describe`` names the set for the cache
         key (spec, split, layout options); model, preprocessing (how images are resized and
         normalised) and sample keys are added here."""
+        keys = "".join(f"{dataset.key(i)}\0" for i in range(len(dataset)))  # same keys, same order
         key = self._key("images")
         key.update(
             preprocess=dataclasses.asdict(self.encoder.transform.config),
             set=describe,
             samples=len(dataset),
-            keys_sha256=keys_digest([dataset.key(i) for i in range(len(dataset))]),
+            keys_sha256=hashlib.sha256(keys.encode("utf-8")).hexdigest(),
         )
         hit = self.cache.get(key)
         if hit is not None:

@@ -1,18 +1,11 @@
 """The zero-shot head of a run, from the config's prompt options or the set's own prompts.
 
-Which prompts, first match wins:
-
-1. ``descriptors`` (DCLIP), ``cupl`` (CuPL), ``waffle`` (WaffleCLIP) or ``templates`` (a
-   file or packaged name), whichever is given (the config allows one);
-2. the set's ``class_prompts`` (one list of prompts per class, e.g. the held-out shapes pairs,
-   whose names need "a"/"an" chosen per colour), unless ``classnames`` renames the classes;
-3. the set's ``templates``;
-4. OpenAI's 80 ImageNet templates (``openai_imagenet``).
-
-``classnames`` (a file of one name per class, in label order) replaces the set's names in the
-prompts; it must name as many classes as the set has. ``language`` picks the language variant
-of template and class-name files; the set's own prompts are English, so another language goes
-straight to the packaged templates of that language.
+Which prompts, first match wins: ``descriptors`` (DCLIP), ``cupl`` (CuPL), ``waffle``
+(WaffleCLIP) or ``templates``, whichever is given; the set's ``class_prompts`` (e.g. the
+held-out shapes pairs, whose names need "a"/"an" chosen per colour), unless ``classnames``
+renames the classes; the set's ``templates``; OpenAI's 80 ImageNet templates. The set's own
+prompts are English, so another ``language`` goes straight to the packaged templates of that
+language.
 """
 
 from __future__ import annotations

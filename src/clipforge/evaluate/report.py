@@ -1,13 +1,9 @@
 """Many result files as one report: ``report.md``, ``report.html`` and PNG plots in a folder.
 
 The report is a list of blocks (headings, tables, images) rendered twice, as markdown and as
-HTML, so the two always say the same. Sections: an overview of every result, then one per task
-present: zero-shot (with a confusion matrix per result that holds one), retrieval (with recall
-bars), linear probe, few-shot (a table and an accuracy-against-shots plot per result, zero-shot
-as the baseline) and robustness (with a reliability diagram per result). A caller with more to
-say (the demo: its headline figures, training curves) puts its own blocks first. A file that is
-not a clipforge result, or whose metrics lack what its task reports, is an error naming the file
-and the missing key.
+HTML, so the two always say the same: an overview of every result, then a section per task
+present (docs/evaluation.md, "Report"). A file that is not a clipforge result, or whose metrics
+lack what its task reports, is an error naming the file and the missing key.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""The report's PNG plots: accuracy against shots, reliability diagrams, retrieval recall bars,
-confusion matrices, retrieval examples and a training run's loss and temperature curves.
-
-Each function takes plain numbers (already read and checked from result files or a training
-log) or images, and writes one PNG with matplotlib's file-only backend.
-"""
+"""The report's PNG plots. Each function takes plain numbers (already read and checked from
+result files or a training log) or images, and writes one PNG with matplotlib's file-only
+backend."""
 
 from __future__ import annotations
 

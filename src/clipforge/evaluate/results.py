@@ -1,11 +1,5 @@
-"""The result document every evaluation writes, and reading one back with its schema checked.
-
-One JSON object per run (the schema is documented in ``docs/evaluation.md``)::
-
-    {"schema_version": 1, "task": "fewshot", "dataset": "shapes/heldout",
-     "model": {"name", "pretrained", "identity"}, "metrics": {...}, "details": {...},
-     "data": {"test": {"samples", "seen", "skipped", ...}, ...}, "config": {...},
-     "clipforge_version": "0.1.0", "created": "2025-01-01T12:00:00+00:00", "time": 12.3}
+"""The result document every evaluation writes (one JSON object per run, its schema in
+docs/evaluation.md), and reading one back with its schema checked.
 
 Numbers that are not finite (an empty reliability bin's accuracy) are written as ``null``, so
 every file is strict JSON that any reader parses.
@@ -44,7 +38,7 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 def build_result(
     config: EvalConfig, output: TaskOutput, model: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
-    """The document of one run (see the module docstring), JSON-ready."""
+    """The document of one run, JSON-ready."""
     return jsonable(
         {
             "schema_version": SCHEMA_VERSION,

@@ -13,8 +13,8 @@ from ..models import CLIP, create_model
 from .cache import FeatureCache, model_identity
 from .config import EvalConfig
 from .features import CachedEncoder
-from .inputs import ROLES, role_split
 from .results import build_result, write_result
+from .splits import ROLES, role_split
 from .tasks import TASK_RUNNERS
 
 logger = logging.getLogger(__name__)
@@ -53,16 +53,19 @@ def check_inputs(config: EvalConfig) -> None:
         role_split(config, role)
 
 
-def run_eval(config: EvalConfig, model: CLIP | None = None) -> dict[str, Any]:
+def run_eval(
+    config: EvalConfig, model: CLIP | None = None, *, encoder: CachedEncoder | None = None
+) -> dict[str, Any]:
     """Run ``config.task`` and return its result document; write it to ``config.out`` if set.
 
     ``model`` evaluates an in-memory model instead of loading ``config.model`` /
     ``config.pretrained`` (which then only label the result); its features are cached under a
-    digest of its weights.
+    digest of its weights. ``encoder`` (from :func:`build_encoder`) serves several runs of one
+    model, so its weights are loaded or hashed once.
     """
     start = time.perf_counter()
     check_inputs(config)
-    encoder = build_encoder(config, model)
+    encoder = encoder or build_encoder(config, model)
     output = TASK_RUNNERS[config.task](config, encoder)
     model_info = {
         "name": config.model,

@@ -1,11 +1,8 @@
-"""The shapes-world suite: the demo's figures as ordinary evaluation runs, and the trainer's
-periodic-evaluation hook built on them.
+"""The shapes-world suite: the demo's figures as five ordinary evaluation runs of an in-memory
+model (docs/evaluation.md), and the trainer's periodic-evaluation hook built on them.
 
-Five runs of :func:`run_eval` on the shapes views, with an in-memory model: zero-shot shape and
-colour (their confusion matrices come with the results), the held-out colour-shape pairs (which
-of 80 captions), caption-to-image retrieval by each scene's canonical caption, and the
-word-order probe. Each run's result is an ordinary result document, so ``clipforge report``
-renders the suite like any other; :data:`FIGURES` names the number each figure is read from.
+Each run's result is an ordinary result document, so ``clipforge report`` renders the suite
+like any other; :data:`FIGURES` names the number each figure is read from.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from typing import Any
 from ..data.evalsets import EvalOptions
 from ..models import CLIP
 from .config import DataSection, EvalConfig, RunSection
-from .run import run_eval
+from .run import build_encoder, run_eval
 
 # run name -> (task, evaluation set, the figures read from its metrics: figure -> metric key)
 FIGURES: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -91,11 +88,13 @@ def suite_configs(
 
 def run_suite(model: CLIP, configs: dict[str, EvalConfig]) -> dict[str, dict[str, Any]]:
     """Evaluate the in-memory ``model`` on every run of ``configs`` (see
-    :func:`suite_configs`); returns the result documents by run name. The model's train/eval
-    mode is restored afterwards, so the trainer can call this between steps."""
+    :func:`suite_configs`, whose runs share one encoder: the weights are hashed once); returns
+    the result documents by run name. The model's train/eval mode is restored afterwards, so
+    the trainer can call this between steps."""
     was_training = model.training
     try:
-        return {run: run_eval(config, model) for run, config in configs.items()}
+        encoder = build_encoder(next(iter(configs.values())), model)
+        return {run: run_eval(config, encoder=encoder) for run, config in configs.items()}
     finally:
         model.train(was_training)
 

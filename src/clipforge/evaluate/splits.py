@@ -1,4 +1,5 @@
-"""Which samples each role (test, train, val) reads, and the guarantee that they never overlap.
+"""Which samples each role (test, train, val, ood) reads, the guarantee that they never overlap,
+and the sets of a task's roles opened (:func:`open_roles`, which every task goes through).
 
 A split is a name the evaluation set knows (``"train"``, ``"val"``, ``"test"``, ...) or a range
 of one, ``"name[start:stop]"``: samples ``start`` to ``stop - 1`` of that split, in the set's
@@ -6,21 +7,11 @@ order. Ranges let one split serve several roles without sharing a sample.
 
 They matter for the shapes world, where every split is an endless stream of samples keyed by
 ``(seed, split, index)`` and the held-out colour-shape pairs exist in one split only,
-``heldout``. The defaults (:data:`SHAPES_SPLITS`) therefore are:
-
-============== ============================ ====================== =========================
-set            test (``split=None``)        train                  val
-============== ============================ ====================== =========================
-shapes/heldout ``heldout`` (samples 0-799)  ``heldout[800:2800]``    ``heldout[2800:3600]``
-shapes/shape,  ``val`` (samples 0-999)      ``train``               ``val[1000:2000]``
-shapes/colour
-other sets     the layout's default         ``train``               ``val``
-============== ============================ ====================== =========================
-
-so a few-shot run on held-out pairs draws its shots from held-out-pair images that are not test
-images (a test set made larger than its default size must move the train and val ranges too).
-Before anything is encoded, :func:`check_disjoint` rejects two roles that read the same
-samples of one split (e.g. ``val`` tuned on the test samples).
+``heldout``: the defaults (:data:`SHAPES_SPLITS`, tabled in docs/evaluation.md) let a few-shot
+run on held-out pairs draw its shots from held-out-pair images that are not test images (a
+test set made larger than its default size must move the train and val ranges too). Before
+anything is encoded, :func:`check_disjoint` rejects two roles that read the same samples of one
+split (e.g. ``val`` tuned on the test samples).
 """
 
 from __future__ import annotations
@@ -36,6 +27,9 @@ from PIL import Image
 
 from ..data.evalsets import SHAPES_NAMES, EvalOptions, EvalSet, open_evalset
 from ..data.evalsets.base import ImageTransform
+from .cache import path_fingerprint
+from .config import TASK_ROLES, EvalConfig
+from .features import CachedEncoder
 
 SHAPES_SPLITS: dict[str, dict[str, str]] = {
     "shapes/heldout": {
@@ -80,11 +74,6 @@ def parse_split(text: str) -> SplitSpec:
     if stop is not None and stop <= start:
         raise ValueError(f"split {text!r} is an empty range ({start} to {stop})")
     return SplitSpec(match["name"], start, stop)
-
-
-def default_split(dataset: str, role: str) -> str | None:
-    """The split ``role`` (``"test"``, ``"train"`` or ``"val"``) reads when none is given."""
-    return SHAPES_SPLITS.get(dataset, GENERIC_SPLITS)[role]
 
 
 class SampleRange(EvalSet):
@@ -170,3 +159,63 @@ def check_disjoint(roles: dict[str, tuple[SplitSpec | None, int]]) -> None:
                 f"with the {first} split {str(roles[first][0])!r}; give disjoint splits "
                 "or ranges such as NAME[START:STOP]"
             )
+
+
+_CONFIG_SPLIT = {"test": "split", "train": "train_split", "val": "val_split"}
+ROLES = tuple(_CONFIG_SPLIT)
+
+
+@dataclass(frozen=True)
+class RoleSet:
+    """One role's set: the spec and split it reads (None: the layout's default), the layout
+    options it was opened with, and the opened set."""
+
+    spec: str
+    split: SplitSpec | None
+    options: EvalOptions
+    dataset: EvalSet
+
+    def describe(self) -> dict[str, Any]:
+        """What the feature cache key needs to tell this set's features apart (the encoder adds
+        the model, the preprocessing and the sample keys)."""
+        return {
+            "dataset": self.spec,
+            "fingerprint": path_fingerprint(self.spec),
+            "split": None if self.split is None else str(self.split),
+            "options": dataclasses.asdict(self.options),
+        }
+
+
+def role_split(config: EvalConfig, role: str) -> SplitSpec | None:
+    """The split ``role`` reads: the config's, else the set's default."""
+    default = SHAPES_SPLITS.get(config.dataset, GENERIC_SPLITS)[role]
+    text = getattr(config, _CONFIG_SPLIT[role]) or default
+    return None if text is None else parse_split(text)
+
+
+def open_role(
+    spec: str, split: SplitSpec | None, encoder: CachedEncoder, options: EvalOptions | None = None
+) -> RoleSet:
+    """Open ``spec`` at ``split`` with the encoder's preprocessing."""
+    options = EvalOptions() if options is None else options
+    dataset = open_split(spec, split, encoder.encoder.transform, options)
+    return RoleSet(spec, split, options, dataset)
+
+
+def open_roles(
+    config: EvalConfig, encoder: CachedEncoder, tasks: tuple[str, ...]
+) -> dict[str, RoleSet]:
+    """Open ``config.dataset`` once per role its task reads (:data:`~.config.TASK_ROLES`);
+    each must be a set of one of ``tasks`` (e.g. ``("classification",)``), and no two roles
+    may share samples."""
+    opened = {}
+    for role in TASK_ROLES[config.task]:
+        item = open_role(config.dataset, role_split(config, role), encoder, config.data.options)
+        if item.dataset.task not in tasks:
+            raise ValueError(
+                f"task {config.task!r} needs a {' or '.join(tasks)} set; "
+                f"{config.dataset} is a {item.dataset.task} set"
+            )
+        opened[role] = item
+    check_disjoint({role: (item.split, len(item.dataset)) for role, item in opened.items()})
+    return opened

@@ -23,8 +23,7 @@ from .classification import (
     target_ranks,
     topk_accuracy,
 )
-from .embedding import modality_gap
-from .ood import aupr, auroc, fpr_at_tpr, mcm_score, ood_metrics
+from .ood import aupr, auroc, fpr_at_tpr, mcm_score, modality_gap, ood_metrics
 from .retrieval import (
     RetrievalRanks,
     retrieval_metrics,

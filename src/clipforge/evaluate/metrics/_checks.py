@@ -15,20 +15,20 @@ import torch
 ArrayLike = np.ndarray | torch.Tensor | Sequence
 
 
-def _to_tensor(value: ArrayLike, name: str) -> torch.Tensor:
+def _to_tensor(value: ArrayLike, name: str, ndim: int) -> torch.Tensor:
+    """``value`` as a tensor (on its device) of ``ndim`` dimensions, not empty."""
     if isinstance(value, torch.Tensor):
-        return value.detach()
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} is not a numeric array ({err})") from err
-
-
-def _check_shape(tensor: torch.Tensor, name: str, ndim: int) -> None:
+        tensor = value.detach()
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} is not a numeric array ({err})") from err
     if tensor.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)})")
+    return tensor
 
 
 def as_scores(
@@ -40,10 +40,9 @@ def as_scores(
     The result is on the CPU unless ``keep_device``: only embedding inputs, whose products are
     the expensive part, are worth computing on an accelerator.
     """
-    tensor = _to_tensor(value, name)
+    tensor = _to_tensor(value, name, ndim)
     if not keep_device:
         tensor = tensor.cpu()
-    _check_shape(tensor, name, ndim)
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise ValueError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
     tensor = tensor.to(torch.float64)
@@ -56,8 +55,7 @@ def as_scores(
 
 def as_labels(value: ArrayLike, name: str, *, num_classes: int) -> torch.Tensor:
     """``value`` as an int64 CPU tensor (N,) of class indices in ``[0, num_classes)``."""
-    tensor = _to_tensor(value, name).cpu()
-    _check_shape(tensor, name, 1)
+    tensor = _to_tensor(value, name, 1).cpu()
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         raise ValueError(f"{name} must hold integer class indices, got dtype {tensor.dtype}")
     tensor = tensor.to(torch.int64)
@@ -69,8 +67,7 @@ def as_labels(value: ArrayLike, name: str, *, num_classes: int) -> torch.Tensor:
 
 def as_binary(value: ArrayLike, name: str, *, ndim: int) -> torch.Tensor:
     """``value`` as a bool CPU tensor; only 0/1 (or False/True) entries are accepted."""
-    tensor = _to_tensor(value, name).cpu()
-    _check_shape(tensor, name, ndim)
+    tensor = _to_tensor(value, name, ndim).cpu()
     if tensor.is_complex():
         raise ValueError(f"{name} must hold 0/1 values, got dtype {tensor.dtype}")
     binary = tensor != 0

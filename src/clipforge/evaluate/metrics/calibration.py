@@ -28,21 +28,14 @@ DEFAULT_BINS = 15
 
 @dataclass(frozen=True)
 class ReliabilityBins:
-    """Per-bin data of a reliability diagram; bin m holds confidences in (lower[m], upper[m]].
+    """Per-bin data of a reliability diagram, each (M,) for M bins; bin m holds confidences in
+    (lower[m], upper[m]] (a confidence of exactly 0 falls in the first bin)."""
 
-    Attributes (each (M,) for M bins):
-        lower, upper: bin edges, ``linspace(0, 1, M + 1)``; a confidence of exactly 0 falls in
-            the first bin.
-        confidence: mean top-1 probability of the samples in the bin (NaN if the bin is empty).
-        accuracy: share of those samples whose argmax is correct (NaN if empty).
-        count: number of samples in the bin.
-    """
-
-    lower: np.ndarray
-    upper: np.ndarray
-    confidence: np.ndarray
-    accuracy: np.ndarray
-    count: np.ndarray
+    lower: np.ndarray  # bin edges: linspace(0, 1, M + 1)[:-1] ...
+    upper: np.ndarray  # ... and [1:]
+    confidence: np.ndarray  # mean top-1 probability of the bin's samples (NaN if empty)
+    accuracy: np.ndarray  # share of them whose argmax is correct (NaN if empty)
+    count: np.ndarray  # samples in the bin
 
     def expected_calibration_error(self) -> float:
         """``sum_m count[m] / N * |accuracy[m] - confidence[m]|`` over non-empty bins."""
@@ -166,14 +159,9 @@ def temperature_scaling(
     *,
     n_bins: int = DEFAULT_BINS,
 ) -> TemperatureScaling:
-    """Fit T on one split, report ECE and NLL on another before and after dividing by T.
-
-    Args:
-        fit_logits: (N, C) validation logits; fit_labels: (N,) their classes.
-        eval_logits: (M, C) test logits; eval_labels: (M,) their classes. Passing the
-            validation split again measures in-sample calibration.
-        n_bins: ECE bins.
-    """
+    """Fit T on validation logits (N, C), report ECE (``n_bins``) and NLL on test logits (M, C)
+    before and after dividing by T; passing the validation split twice measures in-sample
+    calibration."""
     fit_scores, _ = _inputs(fit_logits, fit_labels, "fit_")
     scores, targets = _inputs(eval_logits, eval_labels, "eval_")
     check_agree("fit_logits", fit_scores, "eval_logits", scores, dim=1)

@@ -52,11 +52,8 @@ def target_ranks(logits: ArrayLike, targets: ArrayLike) -> np.ndarray:
 
 
 def topk_accuracy(logits: ArrayLike, targets: ArrayLike, k: int = 1) -> float:
-    """Share of samples whose true class is among the k highest-scored classes.
-
-    ``k`` >= 1; with fewer than k classes, k = C is used (every sample is then a hit), never
-    NaN.
-    """
+    """Share of samples whose true class is among the k highest-scored classes (k >= 1; with
+    fewer than k classes, k = C: every sample is a hit, never NaN)."""
     check_positive_int(k, "k")
     return float(np.mean(target_ranks(logits, targets) <= k))
 
@@ -77,13 +74,8 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     For class c, samples are ranked by decreasing ``scores[:, c]`` (ties: lower sample index
     first); AP is the mean, over the positives, of the precision at each positive's rank. A
     class with no positive gets AP = 0 (the reference divides by ``max(#positives, 1)``), and
-    that 0 stays in the mean of ``mean_average_precision``.
-
-    Args:
-        scores: (N, C) class scores. targets: (N, C) 0/1 (or bool) ground truth.
-
-    Returns:
-        (C,) float64 average precisions.
+    that 0 stays in the mean of ``mean_average_precision``. ``scores`` (N, C), ``targets``
+    (N, C) 0/1 (or bool); returns (C,) float64.
     """
     values = as_scores(scores, "scores", ndim=2)  # (N, C)
     truth = as_binary(targets, "targets", ndim=2)  # (N, C)

@@ -1,8 +1,11 @@
-"""Out-of-distribution detection: the MCM score and threshold-free detection metrics.
+"""Out-of-distribution detection (the MCM score and threshold-free detection metrics) and the
+modality gap of an embedding space.
 
 Convention throughout: a higher score means "more in-distribution", and in-distribution
-samples are the positives; ``in_scores`` (N,) are theirs, ``out_scores`` (M,) the OOD ones'. All metrics are exact under ties (no interpolation, no sampling of
-thresholds) and computed in float64 / integer arithmetic.
+samples are the positives; ``in_scores`` (N,) are theirs, ``out_scores`` (M,) the OOD ones'.
+All metrics are exact under ties (no interpolation, no sampling of thresholds) and computed in
+float64 / integer arithmetic. Embeddings (``image_features`` (N, D), ``class_text_features``
+(C, D), ``text_features`` (M, D)) are L2-normalised here.
 
 - AUROC: P(s_in > s_out) + P(s_in = s_out) / 2, the Mann-Whitney statistic.
 - FPR@TPR: the share of OOD samples accepted at the highest threshold t (accept s >= t) that
@@ -27,18 +30,11 @@ from ._checks import ArrayLike, as_scores, as_unit_rows
 def mcm_score(
     image_features: ArrayLike, class_text_features: ArrayLike, *, temperature: float = 1.0
 ) -> np.ndarray:
-    """Maximum Concept Matching (Ming et al., 2022): ``max_c softmax(cos(x, t_c) / tau)``.
+    """Maximum Concept Matching (Ming et al., 2022): ``max_c softmax(cos(x, t_c) / tau)``, one
+    text embedding per in-distribution class; (N,) float64 scores in [1/C, 1].
 
     With tau = 1 (the paper's choice) the softmax over cosines in [-1, 1] stays far from one-hot,
     which is what separates in-distribution images (one class clearly closest) from OOD ones.
-
-    Args:
-        image_features: (N, D) image embeddings. class_text_features: (C, D) one text
-            embedding per in-distribution class. Both are L2-normalised here.
-        temperature: tau > 0.
-
-    Returns:
-        (N,) float64 scores in [1/C, 1]; higher means more in-distribution.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -122,3 +118,13 @@ def ood_metrics(
         "aupr_in": aupr(in_scores, out_scores, positive="in"),
         "aupr_out": aupr(in_scores, out_scores, positive="out"),
     }
+
+
+def modality_gap(image_features: ArrayLike, text_features: ArrayLike) -> float:
+    """``|| mean(normalised images) - mean(normalised texts) ||_2`` (Liang et al., 2022).
+
+    CLIP's two towers map into separate cones of the sphere; this distance between the two
+    centroids measures how far apart they sit (0 = same centroid, at most 2). N and M may differ.
+    """
+    images, texts = as_unit_rows(image_features, "image_features", text_features, "text_features")
+    return float(torch.linalg.vector_norm(images.mean(dim=0) - texts.mean(dim=0)))

@@ -11,8 +11,12 @@ Each caption belongs to one image; an image may have several captions (COCO: 5).
 
 Both follow from one rank per query: the 1-based rank of its first correct item, ties broken
 by index (see ``_ranking``). ``recall@k = mean(rank <= k)``; mean and median rank summarise the
-same ranks. Queries are processed in batches, so a 25k x 5k similarity matrix is never held
-whole when the inputs are embeddings.
+same ranks. Queries are processed ``batch_size`` at a time, so a 25k x 5k similarity matrix is
+never held whole when the inputs are embeddings.
+
+Throughout, ``texts_image_index`` (T,) is the int image of each caption (every image needs a
+caption), ``scores`` (T, I) the similarity of each caption to each image (CLIP_benchmark's
+``texts_emb @ images_emb.T``), ``image_features`` (I, D) and ``text_features`` (T, D).
 """
 
 from __future__ import annotations
@@ -29,15 +33,10 @@ from ._ranking import first_positive_rank
 
 @dataclass(frozen=True)
 class RetrievalRanks:
-    """1-based rank of the first correct item for every query of both directions.
+    """1-based rank of the first correct item for every query of both directions."""
 
-    Attributes:
-        image_ranks: (T,) int64; for each caption, the rank of its image among all images.
-        text_ranks: (I,) int64; for each image, the best rank of its captions among all captions.
-    """
-
-    image_ranks: np.ndarray
-    text_ranks: np.ndarray
+    image_ranks: np.ndarray  # (T,) int64: each caption's rank of its image among all images
+    text_ranks: np.ndarray  # (I,) int64: each image's best rank of its captions
 
 
 def _check_image_index(texts_image_index: ArrayLike, num_images: int) -> torch.Tensor:
@@ -92,14 +91,7 @@ def _ranks(
 def retrieval_ranks(
     scores: ArrayLike, texts_image_index: ArrayLike, *, batch_size: int = 1024
 ) -> RetrievalRanks:
-    """Ranks from a full similarity matrix.
-
-    Args:
-        scores: (T, I) similarity of each caption (row) to each image (column), CLIP_benchmark's
-            ``texts_emb @ images_emb.T``.
-        texts_image_index: (T,) int image of each caption; every image needs a caption.
-        batch_size: queries ranked at once (bounds the temporaries to (batch, T)).
-    """
+    """Ranks from a full similarity matrix (T, I)."""
     check_positive_int(batch_size, "batch_size")
     values = as_scores(scores, "scores", ndim=2)  # (T, I)
     index = _check_image_index(texts_image_index, values.shape[1])
@@ -125,12 +117,6 @@ def retrieval_ranks_from_embeddings(
     Features are L2-normalised here and multiplied in float64 on their own device (a GPU if
     they live there); memory is O(batch_size * max(T, I)), and the products' rounding error
     (~1e-16) is far below the resolution of float32 embeddings.
-
-    Args:
-        image_features: (I, D) image embeddings (normalised or not).
-        text_features: (T, D) caption embeddings.
-        texts_image_index: (T,) int image of each caption; every image needs a caption.
-        batch_size: queries scored at once.
     """
     check_positive_int(batch_size, "batch_size")
     images, texts = as_unit_rows(image_features, "image_features", text_features, "text_features")

@@ -5,8 +5,7 @@ from collections.abc import Callable
 from ..config import EvalConfig
 from ..features import CachedEncoder
 from .common import TaskOutput
-from .fewshot import run_fewshot
-from .linear_probe import run_linear_probe
+from .fewshot import run_fewshot, run_linear_probe
 from .retrieval import run_retrieval
 from .robustness import run_robustness
 from .zeroshot import run_zeroshot

@@ -1,5 +1,5 @@
 """What every task returns, the classification metrics they share, and the label space of
-the classes a train split holds (with the splits of the tasks that fit on it)."""
+the classes a train split holds."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from typing import Any
 
 import torch
 
-from ...data.evalsets import EvalSet
-from ..config import EvalConfig
-from ..features import CachedEncoder, EncodedSet
-from ..inputs import encode_role, open_roles
 from ..metrics import classification_metrics, mean_average_precision
 
 LABEL_TASKS = ("classification",)  # tasks that fit on labels take single-label sets only
@@ -96,19 +92,3 @@ class LabelSpace:
         if not keep.any():
             raise ValueError("no val sample belongs to a class with training samples")
         return features[keep], compact[keep]
-
-
-def fit_splits(
-    config: EvalConfig, encoder: CachedEncoder
-) -> tuple[EvalSet, dict[str, EncodedSet], LabelSpace]:
-    """The test set, and the encoded test, train and val splits, of a task that fits on labels
-    (few-shot, linear probe), with the label space of the train split's classes."""
-    roles = open_roles(config, encoder, LABEL_TASKS)
-    encoded = {role: encode_role(encoder, item) for role, item in roles.items()}
-    test_set = roles["test"].dataset
-    return test_set, encoded, LabelSpace(encoded["train"].labels, list(test_set.classnames))
-
-
-def summaries(encoded: dict[str, EncodedSet]) -> dict[str, Any]:
-    """The result's ``data``: per role, samples read, skipped and the encoding time."""
-    return {role: item.summary() for role, item in encoded.items()}

@@ -1,27 +1,26 @@
-"""Few-shot adaptation: for each shot count k and method, fit on k samples per class of the
-train split, tune on the val split, score on the test split; the zero-shot head is the baseline.
+"""The tasks that fit heads on the train split, tune them on the val split and score them on the
+test split, in the label space of the classes with training samples (:class:`.common.LabelSpace`;
+a class without any scores ``-inf`` and is listed in the details).
 
-Protocol, so that numbers compare across runs and methods:
+Linear probe: logistic regression on frozen features of the whole train split, its
+regularisation chosen on the val split (then refitted on train + val).
 
-* the k-shot indices come from :func:`clipforge.adapt.sample_few_shot` with the run's seed,
-  drawn from the TRAIN split only; every method sees the same shots for a given k;
-* hyperparameters (Tip-Adapter's alpha/beta, GDA's alpha, the probe's lambda) are searched on
-  the whole VAL split; CoOp has no search and records its val accuracy; the test split is
-  used for the final numbers only;
-* GDA at k = 1 is recorded as ``None`` with the reason (one sample per class has no
-  covariance), not run;
-* the label space of the adapted heads is the set of classes that have training samples. A
-  class absent from the train split (the shapes world's held-out-pair set has 80 classes of
-  which 16 occur) gets no shots and a logit of ``-inf``: it can never be predicted. The result
-  lists those classes, and adds ``zeroshot_shot_classes``, the zero-shot head restricted to the
-  same label space, so the gain from adaptation is not confused with the gain from knowing
-  which classes occur.
+Few-shot adaptation: for each shot count k and method, fit on k samples per class; the
+zero-shot head is the baseline.
+
+The few-shot protocol (docs/evaluation.md, "Few-shot"), so that numbers compare across runs
+and methods: every method sees the same k shots (:func:`clipforge.adapt.sample_few_shot`, the
+run's seed, TRAIN split only); hyperparameters are searched on the whole VAL split (CoOp has no
+search and records its val accuracy); GDA at k = 1 is recorded as ``None`` with the reason.
+``zeroshot_shot_classes`` restricts the zero-shot head to the classes with shots, so the gain
+from adapting is not confused with the gain from knowing which classes occur.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -34,10 +33,12 @@ from ...adapt import (
     fit_tip_adapter,
     sample_few_shot,
 )
+from ...data.evalsets import EvalSet
 from ..config import EvalConfig
-from ..features import CachedEncoder
+from ..features import CachedEncoder, EncodedSet
 from ..heads import zero_shot_head
-from .common import TaskOutput, fit_splits, label_metrics, summaries
+from ..splits import open_roles
+from .common import LABEL_TASKS, LabelSpace, TaskOutput, label_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,42 @@ def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     return TaskOutput(metrics, details, summaries(encoded))
 
 
+def fit_splits(
+    config: EvalConfig, encoder: CachedEncoder
+) -> tuple[EvalSet, dict[str, EncodedSet], LabelSpace]:
+    """The test set, and the encoded test, train and val splits, of a task that fits on labels
+    (few-shot, linear probe), with the label space of the train split's classes."""
+    roles = open_roles(config, encoder, LABEL_TASKS)
+    encoded = {role: encoder.images(item.dataset, item.describe()) for role, item in roles.items()}
+    test_set = roles["test"].dataset
+    return test_set, encoded, LabelSpace(encoded["train"].labels, list(test_set.classnames))
+
+
+def summaries(encoded: dict[str, EncodedSet]) -> dict[str, Any]:
+    """The result's ``data``: per role, samples read, skipped and the encoding time."""
+    return {role: item.summary() for role, item in encoded.items()}
+
+
+def run_linear_probe(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
+    """Test metrics of the probe; ``details["hparams"]`` holds the chosen lambda and sweep."""
+    _, encoded, space = fit_splits(config, encoder)
+    train, test = encoded["train"], encoded["test"]
+    val_features, val_labels = space.val_subset(encoded["val"].features, encoded["val"].labels)
+    probe = fit_linear_probe(
+        train.features,
+        space.compact(train.labels),
+        val_features,
+        val_labels,
+        num_classes=len(space.classes),
+    )
+    logits = space.expand(probe.logits(test.features))
+    details: dict[str, Any] = {"num_classes": space.num_classes, "hparams": probe.hparams}
+    details["val_samples_used"] = len(val_labels)
+    if space.missing:
+        details["classes_without_training_samples"] = space.describe_missing()
+    return TaskOutput(label_metrics(logits, test.labels), details, summaries(encoded))
+
+
 Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], FewShotHead]
 
 
@@ -96,22 +133,13 @@ def _method_fits(
 ) -> dict[str, Fit]:
     """One fit function ``(train_x, train_y, val_x, val_y) -> head`` per method; each works
     in the compact label space, whose zero-shot weights (K, D) are ``zs_weights``."""
-    seed, num_classes = config.seed, len(classnames)
+    seed, model, tokenizer = config.seed, encoder.encoder.model, encoder.encoder.tokenizer
     return {
-        "tip": lambda x, y, vx, vy: fit_tip_adapter(x, y, vx, vy, zero_shot_weights=zs_weights),
-        "tip-f": lambda x, y, vx, vy: fit_tip_adapter(
-            x, y, vx, vy, zero_shot_weights=zs_weights, finetune=True, seed=seed
-        ),
-        "gda": lambda x, y, vx, vy: fit_gda(x, y, vx, vy, zero_shot_weights=zs_weights),
-        "linear": lambda x, y, vx, vy: fit_linear_probe(x, y, vx, vy, num_classes=num_classes),
-        "coop": lambda x, y, vx, vy: fit_coop(
-            x,
-            y,
-            vx,
-            vy,
-            model=encoder.encoder.model,
-            tokenizer=encoder.encoder.tokenizer,
-            classnames=classnames,
-            seed=seed,
+        "tip": partial(fit_tip_adapter, zero_shot_weights=zs_weights),
+        "tip-f": partial(fit_tip_adapter, zero_shot_weights=zs_weights, finetune=True, seed=seed),
+        "gda": partial(fit_gda, zero_shot_weights=zs_weights),
+        "linear": partial(fit_linear_probe, num_classes=len(classnames)),
+        "coop": partial(
+            fit_coop, model=model, tokenizer=tokenizer, classnames=classnames, seed=seed
         ),
     }

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from ..config import EvalConfig
 from ..features import CachedEncoder
-from ..inputs import encode_role, open_roles
 from ..metrics import retrieval_metrics, retrieval_ranks_from_embeddings
+from ..splits import open_roles
 from .common import TaskOutput
 
 KS = (1, 5, 10)
@@ -23,7 +23,7 @@ def run_retrieval(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     """Rank every readable image against every caption of those images (skipped images and
     their captions drop out together, so no caption is left without its image)."""
     test = open_roles(config, encoder, ("retrieval",))["test"]
-    encoded = encode_role(encoder, test)
+    encoded = encoder.images(test.dataset, test.describe())
     captions = [test.dataset.captions[int(i)] for i in encoded.indices]
     texts = [text for image_captions in captions for text in image_captions]
     owner = torch.repeat_interleave(torch.tensor([len(c) for c in captions]))  # (T,)

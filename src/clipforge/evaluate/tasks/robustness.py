@@ -19,7 +19,6 @@ from typing import Any
 from ..config import EvalConfig
 from ..features import CachedEncoder
 from ..heads import zero_shot_head
-from ..inputs import encode_role, open_role, open_roles
 from ..metrics import (
     classification_metrics,
     mcm_score,
@@ -30,6 +29,7 @@ from ..metrics import (
     temperature_scaling,
 )
 from ..metrics.calibration import DEFAULT_BINS
+from ..splits import open_role, open_roles
 from .common import LABEL_TASKS, TaskOutput
 
 
@@ -38,8 +38,8 @@ def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     after, or ``error``), ``modality_gap`` and, with an OOD set, ``ood`` (MCM metrics)."""
     roles = open_roles(config, encoder, LABEL_TASKS)
     head = zero_shot_head(config, encoder, roles["test"].dataset)
-    test = encode_role(encoder, roles["test"])
-    val = encode_role(encoder, roles["val"])
+    test = encoder.images(roles["test"].dataset, roles["test"].describe())
+    val = encoder.images(roles["val"].dataset, roles["val"].describe())
     scale = float(encoder.encoder.model.logit_scale.detach().float().exp())
     logits = scale * head.logits(test.features)  # (N, C)
     val_logits = scale * head.logits(val.features)  # (M, C)
@@ -66,7 +66,8 @@ def run_robustness(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     metrics["modality_gap"] = modality_gap(test.features, head.weights[test.labels])
     data = {"test": test.summary(), "val": val.summary()}
     if config.robustness.ood_dataset is not None:
-        ood = encode_role(encoder, open_role(config.robustness.ood_dataset, "ood", None, encoder))
+        ood_set = open_role(config.robustness.ood_dataset, None, encoder)
+        ood = encoder.images(ood_set.dataset, ood_set.describe())
         in_scores = mcm_score(test.features, head.weights)
         out_scores = mcm_score(ood.features, head.weights)
         metrics["ood"] = ood_metrics(in_scores, out_scores)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..config import EvalConfig
 from ..features import CachedEncoder
 from ..heads import zero_shot_head
-from ..inputs import RoleSet, encode_role, open_roles
+from ..splits import RoleSet, open_roles
 from .common import TaskOutput, confusion, label_metrics
 
 SETS = ("classification", "multilabel", "caption_selection")
@@ -26,7 +26,7 @@ def run_zeroshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     if test.dataset.task == "caption_selection":
         return _caption_selection(config, encoder, test)
     head = zero_shot_head(config, encoder, test.dataset)
-    encoded = encode_role(encoder, test)
+    encoded = encoder.images(test.dataset, test.describe())
     logits = head.logits(encoded.features)  # (N, C)
     metrics = label_metrics(logits, encoded.labels)
     details = {"num_classes": head.num_classes, "head": head.provenance}
@@ -37,7 +37,7 @@ def run_zeroshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
 
 
 def _caption_selection(config: EvalConfig, encoder: CachedEncoder, test: RoleSet) -> TaskOutput:
-    encoded = encode_role(encoder, test)
+    encoded = encoder.images(test.dataset, test.describe())
     candidates = [test.dataset.captions[int(i)] for i in encoded.indices]
     texts = F.normalize(encoder.texts([c for cs in candidates for c in cs]), dim=-1)  # (T, D)
     images = F.normalize(encoded.features, dim=-1)  # (N, D)
