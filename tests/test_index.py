@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipforge.search import index as index_module
-from clipforge.search import layout
+from clipforge.search import layout, vectors
+from clipforge.search.collection import Collection
 from clipforge.search.index import SearchIndex, build_index, load_index
 from clipforge.search.index_choice import GIB, KINDS, plan_index
 from clipforge.search.index_tune import Point, choose, held_out_queries, sweep
@@ -325,6 +326,15 @@ def test_text_index_skips_zero_rows_and_keeps_global_ids(tmp_path):
     assert np.array_equal(ids[:, 0], keep[:50])
     _, every = load_index(tmp_path / "ix").search(text[keep[:3]], 1700)
     assert not np.isin(every, empty).any()
+
+
+def test_opening_a_text_collection_reads_no_rows(tmp_path, monkeypatch):
+    """A server opens a collection of millions of rows: its zero rows are found by a build."""
+    x = unit(np.random.default_rng(5).standard_normal((100, DIM)))
+    root = write_collection(tmp_path / "c", [x], text=[x])
+    monkeypatch.setattr(vectors, "_nonzero_rows", lambda arr: pytest.fail("rows were scanned"))
+    collection = Collection(root, modality="text")
+    assert collection.vectors(np.array([3])).shape == (1, DIM)
 
 
 def test_unreachable_target_keeps_the_best_setting_and_warns(small, tmp_path):

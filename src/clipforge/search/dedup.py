@@ -58,7 +58,7 @@ def near_duplicate_groups(
             f"embeddings have {source.ntotal} of dimension {source.dim}; build it over them"
         )
     forest = _UnionFind()
-    for _, ids, x in source.chunks(BATCH_ROWS):
+    for ids, x in source.chunks(BATCH_ROWS):
         rows, others = _candidate_pairs(searcher, ids, x, threshold, k)
         if index is not None:  # approximate scores: confirm each pair from the stored vectors
             exact = np.einsum("ij,ij->i", x[rows], source.take(others))  # (pairs,)

@@ -47,7 +47,7 @@ from clipforge.search.index_choice import (
     plan_index,
 )
 from clipforge.search.index_tune import RECALL_K, Tuning, held_out_queries, set_search_params, tune
-from clipforge.search.vectors import VectorSource
+from clipforge.search.vectors import VectorBlock, VectorSource
 from clipforge.version import __version__
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def build_index(
         "dim": source.dim,  # what the ids mean: global row ids over these partitions
         "ntotal": source.ntotal,
         "total_rows": source.total_rows,
-        "skipped_zero_rows": source.skipped_rows,
+        "skipped_zero_rows": source.total_rows - source.ntotal,
         "partitions": [p.number for p in source.partitions],
         "partition_rows": [p.rows for p in source.partitions],
         "embeddings": str(Path(emb_dir).resolve()),
@@ -255,11 +255,11 @@ def add_chunk(index: faiss.Index, ids: np.ndarray, x: np.ndarray) -> None:
 
 
 def fill_index(
-    index: faiss.Index, source: VectorSource, partition: int | None = None
+    index: faiss.Index, source: VectorSource, partition: VectorBlock | None = None
 ) -> faiss.Index:
     """Add every vector of ``source`` (of one ``partition`` when given) to ``index`` under its
     global id, in id order; returns ``index``."""
-    for _, ids, x in source.chunks(partition=partition):
+    for ids, x in source.chunks(partition=partition):
         add_chunk(index, ids, x)
     return index
 
@@ -275,14 +275,11 @@ def _build_sharded(trained: faiss.Index, source: VectorSource, shard_dir: Path) 
         shutil.rmtree(shard_dir)  # leftovers of an interrupted build, from another trained index
     shard_dir.mkdir(parents=True)
     blob = np.frombuffer(faiss.serialize_index(trained).tobytes(), dtype=np.uint8)
-    paths = []
-    for p in source.partitions:
-        if p.n_valid:
-            paths.append(shard_dir / f"shard_{p.number:05d}.index")
-            with atomic_path(paths[-1]) as tmp:
-                shard = fill_index(faiss.deserialize_index(blob), source, p.number)
-                faiss.write_index(shard, str(tmp))
-            log.info("built shard %s", paths[-1])
+    paths = [shard_dir / f"shard_{p.number:05d}.index" for p in source.partitions]
+    for p, path in zip(source.partitions, paths, strict=True):
+        with atomic_path(path) as tmp:
+            faiss.write_index(fill_index(faiss.deserialize_index(blob), source, p), str(tmp))
+        log.info("built shard %s", path)
     merged = faiss.read_index(str(paths[0]))
     lists = faiss.extract_index_ivf(merged)
     for path in paths[1:]:

@@ -93,7 +93,7 @@ def held_out_queries(source: VectorSource, n_queries: int, k: int, seed: int) ->
     ids = source.sample_ids(n_queries, np.random.default_rng([seed, 1]))
     queries = source.take(ids)
     heap = faiss.ResultHeap(len(ids), k + 1, keep_max=True)
-    for _, chunk_ids, x in source.chunks():
+    for chunk_ids, x in source.chunks():
         scores, rows = faiss.knn(queries, x, min(k + 1, len(x)), metric=faiss.METRIC_INNER_PRODUCT)
         heap.add_result(scores, chunk_ids[rows])
     heap.finalize()

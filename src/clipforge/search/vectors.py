@@ -16,7 +16,7 @@ inner-product search and the cosine thresholds of dedup are only right for unit 
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,8 +26,6 @@ import numpy as np
 
 from clipforge.search import layout
 from clipforge.search.configs import MODALITIES
-
-log = logging.getLogger(__name__)
 
 NORM_TOLERANCE = 1e-2  # float16 storage moves a unit norm by ~1e-3; 1e-2 still catches raw features
 CHUNK_ROWS = 65536  # rows converted to float32 at a time: 128 MiB at D = 512
@@ -40,40 +38,55 @@ class ItemNotFound(LookupError):
 @dataclass(frozen=True)
 class VectorBlock:
     """One array of vectors (a stored partition's file, or an in-memory array): ``rows`` rows
-    whose global ids start at ``offset``.
-
-    ``valid`` is a bool mask (rows,) of the rows that hold a vector, or None when all do.
-    """
+    whose global ids start at ``offset``."""
 
     number: int
     where: str  # the file path, or a name for an in-memory array (used in error messages)
     rows: int
     offset: int
-    valid: np.ndarray | None = None
-
-    @property
-    def n_valid(self) -> int:
-        return self.rows if self.valid is None else int(self.valid.sum())
 
 
 class VectorSource:
     """Read-only access to the vectors of a collection's modality, or of one array.
 
-    Build one with :meth:`from_collection` or :meth:`from_array`. ``ntotal`` counts the valid
-    rows (the vectors an index will hold); ids range over ``[0, total_rows)``.
+    Build one with :meth:`from_collection` or :meth:`from_array`; ids range over
+    ``[0, total_rows)``. With ``skip_zero`` (text) an all-zero row holds no vector; finding
+    them reads every row, so it waits for ``ntotal`` or ``sample_ids`` (an index build), and a
+    server opens a collection of millions of rows without reading it.
     """
 
     def __init__(
-        self, partitions: list[VectorBlock], dim: int, load: Callable[[VectorBlock], np.ndarray]
+        self,
+        partitions: list[VectorBlock],
+        dim: int,
+        load: Callable[[VectorBlock], np.ndarray],
+        *,
+        skip_zero: bool = False,
     ) -> None:
         self.partitions = partitions
         self.dim = dim
+        self.skip_zero = skip_zero
         self._load = load
         self._offsets = np.array([p.offset for p in partitions], dtype=np.int64)
-        self._valid_starts = np.cumsum([0] + [p.n_valid for p in partitions])
         self.total_rows = sum(p.rows for p in partitions)
-        self.ntotal = int(self._valid_starts[-1])
-        self.skipped_rows = self.total_rows - self.ntotal  # rows that hold no vector
+
+    @functools.cached_property
+    def _valid(self) -> tuple[list[np.ndarray | None], np.ndarray]:
+        """Per partition, the bool mask (rows,) of the rows that hold a vector (None: all do),
+        and (P + 1,) the number of such rows before each partition."""
+        masks = [_nonzero_rows(self._load(p)) if self.skip_zero else None for p in self.partitions]
+        counts = [
+            p.rows if m is None else int(m.sum())
+            for p, m in zip(self.partitions, masks, strict=True)
+        ]
+        if sum(counts) == 0:
+            raise ValueError(f"{Path(self.partitions[0].where).parent}: no vectors, only zero rows")
+        return masks, np.cumsum([0, *counts])
+
+    @property
+    def ntotal(self) -> int:
+        """Rows that hold a vector; counting them reads a text source whole."""
+        return int(self._valid[1][-1])
 
     @classmethod
     def from_array(cls, x: np.ndarray, *, name: str = "embeddings") -> VectorSource:
@@ -118,51 +131,39 @@ class VectorSource:
             )
         blocks, offset = [], 0
         for n, arr in arrays.items():
-            valid = _nonzero_rows(arr) if modality == "text" else None
-            blocks.append(
-                VectorBlock(n, str(layout.emb_path(root, n, modality)), len(arr), offset, valid)
-            )
+            blocks.append(VectorBlock(n, str(layout.emb_path(root, n, modality)), len(arr), offset))
             offset += len(arr)
-        source = cls(blocks, int(dim), lambda p: arrays[p.number])
-        if source.ntotal == 0:
-            raise ValueError(f"{root}: the {modality} embeddings hold no vectors")
-        if source.skipped_rows:
-            log.info("%s: skipping %d all-zero %s rows", root, source.skipped_rows, modality)
-        return source
+        return cls(blocks, int(dim), lambda p: arrays[p.number], skip_zero=modality == "text")
 
     def chunks(
-        self, max_rows: int = CHUNK_ROWS, *, partition: int | None = None
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield ``(partition number, ids (m,) int64, x (m, D) float32)`` over the valid rows.
+        self, max_rows: int = CHUNK_ROWS, *, partition: VectorBlock | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(ids (m,) int64, x (m, D) float32)`` over the rows that hold a vector.
 
-        Partitions come in order (only number ``partition`` when given) and a chunk never spans
-        two, so at most ``max_rows`` rows are in memory at once.
+        Partitions come in order (only ``partition`` when given) and a chunk never spans two,
+        so at most ``max_rows`` rows are in memory at once.
         """
-        numbers = [p.number for p in self.partitions]
-        if partition is not None and partition not in numbers:
-            raise ValueError(f"partition {partition} is not among the complete ones {numbers}")
-        for p in self.partitions:
-            if partition is not None and p.number != partition:
-                continue
+        for p in self.partitions if partition is None else [partition]:
             arr = self._load(p)
             for start in range(0, p.rows, max_rows):
-                rows = np.arange(start, min(start + max_rows, p.rows))
-                x = np.asarray(arr[start : rows[-1] + 1], dtype=np.float32)
-                if p.valid is not None:
-                    keep = p.valid[rows]
+                x = np.asarray(arr[start : start + max_rows], dtype=np.float32)
+                rows = np.arange(start, start + len(x))
+                if self.skip_zero:
+                    keep = x.any(axis=1)
                     rows, x = rows[keep], x[keep]
                 if len(rows):
-                    yield p.number, p.offset + rows, _checked(x, p, rows)
+                    yield p.offset + rows, self._checked(x, p, rows)
 
     def sample_ids(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """``min(size, ntotal)`` distinct valid ids drawn uniformly by ``rng``, ascending."""
+        masks, starts = self._valid
         picks = np.sort(rng.choice(self.ntotal, size=min(size, self.ntotal), replace=False))
-        owner = np.searchsorted(self._valid_starts, picks, side="right") - 1  # partition index
+        owner = np.searchsorted(starts, picks, side="right") - 1  # partition index
         ids = np.empty(len(picks), dtype=np.int64)
         for i in np.unique(owner):
-            p, sel = self.partitions[i], owner == i
-            rows = picks[sel] - self._valid_starts[i]
-            ids[sel] = p.offset + (rows if p.valid is None else np.flatnonzero(p.valid)[rows])
+            p, sel, valid = self.partitions[i], owner == i, masks[i]
+            rows = picks[sel] - starts[i]
+            ids[sel] = p.offset + (rows if valid is None else np.flatnonzero(valid)[rows])
         return ids
 
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,8 +188,23 @@ class VectorSource:
         for i in np.unique(owner):
             p, at = self.partitions[i], np.flatnonzero(owner == i)
             at = at[np.argsort(rows[at], kind="stable")]  # sorted reads from the memory map
-            out[at] = _checked(np.asarray(self._load(p)[rows[at]], np.float32), p, rows[at])
+            out[at] = self._checked(np.asarray(self._load(p)[rows[at]], np.float32), p, rows[at])
         return out
+
+    def _checked(self, x: np.ndarray, p: VectorBlock, rows: np.ndarray) -> np.ndarray:
+        """``x`` (m, D) itself, once its rows (numbered ``rows`` in ``p``) are checked to be unit
+        (or, when this source skips them, zero)."""
+        norms = np.linalg.norm(x, axis=1)
+        ok = np.abs(norms - 1.0) <= NORM_TOLERANCE  # NaN norms fail too
+        if self.skip_zero:
+            ok |= norms == 0
+        bad = np.flatnonzero(~ok)
+        if len(bad):
+            raise ValueError(
+                f"{p.where}: row {rows[bad[0]]} has L2 norm {norms[bad[0]]:.4g}; embeddings must "
+                "be finite and L2-normalised for inner-product search"
+            )
+        return x
 
 
 def _open(path: Path) -> np.ndarray:
@@ -207,19 +223,3 @@ def _nonzero_rows(arr: np.ndarray) -> np.ndarray:
     """Bool mask (n,) of rows that are not all zero, computed a chunk at a time."""
     parts = [np.any(arr[s : s + CHUNK_ROWS] != 0, axis=1) for s in range(0, len(arr), CHUNK_ROWS)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
-
-
-def _checked(x: np.ndarray, p: VectorBlock, rows: np.ndarray) -> np.ndarray:
-    """``x`` (m, D) itself, once its rows (numbered ``rows`` in ``p``) are checked to be unit
-    (or, for rows ``p`` skips, zero)."""
-    norms = np.linalg.norm(x, axis=1)
-    ok = np.abs(norms - 1.0) <= NORM_TOLERANCE  # NaN norms fail too
-    if p.valid is not None:
-        ok |= ~p.valid[rows]
-    bad = np.flatnonzero(~ok)
-    if len(bad):
-        raise ValueError(
-            f"{p.where}: row {rows[bad[0]]} has L2 norm {norms[bad[0]]:.4g}; embeddings must be "
-            "finite and L2-normalised for inner-product search"
-        )
-    return x
