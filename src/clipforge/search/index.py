@@ -46,7 +46,7 @@ from clipforge.search.index_choice import (
     IndexPlan,
     plan_index,
 )
-from clipforge.search.index_tune import RECALL_K, Tuning, held_out_queries, set_search_params, tune
+from clipforge.search.index_tune import RECALL_K, UNTUNED, held_out_queries, set_search_params, tune
 from clipforge.search.vectors import VectorBlock, VectorSource
 from clipforge.version import __version__
 
@@ -124,27 +124,17 @@ def build_index(
 ) -> dict[str, Any]:
     """Build, tune and save the index of a collection's vectors; return its info.
 
-    ``options`` are the fields of :class:`~clipforge.search.configs.IndexConfig`, which checks
-    them: ``modality`` picks the image or caption vectors; ``kind`` is "auto" or one of flat,
-    hnsw, ivf-flat, ivf-pq (rules in ``index_choice``); ``train_size`` (IVF kinds), ``nlist``
-    and ``pq_m`` override the automatic sizes; ``sharded`` builds IVF shards per partition and
-    merges them (default: above 2M vectors). ``n_queries`` sampled rows measure recall@10
-    against exact search and tune nprobe/efSearch to the smallest value reaching
-    ``recall_target`` within ``latency_budget_ms`` per query.
+    ``options`` are the fields of :class:`~clipforge.search.configs.IndexConfig` (their help
+    says what each does; the kind rules are in ``index_choice``), checked before any vector is
+    read. ``n_queries`` sampled rows measure recall@10 against exact search and tune
+    nprobe/efSearch to the smallest value reaching ``recall_target`` within the latency budget.
     """
     config = IndexConfig(embeddings=str(emb_dir), out=str(out_dir), **options)
     start = time.perf_counter()
     source = VectorSource.from_collection(emb_dir, config.modality)
     plan = plan_index(source.ntotal, source.dim, **{k: getattr(config, k) for k in _PLAN_KEYS})
-    log.info(
-        "building %s (%s) over %d %s vectors of dimension %d: %s",
-        plan.kind,
-        plan.factory,
-        source.ntotal,
-        config.modality,
-        source.dim,
-        plan.choice,
-    )
+    log.info("building %s (%s) over %d %s vectors of dimension %d: %s", plan.kind, plan.factory,
+             source.ntotal, config.modality, source.dim, plan.choice)  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = train_index(plan, source, seed=config.seed)
@@ -157,23 +147,26 @@ def build_index(
         raise RuntimeError(f"index holds {index.ntotal} vectors, expected {source.ntotal}")
     added = time.perf_counter()
     k = min(RECALL_K, source.ntotal - 1)  # 0: no other row to find, nothing to tune
-    tuning = None
+    tuning = UNTUNED
     if k >= 1:
         held = held_out_queries(source, config.n_queries, k, config.seed)
         tuning = tune(index, plan, held, source, config.recall_target, config.latency_budget_ms)
-    timings = {
-        "train_s": trained - start,
-        "add_s": added - trained,
-        "evaluate_s": time.perf_counter() - added,
-    }
+    timings = {"train_s": trained - start, "add_s": added - trained,
+               "evaluate_s": time.perf_counter() - added}  # fmt: skip
     index_file = f"{config.modality}.index"
     with atomic_path(out / index_file) as tmp:
         faiss.write_index(index, str(tmp))
+    hnsw = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION} if plan.kind == "hnsw" else None
+    chosen = tuning.chosen
     info = {
         "modality": config.modality,
         "index_file": index_file,
         "requested_kind": config.kind,
-        **_plan_info(plan, config.seed),
+        **dataclasses.asdict(plan),
+        "fallbacks": list(plan.fallbacks),
+        "metric": "inner_product",
+        "hnsw": hnsw,
+        "seed": config.seed,
         "dim": source.dim,  # what the ids mean: global row ids over these partitions
         "ntotal": source.ntotal,
         "total_rows": source.total_rows,
@@ -181,7 +174,15 @@ def build_index(
         "partitions": [p.number for p in source.partitions],
         "partition_rows": [p.rows for p in source.partitions],
         "embeddings": str(Path(emb_dir).resolve()),
-        **_tuning_info(tuning, k, config),
+        "search_params": tuning.search_params,
+        "recall_at_10": chosen.recall,
+        "recall_k": k,
+        **{f"latency_ms_{s}": chosen.latency_ms.get(s) for s in ("mean", "p50", "p99")},
+        "recall_target": config.recall_target,
+        "latency_budget_ms": config.latency_budget_ms,
+        "target_met": tuning.target_met,
+        "warnings": [tuning.warning] if tuning.warning else [],
+        "tuning": [p.info() for p in tuning.sweep],
         "memory_budget_gb": config.memory_budget_gb,
         "index_bytes": (out / index_file).stat().st_size,
         "build_seconds": time.perf_counter() - start,
@@ -190,8 +191,8 @@ def build_index(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(out / INFO_FILE, info)
-    figures = (info["recall_at_10"], info["latency_ms_mean"])
-    log.info("wrote %s: recall@%d %s, %s ms/query", out / index_file, k, *figures)
+    log.info("wrote %s: recall@%d %s, %s ms/query", out / index_file, k, chosen.recall,
+             chosen.latency_ms.get("mean"))  # fmt: skip
     return info
 
 
@@ -288,33 +289,3 @@ def _build_sharded(trained: faiss.Index, source: VectorSource, shard_dir: Path) 
     merged.ntotal = lists.ntotal  # a wrapper (OPQ pre-transform) keeps its own count
     shutil.rmtree(shard_dir)
     return merged
-
-
-def _plan_info(plan: IndexPlan, seed: int) -> dict[str, Any]:
-    hnsw = {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION} if plan.kind == "hnsw" else None
-    fields = {**dataclasses.asdict(plan), "fallbacks": list(plan.fallbacks)}
-    return {**fields, "metric": "inner_product", "hnsw": hnsw, "seed": seed}
-
-
-def _tuning_info(tuning: Tuning | None, k: int, config: IndexConfig) -> dict[str, Any]:
-    """Tuned parameters and figures; None figures when there were too few vectors to measure."""
-    chosen = tuning.chosen if tuning else None
-    latency = chosen.latency_ms if chosen else {}
-    return {
-        "search_params": tuning.search_params if tuning else {},
-        "recall_at_10": chosen.recall if chosen else None,
-        "recall_k": k,
-        **{f"latency_ms_{s}": latency.get(s) for s in ("mean", "p50", "p99")},
-        "recall_target": config.recall_target,
-        "latency_budget_ms": config.latency_budget_ms,
-        "target_met": tuning.target_met if tuning else None,
-        "warnings": [tuning.warning] if tuning and tuning.warning else [],
-        "tuning": [
-            {"value": p.value, "recall": p.recall, **_prefixed("latency_ms_", p.latency_ms)}
-            for p in (tuning.sweep if tuning else [])
-        ],
-    }
-
-
-def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
-    return {prefix + key: value for key, value in values.items()}

@@ -68,6 +68,11 @@ class Point:
     recall: float
     latency_ms: dict[str, float]
 
+    def info(self) -> dict[str, float | None]:
+        """The point as ``index_info.json`` records it."""
+        latency = {f"latency_ms_{key}": ms for key, ms in self.latency_ms.items()}
+        return {"value": self.value, "recall": self.recall, **latency}
+
 
 @dataclass(frozen=True)
 class Tuning:
@@ -82,6 +87,9 @@ class Tuning:
     @property
     def search_params(self) -> dict[str, int]:
         return {} if self.param is None else {self.param: self.chosen.value}
+
+
+UNTUNED = Tuning(None, Point(None, None, {}), None)  # too few vectors to measure anything
 
 
 def held_out_queries(source: VectorSource, n_queries: int, k: int, seed: int) -> HeldOut:
