@@ -130,10 +130,7 @@ async def _read_query(request: Request, limit: int) -> Query:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FORM_TYPES:
         body = await _read_capped(request, limit + FORM_OVERHEAD_BYTES)
-        form, upload = await _parse_form(request, content_type, body)
-        if upload is not None and len(upload) > limit:
-            raise too_large(len(upload), limit, "the uploaded image")
-        return parse_form(form, upload, limit)
+        return parse_form(*await _parse_form(request, content_type, body), limit)
     if content_type in ("application/json", ""):
         # base64 takes 4 bytes per 3; the image limit applies again after decoding.
         body = await _read_capped(request, limit * 4 // 3 + FORM_OVERHEAD_BYTES)

@@ -51,12 +51,12 @@ class ServedIndex:
         }
 
 
+@dataclass
 class SearchService:
     """Answers searches and item look-ups over the indices of one :class:`ServerConfig`."""
 
-    def __init__(self, config: ServerConfig, indices: dict[str, ServedIndex]) -> None:
-        self.config = config
-        self.indices = indices
+    config: ServerConfig
+    indices: dict[str, ServedIndex]
 
     @classmethod
     def from_config(cls, config: ServerConfig) -> SearchService:
@@ -170,9 +170,8 @@ def near_duplicate_free(vectors: np.ndarray, threshold: float) -> list[int]:
     earlier kept row is below ``threshold``; a later near-duplicate is dropped, never the first."""
     kept: list[int] = []
     for i, row in enumerate(vectors):
-        if kept and float(np.max(vectors[kept] @ row)) >= threshold:
-            continue
-        kept.append(i)
+        if not kept or float(np.max(vectors[kept] @ row)) < threshold:
+            kept.append(i)
     return kept
 
 
@@ -184,32 +183,23 @@ def _search(index: SearchIndex, vector: np.ndarray, k: int) -> tuple[np.ndarray,
 
 
 def _load_served(
-    name: str,
-    spec: IndexSpec,
-    device: str,
-    encoders: dict[EncoderKey, Encoder],
+    name: str, spec: IndexSpec, device: str, encoders: dict[EncoderKey, Encoder]
 ) -> ServedIndex:
     from clipforge.search.index import load_index
 
     where = f"indices.{name}"
     index = load_index(spec.index)
-    emb_dir = spec.embeddings or index.info.get("embeddings")
+    info = index.info
+    emb_dir = spec.embeddings or info.get("embeddings")
     if not emb_dir:
         raise ValueError(f"{where}.embeddings is not set and {spec.index} names no embeddings")
-    info = index.info
     collection = Collection(emb_dir, info.get("partitions"), info.get("modality", "image"))
     # Ids are global row numbers: the index's rows per partition must be the collection's.
-    expected = info.get("partition_rows")
-    same_rows = (
-        list(expected) == collection.partition_rows
-        if expected is not None
-        else index.ntotal <= len(collection)
-    )
-    if not same_rows or collection.dim != index.dim:
-        built = sum(expected) if expected is not None else index.ntotal
+    built = info.get("partition_rows") or []
+    if built != collection.partition_rows or collection.dim != index.dim:
         raise ValueError(
-            f"{where}: index {spec.index} was built over {built} rows of dimension {index.dim} "
-            f"but collection {collection.root} holds {len(collection)} of dimension "
+            f"{where}: index {spec.index} was built over {sum(built)} rows of dimension "
+            f"{index.dim} but collection {collection.root} holds {len(collection)} of dimension "
             f"{collection.dim}; rebuild the index over this collection"
         )
     model_spec = _model_spec(spec, collection.info, where)
