@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from clipforge.search.collection import ItemNotFound
 from clipforge.search.metrics import Metrics
@@ -130,7 +129,7 @@ async def _read_query(request: Request, limit: int) -> Query:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FORM_TYPES:
         body = await _read_capped(request, limit + FORM_OVERHEAD_BYTES)
-        return parse_form(*await _parse_form(request, content_type, body), limit)
+        return parse_form(*await _parse_form(request, body), limit)
     if content_type in ("application/json", ""):
         # base64 takes 4 bytes per 3; the image limit applies again after decoding.
         body = await _read_capped(request, limit * 4 // 3 + FORM_OVERHEAD_BYTES)
@@ -152,28 +151,17 @@ async def _read_capped(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse_form(
-    request: Request, content_type: str, body: bytes
-) -> tuple[dict[str, str], bytes | None]:
-    """``(text fields, bytes of the 'image' file or None)`` of an already read form body."""
+async def _parse_form(request: Request, body: bytes) -> tuple[dict[str, str], bytes | None]:
+    """``(text fields, bytes of the 'image' file or None)`` of an already read form body;
+    Starlette answers a malformed one with a 400."""
 
-    async def replay() -> AsyncIterator[bytes]:
-        yield body
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
 
-    if content_type == "multipart/form-data":
-        parser: MultiPartParser | FormParser = MultiPartParser(
-            request.headers, replay(), max_files=1, max_fields=16,
-            max_part_size=FORM_OVERHEAD_BYTES,
-        )  # fmt: skip
-    else:
-        parser = FormParser(request.headers, replay())
-    try:
-        form = await parser.parse()
-    except MultiPartException as err:
-        raise ApiError(400, f"malformed form body: {err.message}") from None
     fields: dict[str, str] = {}
     upload: bytes | None = None
-    try:
+    limits = {"max_files": 1, "max_fields": 16, "max_part_size": FORM_OVERHEAD_BYTES}
+    async with Request(request.scope, replay).form(**limits) as form:
         for name, value in form.multi_items():
             if name in fields or (name == "image" and upload is not None):
                 raise ApiError(422, f"form field {name!r} is given more than once", {"field": name})
@@ -184,8 +172,6 @@ async def _parse_form(
                 upload = await value.read()
             else:
                 fields[name] = value
-    finally:
-        await form.close()
     return fields, upload
 
 
