@@ -50,8 +50,16 @@ def near_duplicate_groups(
     search; ``index`` (built over the same vectors) replaces the exact in-memory flat index.
     """
     check_dedup_options(threshold, k)
-    source = _source(embeddings, modality)
-    searcher = index if index is not None else _exact_index(source)
+    source = embeddings
+    if isinstance(embeddings, np.ndarray):
+        source = VectorSource.from_array(embeddings)
+    elif not isinstance(embeddings, VectorSource):
+        source = VectorSource.from_collection(embeddings, modality)
+    searcher = index
+    if searcher is None:  # an exact inner-product index over every vector, ids as the source's
+        searcher = SearchIndex(
+            fill_index(faiss.IndexIDMap(faiss.IndexFlatIP(source.dim)), source), {}
+        )
     if (searcher.dim, searcher.ntotal) != (source.dim, source.ntotal):
         raise ValueError(
             f"the index holds {searcher.ntotal} vectors of dimension {searcher.dim} but the "
@@ -140,19 +148,6 @@ class _UnionFind:
         for node in self.parent:
             members[self.find(node)].append(node)
         return sorted(sorted(g) for g in members.values())
-
-
-def _source(embeddings, modality: str) -> VectorSource:
-    if isinstance(embeddings, VectorSource):
-        return embeddings
-    if isinstance(embeddings, np.ndarray):
-        return VectorSource.from_array(embeddings)
-    return VectorSource.from_collection(embeddings, modality)
-
-
-def _exact_index(source: VectorSource) -> SearchIndex:
-    """An exact inner-product index over every vector of ``source``, ids as in the source."""
-    return SearchIndex(fill_index(faiss.IndexIDMap(faiss.IndexFlatIP(source.dim)), source), {})
 
 
 def _candidate_pairs(

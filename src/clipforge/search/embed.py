@@ -44,15 +44,8 @@ logger = logging.getLogger(__name__)
 
 # embed_info.json entries that must match for a rerun to continue a collection.
 IDENTITY_KEYS: tuple[str, ...] = (
-    "model",
-    "weights_blake2b",
-    "dim",
-    "images",
-    "text",
-    "inputs",
-    "partitioning",
-    "plan_blake2b",
-)
+    "model", "weights_blake2b", "dim", "images", "text", "inputs", "partitioning", "plan_blake2b",
+)  # fmt: skip
 
 
 def embed_collection(

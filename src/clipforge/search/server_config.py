@@ -78,7 +78,18 @@ class ServerConfig(TypedConfig):
             for name, spec in indices.items()
         }
         config = build_dataclass(cls, data, source, ServerConfigError)
-        _check_limits(config, source)
+        limits = ("max_upload_mb", "max_k", "max_text_chars")
+        check_positive(
+            ServerConfigError, source, **{name: getattr(config, name) for name in limits}
+        )
+        if config.default_k is not None and not 1 <= config.default_k <= config.max_k:
+            raise ServerConfigError(
+                f"{source}.default_k={config.default_k!r} must be in [1, max_k={config.max_k}]"
+            )
+        if not 0 < config.dedup_threshold <= 1:
+            raise ServerConfigError(
+                f"{source}.dedup_threshold={config.dedup_threshold!r} must be in (0, 1]"
+            )
         return config
 
     @property
@@ -126,16 +137,3 @@ def _index_spec(name: Any, spec: Any, base: Path, where: str) -> IndexSpec:
         if value is not None
     }
     return dataclasses.replace(built, **resolved)
-
-
-def _check_limits(config: ServerConfig, where: str) -> None:
-    limits = ("max_upload_mb", "max_k", "max_text_chars")
-    check_positive(ServerConfigError, where, **{name: getattr(config, name) for name in limits})
-    if config.default_k is not None and not 1 <= config.default_k <= config.max_k:
-        raise ServerConfigError(
-            f"{where}.default_k={config.default_k!r} must be in [1, max_k={config.max_k}]"
-        )
-    if not 0 < config.dedup_threshold <= 1:
-        raise ServerConfigError(
-            f"{where}.dedup_threshold={config.dedup_threshold!r} must be in (0, 1]"
-        )

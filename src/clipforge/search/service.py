@@ -85,7 +85,10 @@ class SearchService:
         """The response body of ``POST /search`` for a validated query."""
         started = time.perf_counter()
         served = self.resolve(query.index)
-        k = self._checked_k(query.k)
+        k = self.config.resolved_default_k if query.k is None else query.k
+        if not 1 <= k <= self.config.max_k:
+            raise ApiError(422, f"k={k} is out of range; k must be in [1, {self.config.max_k}]",
+                           {"field": "k", "min": 1, "max": self.config.max_k})  # fmt: skip
         warnings: list[str] = []
         vector = self._vector(served, query, warnings)  # (D,)
         scores, ids, removed = self._ranked(served, vector, k, query.dedup)
@@ -102,14 +105,6 @@ class SearchService:
             info["dedup_removed"] = removed
         info["seconds"] = round(time.perf_counter() - started, 6)
         return {"results": results, "query": info, "warnings": warnings}
-
-    def _checked_k(self, k: int | None) -> int:
-        if k is None:
-            return self.config.resolved_default_k
-        if not 1 <= k <= self.config.max_k:
-            raise ApiError(422, f"k={k} is out of range; k must be in [1, {self.config.max_k}]",
-                           {"field": "k", "min": 1, "max": self.config.max_k})  # fmt: skip
-        return k
 
     def _vector(self, served: ServedIndex, query: Query, warnings: list[str]) -> np.ndarray:
         """The unit query vector (D,) float32 of any query kind."""
