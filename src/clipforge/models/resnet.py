@@ -101,9 +101,6 @@ class ModifiedResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.attnpool = AttentionPool2d(cfg.grid_size, width * 32, cfg.heads, output_dim)
         self._frozen_bn: list[nn.BatchNorm2d] = []  # kept in eval mode by lock()
-        self._init_parameters()
-
-    def _init_parameters(self) -> None:
         std = self.attnpool.c_proj.in_features**-0.5
         for proj in (self.attnpool.q_proj, self.attnpool.k_proj, self.attnpool.v_proj):
             nn.init.normal_(proj.weight, std=std)

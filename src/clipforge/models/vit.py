@@ -36,19 +36,15 @@ class VisionTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, g*g, W)
         x = x + self.positional_embedding[1:].to(x.dtype)
         if self.training and self.patch_dropout > 0:
-            x = self._drop_patches(x)
+            keep = max(1, int(x.shape[1] * (1 - self.patch_dropout)))
+            idx = torch.rand(x.shape[:2], device=x.device).argsort(dim=1)[:, :keep]  # (B, keep)
+            x = x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[2]))  # (B, keep, W)
         cls = self.class_embedding.to(x.dtype) + self.positional_embedding[0].to(x.dtype)
         x = torch.cat([cls.expand(x.shape[0], 1, -1), x], dim=1)  # (B, 1 + N, W)
         x = self.ln_pre(x)
         x = self.transformer(x)
         x = self.ln_post(x[:, 0])  # (B, W)
         return x @ self.proj  # (B, D)
-
-    def _drop_patches(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, width = x.shape
-        keep = max(1, int(tokens * (1 - self.patch_dropout)))
-        idx = torch.rand(batch, tokens, device=x.device).argsort(dim=1)[:, :keep]  # (B, keep)
-        return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, width))  # (B, keep, W)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.transformer.grad_checkpointing = enable

@@ -176,10 +176,8 @@ class Tokenizer:
         ``context_length`` overrides the instance's length for this call (e.g. 248 for
         Long-CLIP). A single string gives ``N = 1``.
         """
-        length = (
-            self.context_length
-            if context_length is None
-            else _checked_context_length(context_length)
+        length = _checked_context_length(
+            self.context_length if context_length is None else context_length
         )
         if isinstance(texts, str):
             texts = (texts,)
