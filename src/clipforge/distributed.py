@@ -117,43 +117,35 @@ def init_distributed(
     """Join the process group described by torchrun's environment variables.
 
     Without ``WORLD_SIZE`` in the environment this is a single-process run on ``device``
-    (:func:`resolve_device`): nothing is initialised and the result says rank 0 of 1. With it, ``RANK``, ``LOCAL_RANK``,
-    ``MASTER_ADDR`` and ``MASTER_PORT`` must be set too (torchrun sets all five). ``backend``
-    defaults to :func:`default_backend`; with NCCL the current CUDA device is set to
+    (:func:`resolve_device`): nothing is initialised and the result says rank 0 of 1. With it,
+    ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` must be set too (torchrun sets
+    all five), and each rank runs on its own device (``cuda:LOCAL_RANK`` or the CPU).
+    ``backend`` defaults to :func:`default_backend`; with NCCL the current CUDA device is set to
     ``LOCAL_RANK`` so that collectives run on this process's GPU. ``timeout`` bounds every
     collective, so a rank that died turns into an error on the others rather than a hang.
     Called again once the group exists, it describes that group instead of starting another.
-    In a group each rank runs on its own device (``cuda:LOCAL_RANK`` or the CPU).
     """
-    if dist.is_available() and dist.is_initialized():
-        rank, world_size = world_info()
-        local_rank = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
-        return DistInfo(rank, world_size, local_rank, dist.get_backend(), _device(local_rank))
-    if "WORLD_SIZE" not in os.environ:
-        return DistInfo(0, 1, 0, None, resolve_device(device))
-    missing = [name for name in TORCHRUN_ENV_VARS if name not in os.environ]
-    if missing:
-        raise ValueError(
-            f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun, "
-            f"which sets {', '.join(TORCHRUN_ENV_VARS)}"
+    if not (dist.is_available() and dist.is_initialized()):
+        if "WORLD_SIZE" not in os.environ:
+            return DistInfo(0, 1, 0, None, resolve_device(device))
+        missing = [name for name in TORCHRUN_ENV_VARS if name not in os.environ]
+        if missing:
+            raise ValueError(
+                f"WORLD_SIZE is set but {', '.join(missing)} is not; launch with torchrun, "
+                f"which sets {', '.join(TORCHRUN_ENV_VARS)}"
+            )
+        (rank, world_size), local_rank = _env_rank(), _env_int("LOCAL_RANK")
+        backend = backend or default_backend()
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(
+            backend, init_method="env://", rank=rank, world_size=world_size, timeout=timeout
         )
-    (rank, world_size), local_rank = _env_rank(), _env_int("LOCAL_RANK")
-    backend = backend or default_backend()
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(
-        backend, init_method="env://", rank=rank, world_size=world_size, timeout=timeout
-    )
-    logger.info(
-        "joined %s process group as rank %d of %d (local rank %d) via %s:%s",
-        backend,
-        rank,
-        world_size,
-        local_rank,
-        os.environ["MASTER_ADDR"],
-        os.environ["MASTER_PORT"],
-    )
-    return DistInfo(rank, world_size, local_rank, backend, _device(local_rank))
+        where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        logger.info("joined the %s process group via %s as rank %d", backend, where, rank)
+    rank, world_size = world_info()
+    local_rank = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
+    return DistInfo(rank, world_size, local_rank, dist.get_backend(), _device(local_rank))
 
 
 class _AllGather(torch.autograd.Function):

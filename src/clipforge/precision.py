@@ -16,8 +16,7 @@ name           weights         autocast         use
 :func:`resolve_precision` turns a name and a device into a :class:`Precision`: the dtype the
 weights (and inputs) take and the autocast context to run the model under. Every caller that
 loads, trains or encodes with a model asks it, so ``bf16`` means the same thing in ``train``,
-``eval``, ``embed`` and ``serve``. Earlier releases spelt autocast ``amp`` (fp16) and, in
-``embed``, ``bf16``; the old ``amp`` spellings fail with the name to use instead.
+``eval``, ``embed`` and ``serve``.
 """
 
 from __future__ import annotations

@@ -7,9 +7,7 @@ silently ignored typo trains, builds or serves something other than what was ask
 
 A config is loaded in three layers, later ones winning: a YAML recipe, then command-line
 values, then ``key=value`` overrides whose dotted keys walk nested sections
-(``optim.lr=1e-3``, ``data.options.size=24``) and whose values are parsed as YAML. Each
-config class names its own error class (``error``) so its users can catch the error of the
-config they wrote.
+(``optim.lr=1e-3``, ``data.options.size=24``) and whose values are parsed as YAML.
 """
 
 from __future__ import annotations

@@ -118,12 +118,10 @@ class LossSection:
             )
 
     def options(self) -> dict[str, Any]:
-        """The loss options this section sets, as keyword arguments of :func:`create_loss`."""
+        """The loss options this section sets (the fields whose default is None), as keyword
+        arguments of :func:`create_loss`."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in _NOT_LOSS_OPTIONS and getattr(self, f.name) is not None}  # fmt: skip
-
-
-_NOT_LOSS_OPTIONS = ("name", "teacher", "teacher_pretrained")
+                if f.default is None and getattr(self, f.name) is not None}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

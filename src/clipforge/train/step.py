@@ -85,7 +85,9 @@ def _forward_backward(
             cached = [model(*b) for b in micro_batches]
     for j, batch in enumerate(micro_batches):
         last = j == len(micro_batches) - 1
-        with _no_sync(model, last=last):
+        # DDP all-reduces the gradients once, after the last micro-batch.
+        sync = last or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync():
             with ctx.precision.autocast():
                 out = model(*batch)
                 if not last:  # every pass sees the whole loss: let one carry the scale's gradient
@@ -113,13 +115,6 @@ def _teacher_features(ctx: StepContext, micro_batches: Sequence[Batch]) -> dict:
         **{f"teacher_{key}": torch.cat([o[key] for o in outs]) for key in _FEATURES},
         "teacher_logit_scale": outs[0]["logit_scale"],
     }
-
-
-def _no_sync(model: nn.Module, last: bool) -> contextlib.AbstractContextManager:
-    """Skip DDP's gradient all-reduce on all but the last micro-batch."""
-    if not last and hasattr(model, "no_sync"):
-        return model.no_sync()
-    return contextlib.nullcontext()
 
 
 def _update(state: TrainState, grad_clip: float) -> torch.Tensor:
