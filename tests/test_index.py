@@ -15,9 +15,16 @@ import pytest
 from clipforge.search import index as index_module
 from clipforge.search import layout, vectors
 from clipforge.search.collection import Collection
-from clipforge.search.index import SearchIndex, build_index, load_index
+from clipforge.search.index import (
+    Point,
+    SearchIndex,
+    build_index,
+    choose,
+    held_out_queries,
+    load_index,
+    sweep,
+)
 from clipforge.search.index_choice import GIB, KINDS, plan_index
-from clipforge.search.index_tune import Point, choose, held_out_queries, sweep
 from clipforge.search.vectors import VectorSource
 
 DIM = 32
