@@ -32,8 +32,7 @@ from clipforge.data.shapes import write_shapes
 from clipforge.search import layout
 from clipforge.search.embed import embed_collection
 from clipforge.search.index import build_index
-from clipforge.search.metrics import Metrics
-from clipforge.search.server import create_app, single_index_config
+from clipforge.search.server import Metrics, create_app, single_index_config
 from clipforge.search.server_config import ServerConfigError, load_server_config
 from clipforge.search.service import near_duplicate_free
 from clipforge.transforms import image_transform
