@@ -102,16 +102,15 @@ class Collection:
     def items(self, ids: list[int]) -> list[dict[str, Any]]:
         """The public descriptions of ``ids``: id, key, caption, path (relative to its image
         root), member (tar member, webdataset only) and the parsed JSON fields as metadata."""
-        return [self._describe(i, row) for i, row in zip(ids, self.rows(ids), strict=True)]
-
-    def _describe(self, item_id: int, row: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": item_id, "key": row.get("key"), "caption": row.get("caption")}
-        image_path = self._inside_roots(row.get("path"))
-        if image_path is not None:
-            out["path"] = str(image_path[1])
-        if row.get("member"):
-            out["member"] = row["member"]
-        out["metadata"] = _parse_json(row.get("json"))
+        out = []
+        for item_id, row in zip(ids, self.rows(ids), strict=True):
+            item = {"id": item_id, "key": row.get("key"), "caption": row.get("caption")}
+            image_path = self._inside_roots(row.get("path"))
+            if image_path is not None:
+                item["path"] = str(image_path[1])
+            if row.get("member"):
+                item["member"] = row["member"]
+            out.append({**item, "metadata": _parse_json(row.get("json"))})
         return out
 
     def image(self, item_id: int) -> tuple[bytes, str]:

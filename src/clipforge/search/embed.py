@@ -207,25 +207,18 @@ def _run(
         )
         assembly.add(chunk, embeddings)
         if assembly.complete:
-            results.append(writer.write(chunk.partition, assemblies.pop(chunk.partition)))
-            _log_partition(results[-1])
+            stats = writer.write(chunk.partition, assemblies.pop(chunk.partition))
+            results.append(stats)
+            logger.info("partition %(partition)05d: %(rows)d rows, %(captions)d captions, "
+                        "%(skipped)d skipped in %(seconds).1f s", stats)  # fmt: skip
+            if stats["skipped"]:
+                logger.warning("partition %(partition)05d: skipped %(skipped)d of %(seen)d samples "
+                               "%(skipped_by_reason)s, e.g. %(example)s",
+                               {**stats, "example": stats["skipped_samples"][0]})  # fmt: skip
         waited_from = time.perf_counter()
     if assemblies:
         raise RuntimeError(f"partitions {sorted(assemblies)} ended incomplete (a clipforge bug)")
     return results
-
-
-def _log_partition(stats: dict[str, Any]) -> None:
-    logger.info(
-        "partition %05d: %d rows, %d captions, %d skipped in %.1f s",
-        stats["partition"], stats["rows"], stats["captions"], stats["skipped"], stats["seconds"],
-    )  # fmt: skip
-    if stats["skipped"]:
-        logger.warning(
-            "partition %05d: skipped %d of %d samples %s, e.g. %s",
-            stats["partition"], stats["skipped"], stats["seen"], stats["skipped_by_reason"],
-            stats["skipped_samples"][0],
-        )  # fmt: skip
 
 
 def _summary(

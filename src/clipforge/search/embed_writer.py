@@ -43,9 +43,6 @@ class Assembly:
     def complete(self) -> bool:
         return self.finished_units == self.units
 
-    def ordered(self) -> list[tuple[Chunk, torch.Tensor | None]]:
-        return [self.chunks[k] for k in sorted(self.chunks)]
-
 
 def write_array(path: Path, array: np.ndarray) -> None:
     """``np.save`` to ``path`` atomically (a handle, so numpy adds no ``.npy`` suffix)."""
@@ -76,7 +73,7 @@ class PartitionWriter:
 
     def write(self, index: int, assembly: Assembly) -> dict[str, Any]:
         """Write partition ``index`` and return its stats."""
-        parts = assembly.ordered()
+        parts = [assembly.chunks[key] for key in sorted(assembly.chunks)]  # planned order
         rows = [row for chunk, _ in parts for row in chunk.rows]
         dim = self.encoder.dim
         if self.collection.images:

@@ -1,9 +1,4 @@
-"""Build, save, load and query the FAISS index of an embedded collection.
-
-::
-
-    build_index(EMB_DIR, OUT_DIR)            -> OUT_DIR/image.index + OUT_DIR/index_info.json
-    load_index(OUT_DIR).search(queries, k)   -> scores (n, k) float32, ids (n, k) int64
+"""Build, tune, save, load and query the FAISS index of an embedded collection.
 
 Ids are the collection's global row ids (``layout.py``) whatever the index kind: every vector
 goes in with ``add_with_ids``, one chunk of one partition at a time (``add_chunk``), so the

@@ -87,10 +87,8 @@ def estimate_memory_bytes(kind: str, n: int, dim: int, *, nlist: int = 0, pq_m: 
         return int(n * (4 * dim + ID_BYTES + 1.05 * 2 * HNSW_M * 4 + 20))
     if kind == "ivf-flat":
         return n * (4 * dim + ID_BYTES) + nlist * 4 * dim
-    if kind == "ivf-pq":
-        codebooks = 4 * dim * dim + 4 * 2**PQ_NBITS * dim
-        return n * (pq_m * PQ_NBITS // 8 + ID_BYTES) + nlist * 4 * dim + codebooks
-    raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
+    codebooks = 4 * dim * dim + 4 * 2**PQ_NBITS * dim  # ivf-pq
+    return n * (pq_m * PQ_NBITS // 8 + ID_BYTES) + nlist * 4 * dim + codebooks
 
 
 def pq_sizes(dim: int) -> list[int]:
