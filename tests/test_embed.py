@@ -26,7 +26,7 @@ from clipforge.data.plan import plan_collection
 from clipforge.data.shapes import write_shapes
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
-from clipforge.search import embed_writer
+from clipforge.search import layout
 from clipforge.search.embed import embed_collection
 from clipforge.search.layout import (
     complete_partitions,
@@ -321,20 +321,20 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(
 ):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run([folder], whole, checkpoint, partition_size=3)
-    write_metadata = embed_writer.write_metadata
+    write_table = layout.write_table
 
     def fail_on_partition_1(path, rows):
         if path == metadata_path(resumed, 1):
             raise KeyboardInterrupt("interrupted while writing partition 1")
-        write_metadata(path, rows)
+        write_table(path, rows)
 
-    monkeypatch.setattr(embed_writer, "write_metadata", fail_on_partition_1)
+    monkeypatch.setattr(layout, "write_table", fail_on_partition_1)
     with pytest.raises(KeyboardInterrupt):
         run([folder], resumed, checkpoint, partition_size=3)
     assert complete_partitions(resumed) == [0]
     assert img_emb_path(resumed, 1).exists()  # written before the interruption, redone below
     assert not list(resumed.rglob("*.partial"))
-    monkeypatch.setattr(embed_writer, "write_metadata", write_metadata)
+    monkeypatch.setattr(layout, "write_table", write_table)
 
     summary = run([folder], resumed, checkpoint, partition_size=3)
     assert summary["partitions_already_complete"] == 1

@@ -23,10 +23,11 @@ from typing import Any
 import faiss
 import numpy as np
 
-from clipforge.atomic import atomic_path, write_json_atomic
+from clipforge.atomic import write_json_atomic
 from clipforge.search.collection import Collection
 from clipforge.search.configs import DedupConfig, check_dedup_options
 from clipforge.search.index import SearchIndex, fill_index, load_index
+from clipforge.search.layout import write_table
 from clipforge.search.vectors import VectorSource
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,12 @@ def dedup_collection(
         listed = [{"ids": g, "keys": [keys[i] for i in g]} for g in groups]
         write_json_atomic(out, {**summary, "groups": listed, "group_count": len(groups)})
     else:
-        _write_parquet(out, groups, keys)
+        rows = [
+            {"group": n, "id": i, "key": keys[i], "keep": j == 0}
+            for n, group in enumerate(groups)
+            for j, i in enumerate(group)
+        ]
+        write_table(out, rows, {"group": "int64", "id": "int64", "key": "string", "keep": "bool"})
     return summary
 
 
@@ -164,22 +170,3 @@ def _candidate_pairs(
         rows, others = rows[keep], neighbours.ravel()[keep]
     pair = (others >= 0) & (others != ids[rows])
     return rows[pair], others[pair]
-
-
-def _write_parquet(out: Path, groups: list[list[int]], keys: dict[int, str]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = [
-        ("group", pa.int64()),
-        ("id", pa.int64()),
-        ("key", pa.string()),
-        ("keep", pa.bool_()),
-    ]
-    rows = [
-        {"group": n, "id": i, "key": keys[i], "keep": j == 0}
-        for n, group in enumerate(groups)
-        for j, i in enumerate(group)
-    ]
-    with atomic_path(out) as tmp:
-        pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema(columns)), tmp)

@@ -44,8 +44,15 @@ logger = logging.getLogger(__name__)
 
 # embed_info.json entries that must match for a rerun to continue a collection.
 IDENTITY_KEYS: tuple[str, ...] = (
-    "model", "weights_blake2b", "dim", "images", "text", "inputs", "partitioning", "plan_blake2b",
-)  # fmt: skip
+    "model",
+    "weights_blake2b",
+    "dim",
+    "images",
+    "text",
+    "inputs",
+    "partitioning",
+    "plan_blake2b",
+)
 
 
 def embed_collection(

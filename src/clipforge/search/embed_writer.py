@@ -21,9 +21,7 @@ from clipforge.atomic import atomic_path, write_json_atomic
 from clipforge.data.partition_reader import Chunk
 from clipforge.data.plan import CollectionPlan
 from clipforge.encoder import Encoder
-from clipforge.search.layout import img_emb_path, metadata_path, stats_path, text_emb_path
-
-METADATA_COLUMNS: tuple[str, ...] = ("key", "path", "member", "caption", "json")
+from clipforge.search import layout
 
 
 @dataclass
@@ -51,18 +49,6 @@ def write_array(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def write_metadata(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The metadata parquet: one row per sample, :data:`METADATA_COLUMNS`, all strings."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema([(name, pa.string()) for name in METADATA_COLUMNS])
-    table = pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
 class PartitionWriter:
     """Turns a complete :class:`Assembly` into the partition's files, stats last."""
 
@@ -80,7 +66,7 @@ class PartitionWriter:
             found = [emb for _, emb in parts if emb is not None]
             images = torch.cat(found) if found else torch.zeros(0, dim)  # (n, D)
             _check_rows(index, "image embeddings", len(images), len(rows))
-            write_array(img_emb_path(self.out, index), images.numpy().astype(np.float16))
+            write_array(layout.img_emb_path(self.out, index), images.numpy().astype(np.float16))
         captioned = [i for i, row in enumerate(rows) if row["caption"] is not None]
         if self.collection.text:
             texts = torch.zeros(len(rows), dim)  # (n, D), zero rows where there is no caption
@@ -89,8 +75,8 @@ class PartitionWriter:
                 token_rows = torch.cat(tokens)  # (C, L)
                 _check_rows(index, "tokenized captions", len(token_rows), len(captioned))
                 texts[captioned] = self.encoder.texts(token_rows)
-            write_array(text_emb_path(self.out, index), texts.numpy().astype(np.float16))
-        write_metadata(metadata_path(self.out, index), rows)
+            write_array(layout.text_emb_path(self.out, index), texts.numpy().astype(np.float16))
+        layout.write_table(layout.metadata_path(self.out, index), rows)
         skipped = [entry for chunk, _ in parts for entry in chunk.skipped]
         seconds = time.perf_counter() - assembly.started
         n_images = len(rows) if self.collection.images else 0
@@ -108,8 +94,8 @@ class PartitionWriter:
             "seconds": round(seconds, 3),
             "images_per_second": round(n_images / seconds, 1) if seconds > 0 else 0.0,
         }
-        stats_path(self.out, index).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(stats_path(self.out, index), stats)
+        layout.stats_path(self.out, index).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(layout.stats_path(self.out, index), stats)
         return stats
 
 

@@ -154,8 +154,8 @@ def build_index(
     start = time.perf_counter()
     source = VectorSource.from_collection(emb_dir, config.modality)
     plan = plan_index(source.ntotal, source.dim, **{k: getattr(config, k) for k in _PLAN_KEYS})
-    log.info("building %s (%s) over %d %s vectors of dimension %d: %s", plan.kind, plan.factory,
-             source.ntotal, config.modality, source.dim, plan.choice)  # fmt: skip
+    what = f"{source.ntotal} {config.modality} vectors of dimension {source.dim}"
+    log.info("building %s (%s) over %s: %s", plan.kind, plan.factory, what, plan.choice)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index = train_index(plan, source, seed=config.seed)
@@ -172,8 +172,8 @@ def build_index(
     if k >= 1:
         held = held_out_queries(source, config.n_queries, k, config.seed)
         tuning = tune(index, plan, held, source, config.recall_target, config.latency_budget_ms)
-    timings = {"train_s": trained - start, "add_s": added - trained,
-               "evaluate_s": time.perf_counter() - added}  # fmt: skip
+    seconds = np.diff([start, trained, added, time.perf_counter()]).tolist()
+    timings = dict(zip(("train_s", "add_s", "evaluate_s"), seconds, strict=True))
     index_file = f"{config.modality}.index"
     with atomic_path(out / index_file) as tmp:
         faiss.write_index(index, str(tmp))
@@ -212,8 +212,8 @@ def build_index(
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json_atomic(out / INFO_FILE, info)
-    log.info("wrote %s: recall@%d %s, %s ms/query", out / index_file, k, chosen.recall,
-             chosen.latency_ms.get("mean"))  # fmt: skip
+    figures = (out / index_file, k, chosen.recall, chosen.latency_ms.get("mean"))
+    log.info("wrote %s: recall@%d %s, %s ms/query", *figures)
     return info
 
 
