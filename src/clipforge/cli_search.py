@@ -1,9 +1,7 @@
 """``clipforge embed``, ``index``, ``dedup`` and ``serve``: thin wrappers over ``clipforge.search``.
 
-Each command loads its typed config (flags generated from the fields, ``--config``, ``--set``,
-``--print-config``: :mod:`.cli_config`) and calls one library function; input errors (a
-missing folder, a changed model, a bad index kind) come back as ``ValueError`` /
-``FileNotFoundError`` naming the input and are printed as one line by ``clipforge.cli.main``.
+Each command loads its typed config (:mod:`.cli_config`) and calls one library function, whose
+input errors name the input and are printed as one line by ``clipforge.cli.main``.
 """
 
 from __future__ import annotations

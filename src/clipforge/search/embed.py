@@ -66,10 +66,8 @@ def embed_collection(
     """Embed ``inputs`` into ``out_dir``; return this rank's summary.
 
     ``options`` are the fields of :class:`~clipforge.search.configs.EmbedConfig` (their help
-    says what each does), checked before any input is read or model loaded. ``inputs`` are
-    image folders, tar shards (paths or brace patterns) or tables (:mod:`clipforge.data.plan`).
-    ``precision`` is a name of :mod:`clipforge.precision`; ``embed_info.json`` records the
-    precision it resolved to, and the server encodes queries with it.
+    says what each does), checked before any input is read or model loaded. ``embed_info.json``
+    records the precision ``precision`` resolved to, and the server encodes queries with it.
 
     ``rank``/``world_size`` default to the initialised process group, then to torchrun's
     ``RANK``/``WORLD_SIZE``, then to a single process; this rank embeds the partitions ``p``

@@ -78,7 +78,8 @@ def parse_form(form: dict[str, Any], upload: bytes | None, max_image_bytes: int)
     """A multipart request: text fields as strings (``k``, ``dedup``, ``id`` converted here,
     ``embedding`` as a JSON list) and the uploaded ``image`` file's bytes."""
     data: dict[str, Any] = dict(form)
-    for name, convert in (("k", int), ("id", int), ("dedup", _form_bool), ("embedding", _json)):
+    converters = {"k": int, "id": int, "dedup": _form_bool, "embedding": json.loads}
+    for name, convert in converters.items():
         if name in data:
             try:
                 data[name] = convert(data[name])
@@ -98,13 +99,6 @@ def _form_bool(text: str) -> bool:
     if lowered in ("false", "0", "no", "off", ""):
         return False
     raise ValueError("expected true or false")
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not a JSON list ({err})") from None
 
 
 def _validated(data: dict[str, Any]) -> SearchRequest:

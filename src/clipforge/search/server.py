@@ -1,8 +1,5 @@
-"""The search server: a FastAPI app with text/image/vector/item search and a small web page.
-
-Routes: ``/search`` (JSON or a multipart upload), ``/items/{id}``, ``/images/{id}``,
-``/indices``, ``/health``, ``/metrics``, the page at ``/`` and the API docs at ``/docs`` (their
-table is in ``docs/search.md``, their schemas at ``/openapi.json``).
+"""The search server: a FastAPI app with text/image/vector/item search and a small web page
+(routes in ``docs/search.md``, schemas at ``/openapi.json``).
 
 Every client error is a 4xx with ``{"error": message, "detail": ...}``; see
 :mod:`clipforge.search.queries` for the statuses. The work of a search (encoding, FAISS) runs in

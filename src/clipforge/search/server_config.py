@@ -1,9 +1,7 @@
 """The search server's configuration: which indices to serve and the limits on each request.
 
-A config is a YAML or JSON file (or the same structure as a dict): ``indices`` maps each name to
-an ``index`` directory written by ``clipforge index``, with optional ``embeddings``, ``model``
-and ``pretrained`` overriding what the index and its collection record, then the limits (the
-fields of :class:`ServerConfig`); ``docs/search.md`` shows one.
+A YAML or JSON file, or the same structure as a dict (``docs/search.md`` shows one): ``indices``
+maps each name to an :class:`IndexSpec`, then come the limits.
 
 Relative paths in a file are relative to the file's directory, so a config travels with the
 indices beside it. Like every clipforge config it is strict: an unknown key or a value of the

@@ -213,27 +213,20 @@ def _load_served(
             ) from err
         logger.info("loaded query model %s (pretrained=%s) at %s", *key)
     encoder = encoders[key]
-    _check_same_model(encoder, collection, index, where)
-    logger.info("serving index %r: %d vectors, dim %d", name, index.ntotal, index.dim)
-    return ServedIndex(name, index, collection, encoder)
-
-
-def _check_same_model(
-    encoder: Encoder, collection: Collection, index: SearchIndex, where: str
-) -> None:
-    """Queries embedded by another model than the collection's give meaningless rankings with
-    no error at all, so a width or weights mismatch stops the server from starting."""
-    model = encoder.spec[0]
+    # Queries embedded by another model than the collection's give meaningless rankings with no
+    # error at all, so a width or weights mismatch stops the server from starting.
     if encoder.dim != index.dim:
-        raise ValueError(f"{where}: model {model!r} embeds to dimension {encoder.dim} but "
-                         f"the index has dimension {index.dim}")  # fmt: skip
+        raise ValueError(f"{where}: model {model_spec[0]!r} embeds to dimension {encoder.dim} "
+                         f"but the index has dimension {index.dim}")  # fmt: skip
     recorded = collection.info.get("weights_blake2b")
     if recorded and recorded != encoder.weights_digest:
         raise ValueError(
-            f"{where}: the weights of model {model!r} (pretrained={encoder.spec[1]!r}, "
+            f"{where}: the weights of model {model_spec[0]!r} (pretrained={model_spec[1]!r}, "
             f"blake2b {encoder.weights_digest}) are not those that embedded {collection.root} "
             f"(blake2b {recorded}); set model/pretrained to the checkpoint used by the embedding"
         )
+    logger.info("serving index %r: %d vectors, dim %d", name, index.ntotal, index.dim)
+    return ServedIndex(name, index, collection, encoder)
 
 
 def _model_spec(spec: IndexSpec, info: dict[str, Any], where: str) -> tuple[str, str | None]:
