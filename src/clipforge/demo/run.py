@@ -13,7 +13,7 @@ from typing import Any
 
 from ..data.evalsets import open_evalset
 from ..evaluate import EvalConfig, write_report
-from ..evaluate.report_plots import plot_retrieval_examples, plot_training_curves
+from ..evaluate.report import plot_retrieval_examples, plot_training_curves
 from ..evaluate.shapes_suite import SuiteSizes, run_suite, suite_configs, suite_figures
 from ..recipes import recipe_path
 from ..train import fit, load_train_config
@@ -56,14 +56,12 @@ def run_demo(
     sets += (QUICK_OVERRIDES if quick else []) + list(overrides)
     cfg = load_train_config(recipe_path("shapes-demo"), sets)
     result = fit(cfg)
-    model = result.model
+    model, history, results_dir = result.model, result.history, out_dir / "results"
     sizes = QUICK_EVAL if quick else SuiteSizes()
-    results_dir = out_dir / "results"
     configs = suite_configs(
         model, cfg.model.name, seed=cfg.run.seed, sizes=sizes, out_dir=results_dir
     )
     results = run_suite(model, configs)
-    history = result.history
     batch_size = cfg.data.batch_size * cfg.run.processes  # data.batch_size is per process
     metrics = {
         "model": cfg.model.name,

@@ -1,7 +1,7 @@
 """Evaluation: metrics as CLIP_benchmark defines them, tasks, results and reports.
 
 ``run_eval(EvalConfig(...))`` runs a task as ``clipforge eval`` does (docs/evaluation.md);
-tasks are in :mod:`.tasks`, metrics in :mod:`.metrics`, the feature cache in :mod:`.cache`;
+tasks are in :mod:`.tasks`, metrics in :mod:`.metrics`, the feature cache in :mod:`.features`;
 results are JSON documents (:mod:`.results`) that :func:`write_report` renders.
 """
 
@@ -11,7 +11,7 @@ from .report import write_report
 from .results import build_result, read_result, write_result
 from .run import run_eval
 from .splits import SampleRange, SplitSpec, parse_split
-from .tasks import TaskOutput
+from .tasks.common import TaskOutput
 
 __all__ = [
     "CachedEncoder",

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from ..data.evalsets import EvalOptions
 from ..precision import check_precision
 from ..typed_config import TypedConfig, field_types, option, section_type
-from .cache import default_cache_dir
+from .features import default_cache_dir
 
 TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "linear-probe", "fewshot", "robustness")
 METHODS: tuple[str, ...] = ("tip", "tip-f", "gda", "coop", "linear")
@@ -49,11 +49,7 @@ class HeadSection:
                  if getattr(self, name)]  # fmt: skip
         if len(given) > 1:
             raise ValueError(f"choose one prompt source, not {' and '.join(given)}")
-        if (
-            self.language != "en"
-            and self.classnames is None
-            and given in (["descriptors"], ["cupl"], ["waffle"])
-        ):
+        if self.language != "en" and self.classnames is None and given not in ([], ["templates"]):
             raise ValueError(
                 f"language={self.language!r} has nothing to translate with {given[0]}: it picks "
                 "template and class-name files; give classnames in that language"
@@ -148,13 +144,9 @@ class RunSection:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig(TypedConfig):
-    """One evaluation: the task, the data, the model, and how to run it.
-
-    ``dataset`` goes to :func:`clipforge.data.evalsets.open_evalset`; the splits are explained
-    in :mod:`clipforge.evaluate.splits`; ``model`` and ``pretrained`` go to
-    :func:`clipforge.create_model`; ``seed`` draws the k-shot sets and seeds training and
-    WaffleCLIP.
-    """
+    """One evaluation: the task, the data, the model, and how to run it (``dataset`` goes to
+    :func:`~clipforge.data.evalsets.open_evalset`, splits are explained in :mod:`.splits`,
+    ``model`` and ``pretrained`` go to :func:`clipforge.create_model`)."""
 
     task: str = option(help="zeroshot, retrieval, linear-probe, fewshot or robustness.")
     dataset: str = option(help="Registry name (shapes/heldout) or path.")

@@ -1,8 +1,13 @@
 """Frozen features of an evaluation set: encoded once, in order, with a progress bar; cached.
 
-:class:`CachedEncoder` puts a :class:`~clipforge.evaluate.cache.FeatureCache` in front of the
-run's :class:`~clipforge.encoder.Encoder`. Features are stored as the model returns them
-(unnormalised, float32): the tasks normalise where their method does.
+Encoding the images is nearly all of an evaluation's cost; fitting a probe or sweeping shots on
+the features takes seconds. So :class:`CachedEncoder` puts a :class:`FeatureCache` in front of
+the run's :class:`~clipforge.encoder.Encoder`: features are stored once per *key* (model
+identity, precision, set, preprocessing: docs/evaluation.md, "Feature cache"), as ``<sha256 of
+the key>.safetensors`` written atomically. The key is stored in the file's metadata and compared
+on reading, so a collision or a foreign file is a miss, never someone else's features. Features
+are stored as the model returns them (unnormalised, float32): the tasks normalise where their
+method does.
 """
 
 from __future__ import annotations
@@ -11,34 +16,126 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from ..atomic import atomic_path
 from ..data.evalsets import EvalLoader, EvalSet, LabelBatch
 from ..encoder import Encoder
-from .cache import FeatureCache
+from ..models import list_models
+from ..models.digest import weights_digest
 
 logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+METADATA_KEY = "clipforge.features"
+
+
+def default_cache_dir() -> Path:
+    """``$CLIPFORGE_CACHE/features``, else ``$XDG_CACHE_HOME/clipforge/features``, else
+    ``~/.cache/clipforge/features``: where the command line caches features by default."""
+    if os.environ.get("CLIPFORGE_CACHE"):
+        return Path(os.environ["CLIPFORGE_CACHE"]) / "features"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "clipforge" / "features"
+
+
+def path_fingerprint(path: str | os.PathLike) -> dict[str, Any] | None:
+    """Resolved path, size and modification time of an existing file or folder (and of its
+    files, one level deep), else None: one ``stat`` where hashing a multi-gigabyte checkpoint
+    would not be, and a checkpoint rewritten in place gets a new mtime."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    stat = path.stat()
+    found: dict[str, Any] = {
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+    }
+    if path.is_dir():
+        found["files"] = [
+            [child.name, child.stat().st_size, child.stat().st_mtime_ns]
+            for child in sorted(path.iterdir())
+            if child.is_file()
+        ]
+    return found
+
+
+def model_identity(
+    model: torch.nn.Module, name: str | None, pretrained: str | os.PathLike | None
+) -> dict[str, Any]:
+    """What tells this model's features apart from another's: the name and the weights file's
+    :func:`path_fingerprint` (``pretrained``, or ``name`` being a checkpoint), else (a random
+    or in-memory model) a digest of the weights themselves."""
+    label = None if name is None else str(name)
+    sources = [pretrained]
+    if name is not None and label not in list_models() and Path(label).suffix != ".json":
+        sources.append(name)  # a checkpoint given as the model; a config file names no weights
+    for source in sources:
+        if source is not None and (fingerprint := path_fingerprint(source)) is not None:
+            return {"name": label, "weights_file": fingerprint}
+    return {"name": label, "weights_blake2b": weights_digest(model)}
+
+
+class FeatureCache:
+    """Tensors by key in ``directory``; a cache with ``directory=None`` holds nothing."""
+
+    def __init__(self, directory: str | os.PathLike | None) -> None:
+        self.directory = None if directory is None else Path(directory)
+
+    def _path(self, key: dict[str, Any]) -> Path:
+        text = json.dumps({"format": CACHE_FORMAT, **key}, sort_keys=True)
+        return self.directory / f"{hashlib.sha256(text.encode('utf-8')).hexdigest()}.safetensors"
+
+    def get(self, key: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """``(tensors, info)`` stored under ``key``, or None."""
+        if self.directory is None:
+            return None
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                document = json.loads((f.metadata() or {})[METADATA_KEY])
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            logger.warning("feature cache %s is unreadable (%s); recomputing", path, err)
+            return None
+        if document.get("key") != json.loads(json.dumps({"format": CACHE_FORMAT, **key})):
+            logger.warning("feature cache %s holds another key; recomputing", path)
+            return None
+        return tensors, document["info"]
+
+    def put(self, key: dict[str, Any], tensors: dict[str, torch.Tensor], info: dict) -> None:
+        """Store ``tensors`` (and the JSON ``info``) under ``key``, atomically."""
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        document = json.dumps({"key": {"format": CACHE_FORMAT, **key}, "info": info})
+        contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+        path = self._path(key)
+        with atomic_path(path) as tmp:
+            save_file(contiguous, str(tmp), metadata={METADATA_KEY: document})
+        logger.info("cached features in %s", path)
 
 
 @dataclass(frozen=True)
 class EncodedSet:
-    """The readable samples of one set, encoded.
+    """The readable samples of one set, encoded."""
 
-    ``features`` float32 (N, D), unnormalised; ``indices`` int64 (N,) their positions in the
-    set (skipped samples are absent); ``labels`` int64 (N,) or float32 (N, C) multi-hot for a
-    labelled set, else None; ``skips`` the loader's :meth:`SkipStats.to_dict`; ``seconds``
-    the encoding time (0 when read from the cache).
-    """
-
-    features: torch.Tensor
-    indices: torch.Tensor
-    labels: torch.Tensor | None
-    skips: dict[str, Any]
-    seconds: float
+    features: torch.Tensor  # float32 (N, D), unnormalised
+    indices: torch.Tensor  # int64 (N,): positions in the set (skipped samples are absent)
+    labels: torch.Tensor | None  # int64 (N,), float32 (N, C) multi-hot, or None (unlabelled)
+    skips: dict[str, Any]  # the loader's SkipStats.to_dict()
+    seconds: float  # encoding time, 0 when read from the cache
     cached: bool
 
     def summary(self) -> dict[str, Any]:
@@ -120,23 +217,12 @@ class CachedEncoder:
             indices.append(batch.indices)
             if isinstance(batch, LabelBatch):
                 labels.append(batch.labels)
-        seconds = time.perf_counter() - start
-        encoded = torch.cat(features)
-        logger.info(
-            "%s: encoded %d images in %.1f s (%.0f images/s)",
-            dataset.name,
-            len(encoded),
-            seconds,
-            len(encoded) / max(seconds, 1e-9),
-        )
-        return EncodedSet(
-            encoded,
-            torch.cat(indices),
-            torch.cat(labels) if labels else None,
-            loader.stats.to_dict(),
-            seconds,
-            False,
-        )
+        seconds, count = time.perf_counter() - start, sum(len(f) for f in features)
+        rate = count / max(seconds, 1e-9)
+        logger.info("%s: encoded %d images in %.1f s (%.0f/s)", dataset.name, count, seconds, rate)
+        labelled = torch.cat(labels) if labels else None
+        skips = loader.stats.to_dict()
+        return EncodedSet(torch.cat(features), torch.cat(indices), labelled, skips, seconds, False)
 
     def texts(self, texts: list[str]) -> torch.Tensor:
         """Unnormalised float32 text features (T, D) of ``texts``, cached like images."""

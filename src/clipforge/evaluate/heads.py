@@ -1,14 +1,13 @@
-"""The zero-shot head of a run, from the config's prompt options or the set's own prompts.
-
-Which prompts, first match wins: ``descriptors`` (DCLIP), ``cupl`` (CuPL), ``waffle``
-(WaffleCLIP) or ``templates``, whichever is given; the set's ``class_prompts`` (e.g. the
-held-out shapes pairs, whose names need "a"/"an" chosen per colour), unless ``classnames``
-renames the classes; the set's ``templates``; OpenAI's 80 ImageNet templates. The set's own
-prompts are English, so another ``language`` goes straight to the packaged templates of that
-language.
+"""The zero-shot head of a run, from the config's prompt options or the set's own prompts (the
+order in docs/evaluation.md, "Zero-shot head"). The set's class prompts exist because the
+held-out shapes pairs need "a"/"an" chosen per colour; they are English, so another
+``language`` goes straight to the packaged templates of that language.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from ..data.evalsets import EvalSet
 from ..zeroshot import (
@@ -47,38 +46,32 @@ def zero_shot_head(config: EvalConfig, encoder: CachedEncoder, dataset: EvalSet)
     """Build the head (see the module docstring) with the run's encoder, so prompts are encoded
     at the run's precision; its tensors are returned on the CPU, where the features are."""
     names = head_classnames(config, dataset)
-    text_encoder = encoder.encoder  # the run's device, precision and batch size
-    options = config.head
     label = str(config.model if config.model is not None else config.pretrained)
-    if options.descriptors is not None:
-        descriptors = load_descriptors(options.descriptors)
-        head = descriptor_head(
-            text_encoder, names, descriptors, source=options.descriptors, model_name=label
-        )
-    elif options.cupl is not None:
-        prompts = load_class_prompts(options.cupl)
-        head = cupl_head(text_encoder, names, prompts, source=options.cupl, model_name=label)
-    elif options.waffle:
-        head = waffle_head(text_encoder, names, seeds=(config.seed,), model_name=label)
+    if config.head.waffle:
+        head = waffle_head(encoder.encoder, names, seeds=(config.seed,), model_name=label)
     else:
-        source, templates = _templates(config, dataset)
-        if templates is None:
-            prompts = dict(zip(names, dataset.class_prompts, strict=True))
-            head = cupl_head(text_encoder, names, prompts, source=source, model_name=label)
-        else:
-            head = template_head(text_encoder, names, templates, source=source, model_name=label)
+        build, prompts, source = _prompts(config, dataset, names)
+        head = build(encoder.encoder, names, prompts, source=source, model_name=label)
     return head.to("cpu")
 
 
-def _templates(config: EvalConfig, dataset: EvalSet) -> tuple[str, list[str] | None]:
-    """``(source, templates)``; templates None means "use the set's class prompts"."""
-    if config.head.templates is not None:
-        return config.head.templates, load_templates(
-            config.head.templates, language=config.head.language
-        )
-    own_prompts = config.head.language == DEFAULT_LANGUAGE and config.head.classnames is None
-    if own_prompts and getattr(dataset, "class_prompts", None):
-        return f"{config.dataset} class prompts", None
-    if config.head.language == DEFAULT_LANGUAGE and getattr(dataset, "templates", None):
-        return f"{config.dataset} templates", list(dataset.templates)
-    return DEFAULT_TEMPLATES, load_templates(DEFAULT_TEMPLATES, language=config.head.language)
+def _prompts(
+    config: EvalConfig, dataset: EvalSet, names: list[str]
+) -> tuple[Callable[..., ZeroShotHead], Any, str]:
+    """``(head builder, its prompts, their source)``, first match wins."""
+    options, name = config.head, config.dataset
+    if options.descriptors is not None:
+        return descriptor_head, load_descriptors(options.descriptors), options.descriptors
+    if options.cupl is not None:
+        return cupl_head, load_class_prompts(options.cupl), options.cupl
+    if options.templates is not None:
+        templates = load_templates(options.templates, language=options.language)
+        return template_head, templates, options.templates
+    english = options.language == DEFAULT_LANGUAGE
+    if english and options.classnames is None and getattr(dataset, "class_prompts", None):
+        prompts = dict(zip(names, dataset.class_prompts, strict=True))
+        return cupl_head, prompts, f"{name} class prompts"
+    if english and getattr(dataset, "templates", None):
+        return template_head, list(dataset.templates), f"{name} templates"
+    templates = load_templates(DEFAULT_TEMPLATES, language=options.language)
+    return template_head, templates, DEFAULT_TEMPLATES

@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import write_text_atomic
 from ..version import __version__
 from .config import TASKS, EvalConfig
-from .tasks import TaskOutput
+from .tasks.common import TaskOutput
 
 SCHEMA_VERSION = 1
 REQUIRED: dict[str, type | tuple[type, ...]] = {

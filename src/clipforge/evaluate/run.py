@@ -10,14 +10,24 @@ from ..data.evalsets import detect_layout
 from ..distributed import resolve_device
 from ..encoder import Encoder
 from ..models import CLIP, create_model
-from .cache import FeatureCache, model_identity
 from .config import EvalConfig
-from .features import CachedEncoder
+from .features import CachedEncoder, FeatureCache, model_identity
 from .results import build_result, write_result
 from .splits import ROLES, role_split
-from .tasks import TASK_RUNNERS
+from .tasks.fewshot import run_fewshot, run_linear_probe
+from .tasks.retrieval import run_retrieval
+from .tasks.robustness import run_robustness
+from .tasks.zeroshot import run_zeroshot
 
 logger = logging.getLogger(__name__)
+
+TASK_RUNNERS = {
+    "zeroshot": run_zeroshot,
+    "retrieval": run_retrieval,
+    "linear-probe": run_linear_probe,
+    "fewshot": run_fewshot,
+    "robustness": run_robustness,
+}
 
 
 def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncoder:

@@ -22,14 +22,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from ..data.evalsets import SHAPES_NAMES, EvalOptions, EvalSet, open_evalset
 from ..data.evalsets.base import ImageTransform
-from .cache import path_fingerprint
 from .config import TASK_ROLES, EvalConfig
-from .features import CachedEncoder
+from .features import CachedEncoder, path_fingerprint
 
 SHAPES_SPLITS: dict[str, dict[str, str]] = {
     "shapes/heldout": {
@@ -91,16 +89,12 @@ class SampleRange(EvalSet):
                 f"of {base.name}"
             )
         self.base, self.start, self.stop = base, start, stop
-        self.name = base.name
-        self.task = base.task
-        self.transform = base.transform
-        for attr in ("classnames", "templates", "class_prompts"):
+        for attr in ("name", "task", "transform", "classnames", "templates", "class_prompts"):
             if hasattr(base, attr):
                 setattr(self, attr, getattr(base, attr))
-        if hasattr(base, "labels"):
-            self.labels: np.ndarray = base.labels[start:stop]
-        if hasattr(base, "captions"):
-            self.captions: list[list[str]] = base.captions[start:stop]
+        for attr in ("labels", "captions"):  # per-sample metadata, sliced
+            if hasattr(base, attr):
+                setattr(self, attr, getattr(base, attr)[start:stop])
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -122,10 +116,8 @@ def open_split(
 
     A shapes view is made as long as the range needs (``size = stop``); other sets are cut.
     """
-    if split is None:
-        return open_evalset(dataset, None, transform, options)
-    if not split.ranged:
-        return open_evalset(dataset, split.name, transform, options)
+    if split is None or not split.ranged:
+        return open_evalset(dataset, None if split is None else split.name, transform, options)
     if dataset in SHAPES_NAMES:
         if split.stop is None:
             raise ValueError(

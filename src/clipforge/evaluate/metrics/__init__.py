@@ -1,10 +1,7 @@
 """Evaluation metrics: CLIP_benchmark's classification and retrieval metrics, reproduced
-exactly, plus calibration, OOD detection and embedding diagnostics.
-
-All functions are pure, accept numpy arrays, torch tensors or sequences, and return Python
-floats, numpy arrays or small frozen dataclasses. Bad inputs raise ``ValueError`` naming the
-argument (and both shapes on a mismatch).
-"""
+exactly, plus calibration, OOD detection and the modality gap. All functions are pure, accept
+numpy arrays, torch tensors or sequences, and raise ``ValueError`` naming a bad argument (and
+both shapes on a mismatch)."""
 
 from .calibration import (
     ReliabilityBins,

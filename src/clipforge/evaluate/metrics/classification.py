@@ -6,8 +6,8 @@ the targets, averaged with equal weight). Multi-label: ``mean_average_precision`
 
 Two deliberate departures, both where the reference is undefined or unhelpful:
 - Top-k with fewer than k classes uses k = C (the reference reports NaN for acc5 when C < 5).
-- Ties in scores are broken by class index (see ``_ranking``); the reference's order is
-  whatever ``torch.topk``/``torch.sort`` return.
+- Ties in scores are broken by class index (:func:`first_positive_rank`); the reference's
+  order is whatever ``torch.topk``/``torch.sort`` return.
 
 Throughout, single-label ``logits`` are (N, C) class scores (logits, cosine similarities or
 probabilities) and ``targets`` (N,) int true classes.
@@ -29,9 +29,38 @@ from ._checks import (
     check_agree,
     check_positive_int,
 )
-from ._ranking import first_positive_rank
 
 logger = logging.getLogger(__name__)
+
+
+def first_positive_rank(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the first correct candidate of each query, under the stable order: the
+    one ranking rule every rank-based metric here uses.
+
+    References rank with ``torch.topk``/``torch.sort``, whose order among tied scores is
+    unspecified, so a tie can flip a hit into a miss from one machine to the next. We fix the
+    order: decreasing score, ties broken by increasing column index (a *stable* descending
+    sort). Top-k accuracy, recall@k and mean/median rank all follow from this rank, so they
+    always agree.
+
+    ``scores`` (Q, N) rank N candidates for Q queries, highest first; ``positives`` (Q, P) int64
+    are each query's correct columns (a row with fewer repeats one as padding). Returns (Q,)
+    int64 ranks in ``[1, N]``: ``rank <= k`` is exactly "a positive is in the top k". No sort, and no (Q, N) mask of positives: the first positive is the one of highest score
+    (lowest index among equals); its rank counts the candidates scored strictly higher, plus
+    the equal-scored ones at a lower index. That last count needs a second look only in the
+    rare rows that hold a tie with the best positive.
+    """
+    positive_scores = scores.gather(1, positives)  # (Q, P)
+    best = positive_scores.amax(dim=1, keepdim=True)  # (Q, 1)
+    no_positive = torch.iinfo(torch.int64).max
+    first = torch.where(positive_scores == best, positives, no_positive).amin(dim=1)  # (Q,)
+    ranks = 1 + (scores > best).sum(dim=1)  # (Q,)
+    tied = torch.nonzero((scores == best).sum(dim=1) > 1).flatten()  # rows with a tie at best
+    if tied.numel():
+        columns = torch.arange(scores.shape[1], device=scores.device)  # (N,)
+        before = (scores[tied] == best[tied]) & (columns < first[tied, None])  # (R, N)
+        ranks[tied] += before.sum(dim=1)
+    return ranks
 
 
 def _balanced_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:

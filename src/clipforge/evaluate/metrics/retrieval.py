@@ -10,8 +10,8 @@ Each caption belongs to one image; an image may have several captions (COCO: 5).
   of images that are hits.
 
 Both follow from one rank per query: the 1-based rank of its first correct item, ties broken
-by index (see ``_ranking``). ``recall@k = mean(rank <= k)``; mean and median rank summarise the
-same ranks. Queries are processed ``batch_size`` at a time, so a 25k x 5k similarity matrix is
+by index (:func:`~.classification.first_positive_rank`). ``recall@k = mean(rank <= k)``;
+mean and median rank summarise the same ranks. Queries are processed ``batch_size`` at a time, so a 25k x 5k similarity matrix is
 never held whole when the inputs are embeddings.
 
 Throughout, ``texts_image_index`` (T,) is the int image of each caption (every image needs a
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ._checks import ArrayLike, as_labels, as_scores, as_unit_rows, check_agree, check_positive_int
-from ._ranking import first_positive_rank
+from .classification import first_positive_rank
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,9 @@ def confusion(
     :data:`CONFUSION_MAX_CLASSES` classes."""
     if labels.ndim != 1 or len(classnames) > CONFUSION_MAX_CLASSES:
         return None
-    matrix = torch.zeros(len(classnames), len(classnames), dtype=torch.long)
-    matrix.index_put_(
-        (labels.long(), logits.argmax(-1)), torch.ones_like(labels.long()), accumulate=True
-    )
+    size = len(classnames)
+    cells = labels.long() * size + logits.argmax(-1)  # (N,) true * C + predicted
+    matrix = torch.bincount(cells, minlength=size * size).view(size, size)
     return {"classnames": list(classnames), "matrix": matrix.tolist()}
 
 
