@@ -93,7 +93,10 @@ def embed_collection(
         progress=config.progress and rank == 0,
     )
     out = Path(out_dir)
-    partitioning = _partitioning(collection, config.partition_size, config.shards_per_partition)
+    per = {"samples_per_partition": config.partition_size}
+    if collection.kind == "wds":
+        per = {"shards_per_partition": config.shards_per_partition}
+    partitioning = {**per, "partitions": len(collection.partitions)}
     ensure_info(out, collection_info(collection, encoder, partitioning=partitioning))
     mine = [p for p in collection.partitions if p.index % world_size == rank]
     todo = [p for p in mine if not stats_path(out, p.index).is_file()]
@@ -122,13 +125,6 @@ def embed_collection(
         summary,
     )
     return summary
-
-
-def _partitioning(collection: CollectionPlan, partition_size: int, shards: int) -> dict[str, int]:
-    per = {"samples_per_partition": partition_size}
-    if collection.kind == "wds":
-        per = {"shards_per_partition": shards}
-    return {**per, "partitions": len(collection.partitions)}
 
 
 def _absolute_if_file(spec: str | os.PathLike) -> str:

@@ -1,10 +1,8 @@
 """One modality's vectors, read one partition (or chunk) at a time, addressed by global id.
 
 Index building, dedup and the server must not hold a whole collection in memory, so they see it
-through a :class:`VectorSource`: ``chunks()`` streams float32 rows with their global ids,
-``sample_ids()`` draws a seeded sample of ids, and ``take()`` fetches rows by id (memory-mapped,
-so only the rows asked for are read). A source is either a collection directory (see
-``layout.py``) or an in-memory array, so the same code serves ``build_index`` and ad-hoc dedup.
+through a memory-mapped :class:`VectorSource` (of a collection directory, or of an in-memory
+array, so the same code serves ``build_index`` and ad-hoc dedup).
 
 Global ids follow the layout: ``id = offset(partition) + row`` over the partitions in order.
 Text partitions hold a row of zeros where a sample has no caption; those rows are not vectors (a
