@@ -19,8 +19,9 @@ $(STAMP): $(PY) pyproject.toml
 
 venv: $(STAMP)
 
+# The demo's folder holds the demo's own run: a second `make demo` replaces it.
 demo: $(STAMP)
-	$(VENV)/bin/clipforge demo
+	$(VENV)/bin/clipforge demo --set run.overwrite=true
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

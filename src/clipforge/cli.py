@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .cli_config import config_command, keyword_param
@@ -42,12 +44,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error; log at DEBUG level.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
 
@@ -118,16 +123,28 @@ def _recipe_file(name: str) -> Path:
 def _train(config: TrainConfig, resume: str | None) -> None:
     """Train (or fine-tune) a CLIP model as the recipe says; torchrun runs it on many processes."""
     from .train import fit
+    from .train.stop import TrainingStopped
 
     eval_fn = None
     if config.run.eval_every and config.data.kind == "shapes":
         from .evaluate.shapes_suite import shapes_eval_fn
 
         eval_fn = shapes_eval_fn(seed=config.run.seed)
-    result = fit(config, resume=resume, eval_fn=eval_fn)
+    try:
+        result = fit(config, resume=resume, eval_fn=eval_fn)
+    except TrainingStopped as stopped:
+        err_console.print(str(stopped))
+        raise typer.Exit(128 + stopped.signum) from None
+    checkpoints = result.run_dir / "checkpoints"
+    if result.step == result.start_step:
+        console.print(
+            f"The run in {result.run_dir} is already finished at step {result.step} "
+            f"(run.steps={config.run.steps}); raise run.steps to train further."
+        )
+        return
     console.print(
-        f"trained {result.step} steps at {result.samples_per_second:.0f} samples/s; "
-        f"checkpoints in {result.run_dir / 'checkpoints'}"
+        f"Trained steps {result.start_step} to {result.step} at "
+        f"{result.samples_per_second:.0f} samples/s; checkpoints are in {checkpoints}."
     )
 
 
@@ -182,17 +199,40 @@ def data_shapes(
 
 
 def main() -> None:
-    """Entry point: input errors become one readable line and exit code 1, not a traceback
-    (set CLIPFORGE_TRACEBACK=1 to see the traceback)."""
+    """Entry point: input errors become one line naming the input and exit code 1, not a
+    traceback (``clipforge --debug ...`` shows the traceback)."""
     from .models import PretrainedNotAvailableError
 
     # Every input error of the library is a ValueError naming the input (CheckpointError,
-    # ConfigError, TrainConfigError, DataError, ...); print it as one line.
-    errors = (ValueError, FileNotFoundError, PretrainedNotAvailableError)
+    # ConfigError, TrainConfigError, DataError, ...); file system errors (a file where a folder
+    # must go, a folder where a file must go, no permission) are OSErrors naming the path.
+    errors = (ValueError, OSError, PretrainedNotAvailableError)
     try:
         app()
     except errors as err:
-        if os.environ.get("CLIPFORGE_TRACEBACK"):
+        if _debug(sys.argv[1:]):
             raise
-        err_console.print(f"[red]error:[/red] {err}")
+        err_console.print(f"[red]error:[/red] {escape(_describe(err))}")
         raise SystemExit(1) from None
+
+
+def _debug(args: list[str]) -> bool:
+    """Whether ``--debug`` is among the global options (those before the command)."""
+    options = itertools.takewhile(lambda arg: arg.startswith("-"), args)
+    return "--debug" in options
+
+
+# What a file-system error means at a path the user gave.
+_OS_ERROR_HINTS = {
+    FileExistsError: "a file is in the way of a folder",
+    IsADirectoryError: "a folder is in the way of a file",
+    NotADirectoryError: "a file is in the way of a folder",
+    PermissionError: "permission denied",
+}
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None:
+        hint = next((h for t, h in _OS_ERROR_HINTS.items() if isinstance(err, t)), err.strerror)
+        return f"{err.filename}: {hint} ({err.strerror})"
+    return str(err)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -138,6 +139,7 @@ class ImageTextLoader:
             generator=torch.Generator().manual_seed(
                 stable_seed(stream.seed, stream.epoch, "loader", stream.rank)
             ),
+            worker_init_fn=ignore_interrupts,
         )
         for batch in loader:
             self.stats.merge(batch.skips)
@@ -260,3 +262,9 @@ def build_image_text_loader(
         epoch=epoch,
     )
     return ImageTextLoader(stream, workers)
+
+
+def ignore_interrupts(worker_id: int = 0) -> None:
+    """Let a terminal's Ctrl-C, which reaches every process of its group, stop training at a
+    step boundary (:mod:`clipforge.train.stop`) instead of killing the data workers under it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -163,6 +163,7 @@ class RunSection:
     tensorboard: bool = False
     progress: bool = True
     processes: int = 1  # local data-parallel processes started by fit itself (not torchrun)
+    overwrite: bool = False  # replace another run found in out_dir (else that is an error)
 
     def __post_init__(self) -> None:
         positive = ("steps", "log_every", "keep_last", "processes")

@@ -12,8 +12,10 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from unittest import mock
 
@@ -27,9 +29,12 @@ from .build import build_model
 from .config import TrainConfig
 from .data import build_batches
 from .loop import EvalFn, RunResult, train
+from .run_folder import claim_run_folder
+from .stop import STOP_SIGNALS, TrainingStopped
 
 log = logging.getLogger(__name__)
-_WEIGHTS, _RESULT = "model.safetensors", "result.pt"  # rank 0's hand-off to the parent
+# Rank 0's hand-off to the parent: the trained model and its result, or how the run stopped.
+_WEIGHTS, _RESULT, _STOPPED = "model.safetensors", "result.pt", "stopped.pkl"
 
 
 def fit(cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None) -> RunResult:
@@ -74,6 +79,7 @@ def _fit_in_processes(
             f"(a module-level function or a functools.partial of one): {err}"
         ) from None
     run_dir = Path(cfg.run.out_dir)
+    claim_run_folder(run_dir, resume=resume, overwrite=cfg.run.overwrite)  # before any worker
     run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".processes-", dir=run_dir) as tmp:
         handoff = Path(tmp)
@@ -84,17 +90,20 @@ def _fit_in_processes(
         log_level = logging.getLogger().getEffectiveLevel()
         # Workers start with OMP_NUM_THREADS set: torch.set_num_threads in a worker is not
         # enough, as its OpenMP pool is sized at import (docs/benchmarks.md).
+        with mock.patch.dict(os.environ, OMP_NUM_THREADS=str(threads)):
+            workers = mp.start_processes(
+                _worker,
+                args=(group, threads, log_level, cfg, resume, eval_fn, handoff),
+                nprocs=n,
+                join=False,
+                start_method="spawn",
+            )
         try:
-            with mock.patch.dict(os.environ, OMP_NUM_THREADS=str(threads)):
-                mp.start_processes(
-                    _worker,
-                    args=(group, threads, log_level, cfg, resume, eval_fn, handoff),
-                    nprocs=n,
-                    join=True,
-                    start_method="spawn",
-                )
+            _join(workers)
         except mp.ProcessRaisedException as failure:
             raise _worker_error(handoff, failure) from None
+        if (handoff / _STOPPED).is_file():
+            raise pickle.loads((handoff / _STOPPED).read_bytes())
         model = create_model(handoff / _WEIGHTS, device=resolve_device(cfg.run.device))
         out = torch.load(handoff / _RESULT, weights_only=True)
     return RunResult(model=model, run_dir=run_dir, **out)
@@ -111,6 +120,9 @@ def _worker(
     handoff: Path,
 ) -> None:
     os.environ.update(group, RANK=str(rank), LOCAL_RANK=str(rank))
+    # A process group of its own: a terminal's Ctrl-C or a scheduler's group-wide SIGTERM
+    # reaches the parent only, which passes it on once (_join); twice would kill the worker.
+    os.setpgrp()
     torch.set_num_threads(threads)
     logging.basicConfig(level=log_level if rank == 0 else logging.WARNING)
     try:
@@ -119,6 +131,11 @@ def _worker(
             save_model(result.model, handoff / _WEIGHTS)
             out = {k: v for k, v in vars(result).items() if k not in ("model", "run_dir")}
             torch.save(out, handoff / _RESULT)
+    except TrainingStopped as stopped:
+        # Every rank stops after the same step; exiting cleanly (not raising) keeps torch from
+        # terminating rank 0 while it writes the checkpoint of that step.
+        if rank == 0:
+            (handoff / _STOPPED).write_bytes(pickle.dumps(stopped))
     except Exception as err:
         with contextlib.suppress(Exception):  # an exception that does not pickle stays torch's
             (handoff / f"error-{rank}.pkl").write_bytes(pickle.dumps(err))
@@ -126,6 +143,24 @@ def _worker(
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _join(workers: mp.ProcessContext) -> None:
+    """Wait for the workers, passing each Ctrl-C or SIGTERM this process gets on to them (they
+    sit in their own process group): the first stops them together at a checkpoint
+    (:mod:`.stop`), a second kills them."""
+
+    def forward(signum: int, frame: object) -> None:
+        for process in workers.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    with contextlib.ExitStack() as restore:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                restore.callback(signal.signal, signum, signal.signal(signum, forward))
+        while not workers.join():
+            pass
 
 
 def _worker_error(handoff: Path, failure: mp.ProcessRaisedException) -> BaseException:

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from ..progress import progress_bar
 from .batches import StepBatches
 from .build import build_model, new_state, step_context
 from .config import TrainConfig
+from .run_folder import claim_run_folder, resume_changes, run_record
 from .state import load_checkpoint, resolve_resume, save_checkpoint
 from .step import train_step
+from .stop import StopSignals, TrainingStopped
 
 EvalFn = Callable[[CLIP], dict[str, float]]
 
@@ -30,6 +33,7 @@ class RunResult:
     model: CLIP
     run_dir: Path
     step: int
+    start_step: int = 0  # where this call began: a resumed run's checkpoint step
     history: list[dict[str, Any]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     samples_per_second: float = 0.0
@@ -53,23 +57,32 @@ def train(
     torch.manual_seed(cfg.run.seed + dist.rank)
     run_dir = Path(cfg.run.out_dir)
     if dist.is_main:
+        claim_run_folder(run_dir, resume=resume, overwrite=cfg.run.overwrite)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
     model = model if model is not None else build_model(cfg, dist.device)
     ctx = step_context(cfg, model, dist)
     state = new_state(cfg, model, ctx.precision)
+    changes = {}
     if resume:
-        load_checkpoint(resolve_resume(run_dir, resume), state)
+        saved = load_checkpoint(resolve_resume(run_dir, resume), state)
+        changes = resume_changes(saved, cfg, dist.world_size)
+    if dist.is_main:
+        (run_dir / "config.yaml").write_text(cfg.to_yaml())
     run = cfg.run
     checkpoint_due = dist.is_main and run.checkpoint_every > 0
-    result = RunResult(model=model, run_dir=run_dir, step=state.step)
+    save = partial(save_checkpoint, run_dir, state, keep_last=run.keep_last,
+                   record=run_record(cfg, dist.world_size))  # fmt: skip
+    result = RunResult(model=model, run_dir=run_dir, step=state.step, start_step=state.step)
     batch_size = cfg.data.batch_size * dist.world_size
     start_time, start_step = time.perf_counter(), state.step
-    show = dist.is_main and run.progress
+    show, stopped = dist.is_main and run.progress, None
     with (
         _run_log(run_dir, run.tensorboard, enabled=dist.is_main) as log,
         progress_bar("train", run.steps, start=state.step, enabled=show) as progress,
+        StopSignals() as signals,
     ):
+        if resume:
+            log({"event": "resume", "step": state.step, "changed": changes})
         for batch in batches(state.step):
             if state.step >= run.steps:
                 break
@@ -85,12 +98,16 @@ def train(
                 result.history.append(metrics)
                 log(metrics)
             if checkpoint_due and step % run.checkpoint_every == 0:
-                save_checkpoint(run_dir, state, keep_last=run.keep_last)
+                save()
             if eval_fn is not None and run.eval_every and step % run.eval_every == 0:
                 result.evals.append({"step": step, **eval_fn(model)})
                 log(result.evals[-1])
+            if stopped := signals.requested(dist):  # before the next batch is fetched
+                break
         if checkpoint_due and state.step % run.checkpoint_every:
-            save_checkpoint(run_dir, state, keep_last=run.keep_last)
+            save()
+    if stopped:
+        raise TrainingStopped(stopped, state.step, str(run_dir))
     result.step = state.step
     elapsed = max(1e-9, time.perf_counter() - start_time)
     result.samples_per_second = (state.step - start_step) * batch_size / elapsed

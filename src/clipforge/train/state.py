@@ -64,22 +64,30 @@ class TrainState:
         self.step = int(state["step"])
 
 
-def save_checkpoint(run_dir: Path, state: TrainState, *, keep_last: int = 2) -> Path:
-    """Write checkpoint ``state.step`` and point ``latest`` at it; keep the last ``keep_last``."""
+def save_checkpoint(
+    run_dir: Path, state: TrainState, *, keep_last: int = 2, record: dict[str, Any] | None = None
+) -> Path:
+    """Write checkpoint ``state.step`` and point ``latest`` at it; keep the last ``keep_last``.
+
+    ``record`` is what the run keeps for a resume to check against (its config); it is saved
+    with the training state.
+    """
     directory = run_dir / "checkpoints"
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"step_{state.step}.safetensors"
     save_model(state.model, weights)  # writes a temporary file and renames it
     with atomic_path(directory / f"step_{state.step}.state.pt") as tmp:
-        torch.save(state.state_dict(), tmp)
+        torch.save({**state.state_dict(), "run": record}, tmp)
     write_text_atomic(directory / "latest", f"step_{state.step}\n")
-    _prune(directory, keep_last)
+    _prune(directory, keep_last, state.step)
     return weights
 
 
-def _prune(directory: Path, keep_last: int) -> None:
+def _prune(directory: Path, keep_last: int, current: int) -> None:
+    """Remove all but the last ``keep_last`` checkpoints up to ``current``, which always stays.
+    Later steps (left by a run resumed from an earlier checkpoint) are not this line's to prune."""
     steps = sorted(int(m.group(1)) for p in directory.iterdir() if (m := _STEP_FILE.match(p.name)))
-    for step in steps[:-keep_last]:
+    for step in [s for s in steps if s <= current][:-keep_last]:
         for suffix in (".safetensors", ".state.pt"):
             (directory / f"step_{step}{suffix}").unlink(missing_ok=True)
 
@@ -103,8 +111,9 @@ def resolve_resume(run_dir: Path, resume: str) -> Path:
     return path
 
 
-def load_checkpoint(weights: Path, state: TrainState) -> None:
-    """Restore ``state`` (weights, optimiser, scaler, RNG, step) from checkpoint ``weights``."""
+def load_checkpoint(weights: Path, state: TrainState) -> dict[str, Any] | None:
+    """Restore ``state`` (weights, optimiser, scaler, RNG, step) from checkpoint ``weights``;
+    return the run record saved with it (None for checkpoints written without one)."""
     state_path = weights.with_name(weights.name.replace(".safetensors", ".state.pt"))
     if not state_path.is_file():
         raise CheckpointError(f"{weights}: its training state {state_path.name} is missing")
@@ -115,3 +124,4 @@ def load_checkpoint(weights: Path, state: TrainState) -> None:
         raise CheckpointError(f"{state_path}: cannot read training state ({err})") from None
     state.load_state_dict(saved)
     log.info("resumed from %s at step %d", weights, state.step)
+    return saved.get("run")
