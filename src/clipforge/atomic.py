@@ -30,7 +30,10 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError as err:  # name the user's path, not the temporary one
+            raise type(err)(err.errno, err.strerror, str(final)) from None
     finally:
         tmp.unlink(missing_ok=True)
 

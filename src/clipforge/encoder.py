@@ -10,6 +10,7 @@ the CPU unless the caller keeps them on the device.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,11 +24,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from .api import get_tokenizer
 from .distributed import resolve_device
-from .models import CLIP, create_model
+from .models import CLIP, create_model, list_models
 from .models.digest import weights_digest
 from .precision import Precision, resolve_precision
 from .progress import progress_bar
 from .transforms import InferenceTransform, image_transform
+
+log = logging.getLogger(__name__)
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
 Batch = TypeVar("Batch")
@@ -90,6 +93,7 @@ class Encoder:
         ``spec`` records ``(model, pretrained)``; ``weights_digest`` hashes the weights as read,
         before any cast, so the same checkpoint has one digest whatever precision encodes.
         """
+        warn_if_random(model, pretrained)
         net = create_model(model, pretrained).eval()
         digest = weights_digest(net)
         encoder = cls(net, precision=precision, device=resolve_device(device), **options)
@@ -212,3 +216,15 @@ class Encoder:
                 done += samples(batch)
                 # Samples per second: the throughput is what an embedding run is tuned by.
                 update(done, f"{done / (time.perf_counter() - start):,.1f}/s")
+
+
+def warn_if_random(model: object, pretrained: object) -> None:
+    """Warn when ``model`` names an architecture (a registered name or a config) and no weights
+    come with it: evaluating, embedding or serving random weights is almost always a forgotten
+    ``--pretrained``, and its figures look like a model's."""
+    if pretrained is None and (str(model) in list_models() or str(model).endswith(".json")):
+        log.warning(
+            "model %r has random weights: no --pretrained was given, so its outputs say nothing "
+            "about a trained model",
+            str(model),
+        )

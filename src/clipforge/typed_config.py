@@ -160,7 +160,10 @@ def read_recipe(path: str | Path, error: type[Exception] = ConfigError) -> dict[
     except FileNotFoundError:
         raise error(f"config {str(path)!r} does not exist") from None
     except yaml.YAMLError as err:
-        raise error(f"{path}: cannot parse, not valid YAML ({err})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise error(f"{path}: cannot parse, not valid YAML ({where}{problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

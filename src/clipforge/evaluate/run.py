@@ -8,7 +8,7 @@ from typing import Any
 
 from ..data.evalsets import detect_layout
 from ..distributed import resolve_device
-from ..encoder import Encoder
+from ..encoder import Encoder, warn_if_random
 from ..models import CLIP, create_model
 from .config import EvalConfig
 from .features import CachedEncoder, FeatureCache, model_identity
@@ -35,6 +35,7 @@ def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncode
     transform, identity for the cache and the run's batching settings."""
     device = resolve_device(config.run.device)
     if model is None:
+        warn_if_random(config.model, config.pretrained)
         model = create_model(
             config.model, config.pretrained, precision=config.run.precision, device=device
         )
