@@ -44,14 +44,7 @@ from clipforge.data.conventions import (
     is_image_name,
     visible_files,
 )
-from clipforge.data.tables import (
-    cell_text,
-    check_table,
-    pick_column,
-    read_table_rows,
-    resolve_image_root,
-    table_columns,
-)
+from clipforge.data.tables import cell_text, open_table, read_table_rows
 from clipforge.data.wds import expand_urls
 
 logger = logging.getLogger(__name__)
@@ -288,14 +281,10 @@ def _resolve_table(
 ) -> _Resolved:
     """One sample per row; the key is the row's ``key`` cell when there is one, else its
     0-based row number."""
-    table_path = check_table(path).resolve()
-    root = resolve_image_root(table_path, image_root).resolve()
-    kinds = table_columns(table_path)
-    names = list(kinds)
-    image_col = pick_column(path, kinds, columns.image, IMAGE_COLUMNS, "image", required=False)
-    caption_col = pick_column(
-        path, kinds, columns.caption, CAPTION_COLUMNS, "caption", required=False
+    table_path, root, names, (image_col, caption_col) = open_table(
+        path, image_root, required=False, image=columns.image, caption=columns.caption
     )
+    table_path, root = table_path.resolve(), root.resolve()
     if image_col is None and caption_col is None:
         raise ValueError(
             f"table {str(path)!r} has no image column ({', '.join(IMAGE_COLUMNS)}) and no "

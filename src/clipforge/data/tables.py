@@ -1,8 +1,9 @@
 """Tables (CSV, TSV or parquet) of image paths and captions or labels: the one table reader.
 
-Training reads a table as :class:`ImageTextTable`, evaluation picks its columns and split rows
-with :func:`pick_column`, embedding reads every column of every row for its metadata; all of
-them go through :func:`read_table_rows`, so a table reads (and fails) the same way everywhere.
+Training reads a table as :class:`ImageTextTable`; evaluation and embedding open it with
+:func:`open_table` (which picks its image and caption columns), then read split rows or every
+column; all go through :func:`read_table_rows`, so a table reads (and fails) the same way
+everywhere.
 Training's table is read once into memory (paths and captions only: a few hundred bytes a row);
 an epoch is a permutation of the rows split across ranks and workers.
 """
@@ -15,9 +16,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipforge.data.conventions import SPLIT_COLUMN, TABLE_SUFFIXES
+from clipforge.data.conventions import (
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    SPLIT_COLUMN,
+    TABLE_SUFFIXES,
+)
 from clipforge.data.skips import DataError, MissingDataError
 from clipforge.data.stream import RawSample, epoch_order
+
+_CANDIDATES = {"image": IMAGE_COLUMNS, "caption": CAPTION_COLUMNS}  # usual column names
 
 
 def check_table(path: str | Path) -> Path:
@@ -70,19 +78,30 @@ def _is_text(pa, kind) -> bool:  # noqa: ANN001 (pyarrow is imported lazily)
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def pick_column(
-    path: Path,
-    columns: dict[str, bool],
-    given: str | None,
-    candidates: Sequence[str],
-    what: str,
+def open_table(
+    path: str | os.PathLike[str],
+    image_root: str | os.PathLike[str] | None,
     *,
     required: bool = True,
+    **given: str | None,
+) -> tuple[Path, Path, list[str], list[str | None]]:
+    """The checked table, the folder its image paths are relative to (:func:`resolve_image_root`),
+    its column names, and the column picked for each of ``given`` (``image=``, ``caption=``).
+
+    A column given by name must exist and hold text; for None, the one text column among the
+    usual names (:data:`IMAGE_COLUMNS`, :data:`CAPTION_COLUMNS`) is picked. None or several is
+    an error naming the table, except that None is picked when the column is not ``required``.
+    """
+    table = check_table(path)
+    root = resolve_image_root(table, image_root)
+    columns = table_columns(table)
+    picked = [_pick_column(table, columns, name, what, required) for what, name in given.items()]
+    return table, root, list(columns), picked
+
+
+def _pick_column(
+    path: Path, columns: dict[str, bool], given: str | None, what: str, required: bool
 ) -> str | None:
-    """The column holding ``what`` (image paths, captions): ``given``, which must exist and hold
-    text, else the one text column of ``candidates`` in ``columns`` (:func:`table_columns`).
-    None or several is an error naming the table, except that None is returned when the
-    column is not ``required``."""
     if given is not None:
         if given not in columns:
             raise DataError(
@@ -91,6 +110,7 @@ def pick_column(
         if not columns[given]:
             raise DataError(f"table {str(path)!r}: {what} column {given!r} does not hold text")
         return given
+    candidates = _CANDIDATES[what]
     found = [name for name in candidates if columns.get(name)]
     if len(found) == 1 or (not found and not required):
         return found[0] if found else None

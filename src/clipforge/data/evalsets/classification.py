@@ -20,23 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from clipforge.data.conventions import (
-    IMAGE_COLUMNS,
-    IMAGE_SUFFIXES,
-    is_hidden,
-    is_image_name,
-    visible_files,
-)
+from clipforge.data.conventions import IMAGE_SUFFIXES, is_hidden, is_image_name, visible_files
 from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, read_lines
 from clipforge.data.skips import DataError
-from clipforge.data.tables import (
-    TableRows,
-    check_table,
-    pick_column,
-    read_table_rows,
-    resolve_image_root,
-    table_columns,
-)
+from clipforge.data.tables import TableRows, open_table, read_table_rows
 
 CLASSNAMES_FILE = "classnames.txt"
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -202,11 +189,8 @@ def table_classification(
     With ``split``, only rows whose ``split`` column equals it are read. Rows are numbered from
     1, header excluded, in errors.
     """
-    table_path = check_table(path)
+    table_path, root, _, (image_column,) = open_table(path, image_root, image=image_column)
     source = f"table {str(table_path)!r}"
-    root = resolve_image_root(table_path, image_root)
-    header = table_columns(table_path)
-    image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
     multilabel = multilabel or labels_npy is not None
     columns = [image_column] if labels_npy is not None else [image_column, label_column]
     table = read_table_rows(table_path, columns, split)

@@ -22,16 +22,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from clipforge.data.conventions import CAPTION_COLUMNS, IMAGE_COLUMNS
 from clipforge.data.evalsets.base import ImageTransform, RetrievalSet
 from clipforge.data.skips import DataError
-from clipforge.data.tables import (
-    check_table,
-    pick_column,
-    read_table_rows,
-    resolve_image_root,
-    table_columns,
-)
+from clipforge.data.tables import open_table, read_table_rows, resolve_image_root
 
 
 def _caption_list(cell: object) -> list[str]:
@@ -87,11 +80,9 @@ def table_retrieval(
     cells are ignored; an image left with no caption is an error. Paths are relative to
     ``image_root`` (default: the table's folder). ``split`` selects rows by a ``split`` column.
     """
-    table_path = check_table(path)
-    root = resolve_image_root(table_path, image_root)
-    header = table_columns(table_path)
-    image_column = pick_column(table_path, header, image_column, IMAGE_COLUMNS, "image")
-    caption_column = pick_column(table_path, header, caption_column, CAPTION_COLUMNS, "caption")
+    table_path, root, _, (image_column, caption_column) = open_table(
+        path, image_root, image=image_column, caption=caption_column
+    )
     table = read_table_rows(table_path, [image_column, caption_column], split)
     paths = table.paths(image_column)
     cells = table.columns[caption_column]
