@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from ..atomic import atomic_path
 from ..data.evalsets import EvalLoader, EvalSet, LabelBatch
 from ..encoder import Encoder
 from ..models import list_models
 from ..models.digest import weights_digest
+from ..zeroshot.heads import read_document_file, write_document_file
 
 logger = logging.getLogger(__name__)
 
@@ -91,39 +89,36 @@ class FeatureCache:
     def __init__(self, directory: str | os.PathLike | None) -> None:
         self.directory = None if directory is None else Path(directory)
 
-    def _path(self, key: dict[str, Any]) -> Path:
+    def _entry(self, key: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        """The file of ``key`` and the key as its JSON round trip (what the file records)."""
         text = json.dumps({"format": CACHE_FORMAT, **key}, sort_keys=True)
-        return self.directory / f"{hashlib.sha256(text.encode('utf-8')).hexdigest()}.safetensors"
+        name = f"{hashlib.sha256(text.encode('utf-8')).hexdigest()}.safetensors"
+        return self.directory / name, json.loads(text)
 
     def get(self, key: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """``(tensors, info)`` stored under ``key``, or None."""
         if self.directory is None:
             return None
-        path = self._path(key)
+        path, full_key = self._entry(key)
         if not path.is_file():
             return None
         try:
-            with safe_open(str(path), framework="pt") as f:
-                document = json.loads((f.metadata() or {})[METADATA_KEY])
-                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
-        except (SafetensorError, OSError, KeyError, ValueError) as err:
+            tensors, document = read_document_file(path, METADATA_KEY, "feature cache")
+            if document["key"] != full_key:
+                logger.warning("feature cache %s holds another key; recomputing", path)
+                return None
+            return tensors, document["info"]
+        except (ValueError, KeyError, TypeError) as err:
             logger.warning("feature cache %s is unreadable (%s); recomputing", path, err)
             return None
-        if document.get("key") != json.loads(json.dumps({"format": CACHE_FORMAT, **key})):
-            logger.warning("feature cache %s holds another key; recomputing", path)
-            return None
-        return tensors, document["info"]
 
     def put(self, key: dict[str, Any], tensors: dict[str, torch.Tensor], info: dict) -> None:
         """Store ``tensors`` (and the JSON ``info``) under ``key``, atomically."""
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        document = json.dumps({"key": {"format": CACHE_FORMAT, **key}, "info": info})
-        contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-        path = self._path(key)
-        with atomic_path(path) as tmp:
-            save_file(contiguous, str(tmp), metadata={METADATA_KEY: document})
+        path, full_key = self._entry(key)
+        write_document_file(path, METADATA_KEY, tensors, {"key": full_key, "info": info})
         logger.info("cached features in %s", path)
 
 
