@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -116,12 +117,24 @@ class Encoder:
         """Whether decode workers should hand over pinned batches (only worth it for CUDA)."""
         return self.device.type == "cuda"
 
-    @torch.no_grad()
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Eval mode, no gradients, the precision's autocast. The mode is restored on exit, so
+        a model in training can be encoded between steps (a model shared by threads, as
+        :meth:`load` returns it, is in eval mode already and stays there)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self.precision.autocast():
+                yield
+        finally:
+            self.model.train(was_training)
+
     def images(
         self, pixels: torch.Tensor, *, normalize: bool = True, on_device: bool = False
     ) -> torch.Tensor:
         """Features (B, D) of preprocessed ``pixels`` (B, 3, S, S), ``batch_size`` at a time."""
-        with self.precision.autocast():
+        with self._inference():
             chunks = [
                 self.model.encode_image(
                     batch.to(self.device, self.precision.weight_dtype, non_blocking=True)
@@ -145,7 +158,6 @@ class Encoder:
         with self._tokenize_lock:
             return len(self.tokenizer.encode(text)) > self.context_length - 2
 
-    @torch.no_grad()
     def texts(
         self,
         texts: Sequence[str] | torch.Tensor,
@@ -160,7 +172,7 @@ class Encoder:
         """
         tokens = texts if isinstance(texts, torch.Tensor) else self.tokenize(texts)  # (T, L)
         order = torch.argsort(tokens.argmax(dim=-1), stable=True)  # EOT is the largest id
-        with self.precision.autocast():
+        with self._inference():
             chunks = [
                 self.model.encode_text(tokens[rows].to(self.device))  # (b, D)
                 for rows in order.split(self.batch_size)

@@ -41,7 +41,7 @@ def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncode
         )
     return CachedEncoder(
         encoder=Encoder(
-            model.eval(),
+            model,
             precision=config.run.precision,
             device=device,
             batch_size=config.run.batch_size,

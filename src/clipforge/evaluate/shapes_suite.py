@@ -89,14 +89,10 @@ def suite_configs(
 def run_suite(model: CLIP, configs: dict[str, EvalConfig]) -> dict[str, dict[str, Any]]:
     """Evaluate the in-memory ``model`` on every run of ``configs`` (see
     :func:`suite_configs`, whose runs share one encoder: the weights are hashed once); returns
-    the result documents by run name. The model's train/eval mode is restored afterwards, so
-    the trainer can call this between steps."""
-    was_training = model.training
-    try:
-        encoder = build_encoder(next(iter(configs.values())), model)
-        return {run: run_eval(config, encoder=encoder) for run, config in configs.items()}
-    finally:
-        model.train(was_training)
+    the result documents by run name. The model's train/eval mode is left as it was (the
+    encoder restores it), so the trainer can call this between steps."""
+    encoder = build_encoder(next(iter(configs.values())), model)
+    return {run: run_eval(config, encoder=encoder) for run, config in configs.items()}
 
 
 def suite_figures(results: dict[str, dict[str, Any]]) -> dict[str, float]:

@@ -34,18 +34,13 @@ from .waffle import DEFAULT_CHARACTERS, DEFAULT_PAIRS, WAFFLE_FORMAT, waffle_des
 def encode_prompt_sets(
     encoder: Encoder, prompt_sets: Sequence[Sequence[str]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embed every class's prompts in eval mode: ``(embeddings (N, D), class_index (N,))``.
+    """Embed every class's prompts: ``(embeddings (N, D), class_index (N,))``.
 
     ``prompt_sets[c]`` are class ``c``'s prompts (at least one: the builders check), embedded
-    unit-norm, in order, on the model's device; the model's train/eval mode is restored.
+    unit-norm, in order, on the model's device.
     """
     flat = [prompt for prompts in prompt_sets for prompt in prompts]
-    was_training = encoder.model.training
-    encoder.model.eval()
-    try:
-        embeddings = encoder.texts(flat, on_device=True)  # (N, D)
-    finally:
-        encoder.model.train(was_training)
+    embeddings = encoder.texts(flat, on_device=True)  # (N, D)
     counts = torch.tensor([len(prompts) for prompts in prompt_sets], device=embeddings.device)
     return embeddings, torch.repeat_interleave(counts)  # (N, D), (N,)
 
