@@ -25,7 +25,6 @@ from typing import Any
 from PIL import Image
 
 from ..data.evalsets import SHAPES_NAMES, EvalOptions, EvalSet, open_evalset
-from ..data.evalsets.base import ImageTransform
 from .config import TASK_ROLES, EvalConfig
 from .features import CachedEncoder, path_fingerprint
 
@@ -106,29 +105,6 @@ class SampleRange(EvalSet):
         return self.base.load(self.start + index)
 
 
-def open_split(
-    dataset: str,
-    split: SplitSpec | None,
-    transform: ImageTransform | None,
-    options: EvalOptions,
-) -> EvalSet:
-    """Open ``dataset`` at ``split`` (None: the layout's default), cut to its range.
-
-    A shapes view is made as long as the range needs (``size = stop``); other sets are cut.
-    """
-    if split is None or not split.ranged:
-        return open_evalset(dataset, None if split is None else split.name, transform, options)
-    if dataset in SHAPES_NAMES:
-        if split.stop is None:
-            raise ValueError(
-                f"split {str(split)!r} of {dataset}: a shapes split is endless; give the stop"
-            )
-        options = dataclasses.replace(options, size=split.stop)
-    base = open_evalset(dataset, split.name, transform, options)
-    stop = len(base) if split.stop is None else split.stop
-    return SampleRange(base, split.start, stop, str(split))
-
-
 def check_disjoint(roles: dict[str, tuple[SplitSpec | None, int]]) -> None:
     """Raise when two roles read common samples of one split.
 
@@ -188,9 +164,22 @@ def role_split(config: EvalConfig, role: str) -> SplitSpec | None:
 def open_role(
     spec: str, split: SplitSpec | None, encoder: CachedEncoder, options: EvalOptions | None = None
 ) -> RoleSet:
-    """Open ``spec`` at ``split`` with the encoder's preprocessing."""
+    """Open ``spec`` at ``split`` (None: the layout's default) with the encoder's preprocessing,
+    cut to the split's range; a shapes view is made as long as the range needs (``size = stop``)."""
     options = EvalOptions() if options is None else options
-    dataset = open_split(spec, split, encoder.encoder.transform, options)
+    ranged = split is not None and split.ranged
+    layout_options = options
+    if ranged and spec in SHAPES_NAMES:
+        if split.stop is None:
+            raise ValueError(
+                f"split {str(split)!r} of {spec}: a shapes split is endless; give the stop"
+            )
+        layout_options = dataclasses.replace(options, size=split.stop)
+    name = None if split is None else split.name
+    dataset = open_evalset(spec, name, encoder.encoder.transform, layout_options)
+    if ranged:
+        stop = len(dataset) if split.stop is None else split.stop
+        dataset = SampleRange(dataset, split.start, stop, str(split))
     return RoleSet(spec, split, options, dataset)
 
 
