@@ -48,14 +48,14 @@ def write_clustered(root: Path, n: int, dim: int, args: argparse.Namespace) -> N
         noise = rng.standard_normal((rows, dim)).astype(np.float32) * (args.noise / dim**0.5)
         x = centres[rng.integers(0, args.clusters, rows)] + noise  # (rows, D)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        np.save(layout.img_emb_path(root, part), x.astype(np.float16))
+        np.save(layout.emb_path(root, part, "image"), x.astype(np.float16))
         layout.stats_path(root, part).write_text(json.dumps({"count": rows}))
 
 
 def batched_ms_per_query(index_dir: Path, root: Path, n_queries: int, seed: int) -> float:
     """Milliseconds per query of one search of ``n_queries`` stored rows at k = 10."""
     index = load_index(index_dir)
-    x = np.load(layout.img_emb_path(root, 0), mmap_mode="r")
+    x = np.load(layout.emb_path(root, 0, "image"), mmap_mode="r")
     rows = np.sort(np.random.default_rng(seed + 7).choice(len(x), min(n_queries, len(x)), False))
     queries = np.asarray(x[rows], dtype=np.float32)
     index.search(queries[:10], 10)  # warm-up

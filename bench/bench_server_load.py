@@ -50,7 +50,7 @@ def write_collection(root: Path, model_dir: Path, n: int, seed: int) -> int:
         rows = min(PARTITION_ROWS, n - start)
         x = rng.standard_normal((rows, dim)).astype(np.float32)  # (rows, D)
         x /= np.linalg.norm(x, axis=1, keepdims=True)
-        np.save(layout.img_emb_path(root, partition), x.astype(np.float16))
+        np.save(layout.emb_path(root, partition, "image"), x.astype(np.float16))
         ids = range(start, start + rows)
         table = pa.table(
             {

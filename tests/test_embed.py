@@ -30,11 +30,10 @@ from clipforge.search import layout
 from clipforge.search.embed import embed_collection
 from clipforge.search.layout import (
     complete_partitions,
-    img_emb_path,
+    emb_path,
     metadata_path,
     read_info,
     stats_path,
-    text_emb_path,
 )
 from clipforge.transforms import image_transform, load_image
 
@@ -72,8 +71,8 @@ def read_partition(out: Path, index: int) -> dict:
     part = {
         "meta": pq.read_table(metadata_path(out, index)).to_pylist(),
         "stats": json.loads(stats_path(out, index).read_text()),
-        "img": np.load(img_emb_path(out, index)) if info["images"] else None,
-        "text": np.load(text_emb_path(out, index)) if info["text"] else None,
+        "img": np.load(emb_path(out, index, "image")) if info["images"] else None,
+        "text": np.load(emb_path(out, index, "text")) if info["text"] else None,
     }
     for name in ("img", "text"):
         if part[name] is not None:
@@ -306,7 +305,7 @@ def test_caption_only_table_embeds_text(tmp_path, checkpoint, reference):
     table.write_text("caption,source\na red star,x\n,y\ntwo blue squares,z\n")
     out = tmp_path / "emb"
     summary = run([table], out, checkpoint)
-    assert not img_emb_path(out, 0).exists()
+    assert not emb_path(out, 0, "image").exists()
     rows, img, text, stats = read_all(out)
     assert img is None and [row["key"] for row in rows] == ["0", "2"]
     assert [row["path"] for row in rows] == [None, None]
@@ -332,7 +331,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(
     with pytest.raises(KeyboardInterrupt):
         run([folder], resumed, checkpoint, partition_size=3)
     assert complete_partitions(resumed) == [0]
-    assert img_emb_path(resumed, 1).exists()  # written before the interruption, redone below
+    assert emb_path(resumed, 1, "image").exists()  # written before the interruption, redone below
     assert not list(resumed.rglob("*.partial"))
     monkeypatch.setattr(layout, "write_table", write_table)
 

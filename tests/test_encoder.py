@@ -22,7 +22,7 @@ from clipforge.encoder import Encoder
 from clipforge.evaluate import CachedEncoder
 from clipforge.search.embed import embed_collection
 from clipforge.search.index import build_index
-from clipforge.search.layout import img_emb_path, read_info, text_emb_path
+from clipforge.search.layout import emb_path, read_info
 from clipforge.search.queries import Query
 from clipforge.search.server_config import load_server_config
 from clipforge.search.service import SearchService
@@ -109,8 +109,8 @@ def test_every_caller_gets_the_same_features(model, checkpoint, shapes, tmp_path
         num_workers=0,
         progress=False,
     )
-    rows_img = torch.from_numpy(np.load(img_emb_path(tmp_path / "emb", 0))).float()
-    rows_text = torch.from_numpy(np.load(text_emb_path(tmp_path / "emb", 0))).float()
+    rows_img = torch.from_numpy(np.load(emb_path(tmp_path / "emb", 0, "image"))).float()
+    rows_text = torch.from_numpy(np.load(emb_path(tmp_path / "emb", 0, "text"))).float()
     torch.testing.assert_close(rows_img, images, atol=FP16_ATOL, rtol=0)
     torch.testing.assert_close(rows_text, texts, atol=FP16_ATOL, rtol=0)
 
@@ -196,6 +196,6 @@ def test_the_server_encodes_queries_with_the_collections_precision(
     assert next(served.encoder.model.parameters()).dtype == torch.bfloat16
     assert service.indices["fp32"].encoder.precision.name == "fp32"
     assert {s["precision"] for s in service.indices_summary()} == {"fp32", "bf16"}
-    stored = np.load(text_emb_path(tmp_path / "bf16-emb", 0)).astype(np.float32)
+    stored = np.load(emb_path(tmp_path / "bf16-emb", 0, "text")).astype(np.float32)
     answer = service.search(Query(kind="text", value=captions[2], index="bf16", k=1, dedup=False))
     assert answer["results"][0]["score"] == pytest.approx(float(stored[2] @ stored[2]), abs=5e-3)

@@ -53,9 +53,9 @@ def write_collection(
     (root / layout.INFO_FILE).write_text(json.dumps(info))
     offset = 0
     for n, x in enumerate(parts):
-        np.save(layout.img_emb_path(root, n), x.astype(np.float16))
+        np.save(layout.emb_path(root, n, "image"), x.astype(np.float16))
         if text is not None:
-            np.save(layout.text_emb_path(root, n), text[n].astype(np.float16))
+            np.save(layout.emb_path(root, n, "text"), text[n].astype(np.float16))
         keys = [f"key{offset + i}" for i in range(len(x))]
         empty = [None] * len(x)
         table = pa.table({"key": keys, "path": keys, "member": pa.array(empty, pa.string()),
@@ -69,9 +69,10 @@ def write_collection(
 
 def stored(root: Path, modality: str = "image") -> np.ndarray:
     """Every stored vector of the collection as float32 (n, D), ids = row numbers."""
-    path_of = layout.img_emb_path if modality == "image" else layout.text_emb_path
     parts = layout.complete_partitions(root)
-    return np.concatenate([np.load(path_of(root, n)).astype(np.float32) for n in parts])
+    return np.concatenate(
+        [np.load(layout.emb_path(root, n, modality)).astype(np.float32) for n in parts]
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -413,12 +414,14 @@ def test_build_errors_name_the_input(small, tmp_path):
         build_index(small, tmp_path / "ix")
     x = unit(np.random.default_rng(6).standard_normal((100, DIM)))
     root = write_collection(tmp_path / "c", [x])
-    with pytest.raises(FileNotFoundError, match=str(layout.text_emb_path(root, 0))):
+    with pytest.raises(FileNotFoundError, match=str(layout.emb_path(root, 0, "text"))):
         build_index(root, tmp_path / "ix", modality="text")
     with pytest.raises(ValueError, match="recall_target must be in"):
         build_index(root, tmp_path / "ix", recall_target=0.0)
-    np.save(layout.img_emb_path(root, 0), (3 * x).astype(np.float16))
-    with pytest.raises(ValueError, match=f"{layout.img_emb_path(root, 0)}: row 0 has L2 norm 3"):
+    np.save(layout.emb_path(root, 0, "image"), (3 * x).astype(np.float16))
+    with pytest.raises(
+        ValueError, match=f"{layout.emb_path(root, 0, 'image')}: row 0 has L2 norm 3"
+    ):
         build_index(root, tmp_path / "ix")
 
 

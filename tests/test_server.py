@@ -78,7 +78,7 @@ def _handmade_vectors() -> np.ndarray:
 def _write_partition(root: Path, partition: int, vectors: np.ndarray, rows: list[dict]) -> None:
     for directory in (layout.IMG_DIR, layout.META_DIR, layout.STATS_DIR):
         (root / directory).mkdir(parents=True, exist_ok=True)
-    np.save(layout.img_emb_path(root, partition), vectors)
+    np.save(layout.emb_path(root, partition, "image"), vectors)
     columns = ("key", "path", "member", "caption", "json")
     table = pa.table({c: pa.array([r.get(c) for r in rows], pa.string()) for c in columns})
     pq.write_table(table, layout.metadata_path(root, partition))
@@ -119,7 +119,7 @@ def handmade(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> dict:
     _write_partition(emb, 0, vectors[:4], rows[:4])
     _write_partition(emb, 1, vectors[4:], rows[4:])
     # Partition 2 has no stats file: incomplete, so neither indexed nor served.
-    np.save(layout.img_emb_path(emb, 2), vectors[:2])
+    np.save(layout.emb_path(emb, 2, "image"), vectors[:2])
     info = {"model": str(model_dir), "pretrained": None, "dim": DIM,
             "image_roots": [str(images)]}  # fmt: skip
     (emb / layout.INFO_FILE).write_text(json.dumps(info))

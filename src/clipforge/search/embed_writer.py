@@ -42,11 +42,12 @@ class Assembly:
         return self.finished_units == self.units
 
 
-def write_array(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to ``path`` atomically (a handle, so numpy adds no ``.npy`` suffix)."""
+def _write_embeddings(path: Path, vectors: torch.Tensor) -> None:
+    """``vectors`` (n, D) saved as float16 to ``path`` atomically (through a handle, so numpy
+    adds no ``.npy`` suffix)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array)
+        np.save(handle, vectors.numpy().astype(np.float16))
 
 
 class PartitionWriter:
@@ -66,7 +67,7 @@ class PartitionWriter:
             found = [emb for _, emb in parts if emb is not None]
             images = torch.cat(found) if found else torch.zeros(0, dim)  # (n, D)
             _check_rows(index, "image embeddings", len(images), len(rows))
-            write_array(layout.img_emb_path(self.out, index), images.numpy().astype(np.float16))
+            _write_embeddings(layout.emb_path(self.out, index, "image"), images)
         captioned = [i for i, row in enumerate(rows) if row["caption"] is not None]
         if self.collection.text:
             texts = torch.zeros(len(rows), dim)  # (n, D), zero rows where there is no caption
@@ -75,7 +76,7 @@ class PartitionWriter:
                 token_rows = torch.cat(tokens)  # (C, L)
                 _check_rows(index, "tokenized captions", len(token_rows), len(captioned))
                 texts[captioned] = self.encoder.texts(token_rows)
-            write_array(layout.text_emb_path(self.out, index), texts.numpy().astype(np.float16))
+            _write_embeddings(layout.emb_path(self.out, index, "text"), texts)
         layout.write_table(layout.metadata_path(self.out, index), rows)
         skipped = [entry for chunk, _ in parts for entry in chunk.skipped]
         seconds = time.perf_counter() - assembly.started

@@ -44,17 +44,10 @@ def _name(kind: str, partition: int, suffix: str) -> str:
     return f"{kind}_{partition:05d}.{suffix}"
 
 
-def img_emb_path(root: str | os.PathLike, partition: int) -> Path:
-    return Path(root) / IMG_DIR / _name("img_emb", partition, "npy")
-
-
-def text_emb_path(root: str | os.PathLike, partition: int) -> Path:
-    return Path(root) / TEXT_DIR / _name("text_emb", partition, "npy")
-
-
 def emb_path(root: str | os.PathLike, partition: int, modality: str) -> Path:
     """The image embeddings of a partition, or its caption (``"text"``) embeddings."""
-    return (img_emb_path if modality == "image" else text_emb_path)(root, partition)
+    kind = IMG_DIR if modality == "image" else TEXT_DIR  # the folder names the files too
+    return Path(root) / kind / _name(kind, partition, "npy")
 
 
 def metadata_path(root: str | os.PathLike, partition: int) -> Path:
