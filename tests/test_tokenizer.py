@@ -30,13 +30,15 @@ from clipforge.tokenizer import (
 )
 from clipforge.tokenizer.bpe import (
     _PIECE_PATTERN,
+    END_OF_WORD,
     _WordCache,
+    byte_symbols,
     clean_text,
     encode_word,
     full_clean_text,
+    load_vocab,
     needs_full_cleaning,
 )
-from clipforge.tokenizer.vocab import END_OF_WORD, byte_symbols, load_vocab
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "tokenizer_cases.json").read_text())[
     "cases"

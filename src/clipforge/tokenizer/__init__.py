@@ -5,8 +5,15 @@
 torch.Size([1, 77])
 """
 
-from .bpe import DEFAULT_CONTEXT_LENGTH, Tokenizer
-from .vocab import EOT_TOKEN_ID, PAD_TOKEN_ID, SOT_TOKEN_ID, VOCAB_SIZE
+from .bpe import (
+    DEFAULT_CONTEXT_LENGTH,
+    EOT_TOKEN_ID,
+    PAD_TOKEN_ID,
+    SOT_TOKEN_ID,
+    VOCAB_SIZE,
+    Tokenizer,
+    whole_words,
+)
 
 __all__ = [
     "DEFAULT_CONTEXT_LENGTH",
@@ -15,4 +22,5 @@ __all__ = [
     "SOT_TOKEN_ID",
     "VOCAB_SIZE",
     "Tokenizer",
+    "whole_words",
 ]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from statistics import mean
 
-from ..tokenizer.vocab import END_OF_WORD, load_vocab
+from ..tokenizer import whole_words
 
 WAFFLE_FORMAT = "A photo of a {classname}, {descriptor}."
 DEFAULT_CHARACTERS = string.ascii_lowercase + string.digits
@@ -45,13 +45,13 @@ MIN_WORD_LENGTH = 3
 def vocabulary_words() -> tuple[str, ...]:
     """Whole words of the CLIP BPE vocabulary, in vocabulary order (about 32k).
 
-    A whole word is a token ending in ``</w>`` whose text is ASCII letters only and at least
-    three long: sub-word pieces, numbers, punctuation and non-Latin scripts are left out.
+    Those of :func:`~clipforge.tokenizer.whole_words` that are ASCII letters only and at least
+    three long: numbers, punctuation and non-Latin scripts are left out.
     """
-    cut = len(END_OF_WORD)
-    words = (token[:-cut] for token in load_vocab().tokens if token.endswith(END_OF_WORD))
     return tuple(
-        word for word in words if word.isascii() and word.isalpha() and len(word) >= MIN_WORD_LENGTH
+        word
+        for word in whole_words()
+        if word.isascii() and word.isalpha() and len(word) >= MIN_WORD_LENGTH
     )
 
 
