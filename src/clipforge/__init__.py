@@ -1,5 +1,6 @@
 """clipforge: one toolkit for CLIP-style contrastive language-image models."""
 
+from .api import get_tokenizer
 from .models import (
     CLIP,
     CLIPConfig,
@@ -20,12 +21,3 @@ __all__ = [
     "list_models",
     "save_model",
 ]
-
-
-def __getattr__(name: str):
-    # The tokenizer loads its own dependencies; import it only when asked.
-    if name == "get_tokenizer":
-        from .api import get_tokenizer
-
-        return get_tokenizer
-    raise AttributeError(f"module 'clipforge' has no attribute {name!r}")

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from .models import CLIP
 from .models.factory import ModelSpec, resolve_spec
-from .tokenizer import Tokenizer
 
 
 def get_tokenizer(model: ModelSpec | CLIP = None, *, context_length: int | None = None):
-    """The CLIP tokenizer sized for ``model`` (a name, config or model) or ``context_length``."""
+    """The CLIP tokenizer sized for ``model`` (a name, config or model) or ``context_length``.
+
+    The tokenizer is imported here, on first use: its text libraries (ftfy, regex) would
+    otherwise add a quarter second to every ``import clipforge``.
+    """
+    from .tokenizer import Tokenizer
+
     if context_length is None and model is not None:
         if isinstance(model, CLIP):
             context_length = model.context_length
