@@ -61,7 +61,7 @@ def config_command(
     run: Callable[..., None],
     *,
     doc: str,
-    arguments: Mapping[str, str] | None = None,
+    arguments: tuple[str, ...] = (),
     recipe: Callable[[str], Path] | None = None,
     flags: bool = True,
     extra: tuple[inspect.Parameter, ...] = (),
@@ -69,16 +69,15 @@ def config_command(
 ) -> Callable[..., None]:
     """A typer command that loads a ``cls`` and calls ``run(config, **extra values)``.
 
-    ``arguments`` maps fields taken as positional arguments to their help. The recipe is an
-    optional ``--config FILE``, or with ``recipe`` a required ``CONFIG`` argument that
-    ``recipe`` turns into a file (a shipped recipe name, for train).
+    ``arguments`` are fields taken as positional arguments, helped by their ``option``. The
+    recipe is an optional ``--config FILE``, or with ``recipe`` a required ``CONFIG`` argument
+    that ``recipe`` turns into a file (a shipped recipe name, for train).
     ``flags=False`` leaves fields to ``--set`` (a config of many sections would otherwise get
     a flag wall). ``defaults`` are the command's own defaults where they differ from the
     library's (dotted keys), applied below the recipe.
     """
-    arguments = dict(arguments or {})
-    generated = config_flags(cls, tuple(arguments)) if flags else []
-    types_ = {key: annotation for key, annotation, _ in leaf_fields(cls)}
+    generated = config_flags(cls, arguments) if flags else []
+    leaves = {key: (annotation, spec) for key, annotation, spec in leaf_fields(cls)}
 
     def command(**values: Any) -> None:
         given = values.pop("config")
@@ -94,7 +93,7 @@ def config_command(
         run(config, **{p.name: values[p.name] for p in extra})
 
     params = [_recipe_param(required=recipe is not None)]
-    params += [_argument(key, types_[key], text) for key, text in arguments.items()]
+    params += [_argument(key, *leaves[key]) for key in arguments]
     params += [_flag_param(flag) for flag in generated] + list(extra)
     params += [
         keyword_param("set_", list[str] | None, typer.Option(
@@ -128,10 +127,10 @@ def _flag_param(flag: Flag) -> inspect.Parameter:
     return keyword_param(_param(flag.key), flag.annotation | None, info, None)
 
 
-def _argument(key: str, annotation: Any, text: str) -> inspect.Parameter:
+def _argument(key: str, annotation: Any, spec: dataclasses.Field) -> inspect.Parameter:
     tuples = any(typing.get_origin(kind) is tuple for kind in value_types(annotation))
     kind = list[str] if tuples else str
-    info = typer.Argument(help=text, show_default=False, metavar=key.upper())
+    info = typer.Argument(help=spec.metadata["help"], show_default=False, metavar=key.upper())
     return keyword_param(_param(key), kind | None, info, None)
 
 

@@ -56,7 +56,7 @@ def _dedup(config: DedupConfig) -> None:
 
 
 embed = config_command(
-    EmbedConfig, _embed, arguments={"inputs": EmbedConfig.__dataclass_fields__["inputs"].metadata["help"]},
+    EmbedConfig, _embed, arguments=("inputs",),
     doc="""Embed a collection into partitions of normalised float16 vectors plus metadata.
 
     A rerun skips complete partitions and redoes an interrupted one; under torchrun the ranks
@@ -64,11 +64,11 @@ embed = config_command(
     """,
 )  # fmt: skip
 index = config_command(
-    IndexConfig, _index, arguments={"embeddings": "An embedded collection (from embed)."},
+    IndexConfig, _index, arguments=("embeddings",),
     doc="Build a FAISS index over a collection, measure its recall and latency, and tune it.",
 )  # fmt: skip
 dedup = config_command(
-    DedupConfig, _dedup, arguments={"embeddings": "An embedded collection (from embed)."},
+    DedupConfig, _dedup, arguments=("embeddings",),
     doc="Find near-duplicate groups: connected components of pairs above a cosine threshold.",
 )  # fmt: skip
 
