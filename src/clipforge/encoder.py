@@ -29,7 +29,7 @@ from .models import CLIP, create_model, list_models
 from .models.digest import weights_digest
 from .precision import Precision, resolve_precision
 from .progress import progress_bar
-from .transforms import InferenceTransform, image_transform
+from .transforms import image_transform
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class Encoder:
         precision: str | None = None,
         device: str | torch.device | None = None,
         tokenizer: Tokenizer | None = None,
-        transform: InferenceTransform | None = None,
         batch_size: int = 256,
         workers: int = 0,
         progress: bool = False,
@@ -68,7 +67,7 @@ class Encoder:
         self.precision: Precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device, dtype=self.precision.weight_dtype)
         self.tokenizer = tokenizer if tokenizer is not None else get_tokenizer(model)
-        self.transform = transform or image_transform(model.image_size, is_train=False)
+        self.transform = image_transform(model.image_size, is_train=False)
         self.batch_size = batch_size
         self.workers = workers
         self.progress = progress

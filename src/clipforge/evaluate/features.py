@@ -159,18 +159,19 @@ class CachedEncoder:
     max_skip_rate: float = 0.1
     cache: FeatureCache = dataclasses.field(default_factory=lambda: FeatureCache(None))
 
-    def _key(self, kind: str) -> dict[str, Any]:
-        """The cache key's common part: the resolved precision, since ``auto`` differs by
-        machine and every precision changes the features."""
-        return {"kind": kind, "model": self.identity, "precision": self.encoder.precision.name}
+    def _key(self, kind: str, **specific: Any) -> dict[str, Any]:
+        """The cache key: the ``specific`` part, the model and the resolved precision, since
+        ``auto`` differs by machine and every precision changes the features."""
+        model, precision = self.identity, self.encoder.precision.name
+        return {"kind": kind, "model": model, "precision": precision, **specific}
 
     def images(self, dataset: EvalSet, describe: dict[str, Any]) -> EncodedSet:
         """Encode every readable image of ``dataset``; ``describe`` names the set for the cache
         key (spec, split, layout options); model, preprocessing (how images are resized and
         normalised) and sample keys are added here."""
         keys = "".join(f"{dataset.key(i)}\0" for i in range(len(dataset)))  # same keys, same order
-        key = self._key("images")
-        key.update(
+        key = self._key(
+            "images",
             preprocess=dataclasses.asdict(self.encoder.transform.config),
             set=describe,
             samples=len(dataset),
@@ -222,8 +223,7 @@ class CachedEncoder:
     def texts(self, texts: list[str]) -> torch.Tensor:
         """Unnormalised float32 text features (T, D) of ``texts``, cached like images."""
         digest = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode("utf-8")).hexdigest()
-        key = self._key("texts")
-        key.update(count=len(texts), texts_sha256=digest)
+        key = self._key("texts", count=len(texts), texts_sha256=digest)
         hit = self.cache.get(key)
         if hit is not None:
             return hit[0]["features"]

@@ -176,11 +176,7 @@ def _head(
     }
     if not mean_similarity:
         return ZeroShotHead(classnames, weights, provenance=provenance)
+    prompt_tensors = {"prompt_embeddings": embeddings, "prompt_class": class_index}
     return ZeroShotHead(
-        classnames,
-        weights,
-        scoring="mean_similarity",
-        prompt_embeddings=embeddings,
-        prompt_class=class_index,
-        provenance=provenance,
+        classnames, weights, scoring="mean_similarity", provenance=provenance, **prompt_tensors
     )

@@ -86,7 +86,7 @@ def run_fewshot(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
             logger.info("%s %d-shot: acc1 %.4f", method, k, results[method][str(k)]["acc1"])
     metrics["fewshot"] = results
     details.update(hparams=hparams, shots=list(config.fewshot.shots), seed=config.seed)
-    return TaskOutput(metrics, details, summaries(encoded))
+    return TaskOutput(metrics, details, {role: item.summary() for role, item in encoded.items()})
 
 
 def fit_splits(
@@ -98,11 +98,6 @@ def fit_splits(
     encoded = {role: encoder.images(item.dataset, item.describe()) for role, item in roles.items()}
     test_set = roles["test"].dataset
     return test_set, encoded, LabelSpace(encoded["train"].labels, list(test_set.classnames))
-
-
-def summaries(encoded: dict[str, EncodedSet]) -> dict[str, Any]:
-    """The result's ``data``: per role, samples read, skipped and the encoding time."""
-    return {role: item.summary() for role, item in encoded.items()}
 
 
 def run_linear_probe(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
@@ -122,7 +117,8 @@ def run_linear_probe(config: EvalConfig, encoder: CachedEncoder) -> TaskOutput:
     details["val_samples_used"] = len(val_labels)
     if space.missing:
         details["classes_without_training_samples"] = space.describe_missing()
-    return TaskOutput(label_metrics(logits, test.labels), details, summaries(encoded))
+    data = {role: item.summary() for role, item in encoded.items()}
+    return TaskOutput(label_metrics(logits, test.labels), details, data)
 
 
 Fit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], FewShotHead]
