@@ -143,8 +143,6 @@ class HeadEnsemble:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heads", tuple(self.heads))
-        if self.head_weights is not None:
-            object.__setattr__(self, "head_weights", tuple(float(w) for w in self.head_weights))
         if not self.heads:
             raise ValueError("an ensemble needs at least one head")
         for index, head in enumerate(self.heads):
@@ -156,6 +154,7 @@ class HeadEnsemble:
                 difference = _first_difference(self.heads[0], head)
                 raise ValueError(f"head {index} classes differ from head 0: {difference}")
         if self.head_weights is not None:
+            object.__setattr__(self, "head_weights", tuple(float(w) for w in self.head_weights))
             if len(self.head_weights) != len(self.heads):
                 raise ValueError(
                     f"{len(self.head_weights)} head weights for {len(self.heads)} heads"
@@ -313,7 +312,7 @@ def save_head(head: Head, path: str | os.PathLike) -> None:
             tensors.update(_head_tensors(member, f"members.{index}."))
         document = {
             "kind": "ensemble",
-            "head_weights": None if head.head_weights is None else list(head.head_weights),
+            "head_weights": head.provenance["head_weights"],
             "members": [_head_document(member) for member in head.heads],
         }
     else:
