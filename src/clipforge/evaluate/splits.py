@@ -1,17 +1,13 @@
 """Which samples each role (test, train, val, ood) reads, the guarantee that they never overlap,
 and the sets of a task's roles opened (:func:`open_roles`, which every task goes through).
 
-A split is a name the evaluation set knows (``"train"``, ``"val"``, ``"test"``, ...) or a range
-of one, ``"name[start:stop]"``: samples ``start`` to ``stop - 1`` of that split, in the set's
-order. Ranges let one split serve several roles without sharing a sample.
-
-They matter for the shapes world, where every split is an endless stream of samples keyed by
-``(seed, split, index)`` and the held-out colour-shape pairs exist in one split only,
-``heldout``: the defaults (:data:`SHAPES_SPLITS`, tabled in docs/evaluation.md) let a few-shot
-run on held-out pairs draw its shots from held-out-pair images that are not test images (a
-test set made larger than its default size must move the train and val ranges too). Before
-anything is encoded, :func:`check_disjoint` rejects two roles that read the same samples of one
-split (e.g. ``val`` tuned on the test samples).
+A split is a name the evaluation set knows (``"train"``, ``"val"``, ...) or a range of one,
+``"name[start:stop]"``: samples ``start`` to ``stop - 1`` in the set's order. Ranges let one
+split serve several roles without sharing a sample: the shapes world's held-out pairs exist in
+its ``heldout`` split only, so :data:`SHAPES_SPLITS` take few-shot shots from ranges of it that
+the test images do not use (docs/evaluation.md, "Splits"; a test set made larger than its
+default must move the train and val ranges too). Before anything is encoded,
+:func:`check_disjoint` rejects two roles that read the same samples of one split.
 """
 
 from __future__ import annotations

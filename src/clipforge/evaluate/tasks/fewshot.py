@@ -3,17 +3,10 @@ test split, in the label space of the classes with training samples (:class:`.co
 a class without any scores ``-inf`` and is listed in the details).
 
 Linear probe: logistic regression on frozen features of the whole train split, its
-regularisation chosen on the val split (then refitted on train + val).
-
-Few-shot adaptation: for each shot count k and method, fit on k samples per class; the
-zero-shot head is the baseline.
-
-The few-shot protocol (docs/evaluation.md, "Few-shot"), so that numbers compare across runs
-and methods: every method sees the same k shots (:func:`clipforge.adapt.sample_few_shot`, the
-run's seed, TRAIN split only); hyperparameters are searched on the whole VAL split (CoOp has no
-search and records its val accuracy); GDA at k = 1 is recorded as ``None`` with the reason.
-``zeroshot_shot_classes`` restricts the zero-shot head to the classes with shots, so the gain
-from adapting is not confused with the gain from knowing which classes occur.
+regularisation chosen on the val split (then refitted on train + val). Few-shot adaptation: for
+each shot count k and method, fit on k samples per class, beside the zero-shot baseline, under
+one protocol (docs/evaluation.md, "Few-shot": the same shots for every method, searches on the
+whole val split, GDA skipped at k = 1) so that numbers compare across runs and methods.
 """
 
 from __future__ import annotations
