@@ -12,12 +12,10 @@ def get_tokenizer(model: ModelSpec | CLIP = None, *, context_length: int | None 
     The tokenizer is imported here, on first use: its text libraries (ftfy, regex) would
     otherwise add a quarter second to every ``import clipforge``.
     """
-    from .tokenizer import Tokenizer
+    from .tokenizer import DEFAULT_CONTEXT_LENGTH, Tokenizer
 
-    if context_length is None and model is not None:
-        if isinstance(model, CLIP):
-            context_length = model.context_length
-        else:
-            config, _ = resolve_spec(model)
-            context_length = config.text_cfg.context_length
-    return Tokenizer(context_length=context_length or 77)
+    if context_length is None and isinstance(model, CLIP):
+        context_length = model.context_length
+    elif context_length is None and model is not None:
+        context_length = resolve_spec(model)[0].text_cfg.context_length
+    return Tokenizer(context_length or DEFAULT_CONTEXT_LENGTH)

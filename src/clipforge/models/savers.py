@@ -31,17 +31,15 @@ def save_model(model: CLIP, path: str | os.PathLike) -> Path:
     A path ending in ``.safetensors`` writes that single file, the config in its metadata.
     Either loads back with ``create_model(path)``.
     """
-    path = Path(path)
-    config_json = json.dumps(model.config.to_dict())
-    metadata = {"format": "pt", "config": config_json, "clipforge_version": __version__}
+    path, config = Path(path), model.config.to_dict()
+    metadata = {"format": "pt", "config": json.dumps(config), "clipforge_version": __version__}
     if path.suffix == ".safetensors":
         path.parent.mkdir(parents=True, exist_ok=True)
         _save_safetensors(_state_dict(model), path, metadata)
         return path
     path.mkdir(parents=True, exist_ok=True)
     _save_safetensors(_state_dict(model), path / "model.safetensors", metadata)
-    document = {"clipforge_version": __version__, "model_cfg": model.config.to_dict()}
-    write_json_atomic(path / "config.json", document)
+    write_json_atomic(path / "config.json", {"clipforge_version": __version__, "model_cfg": config})
     return path
 
 

@@ -128,10 +128,9 @@ def _index_spec(name: Any, spec: Any, base: Path, where: str) -> IndexSpec:
     if "index" not in spec:
         raise ServerConfigError(f"{where}.index is missing: the index directory to serve")
     built = build_dataclass(IndexSpec, spec, where, ServerConfigError)
-    paths = {key: getattr(built, key) for key in ("index", "embeddings")}
     resolved = {  # base / an absolute path is that path
         key: str((base / Path(value).expanduser()).resolve())
-        for key, value in paths.items()
-        if value is not None
+        for key in ("index", "embeddings")
+        if (value := getattr(built, key)) is not None
     }
     return dataclasses.replace(built, **resolved)

@@ -32,13 +32,6 @@ from clipforge.typed_config import build_dataclass, to_plain
 _U16_TO_U8 = 257.0
 
 
-def resize_to(img: Image.Image, width: int, height: int, resample: Image.Resampling) -> Image.Image:
-    """Resize to exactly (width, height); an image already that size is returned untouched."""
-    if img.size == (width, height):
-        return img
-    return img.resize((width, height), resample)
-
-
 def resize_shortest(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     """Resize so the short side is ``size``, with torchvision's rule for the long side.
 
@@ -49,8 +42,8 @@ def resize_shortest(img: Image.Image, size: int, resample: Image.Resampling) -> 
     short, long = min(width, height), max(width, height)
     new_long = int(size * long / short)
     if width <= height:
-        return resize_to(img, size, new_long, resample)
-    return resize_to(img, new_long, size, resample)
+        return img.resize((size, new_long), resample)
+    return img.resize((new_long, size), resample)
 
 
 def resize_longest(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
@@ -63,7 +56,7 @@ def resize_longest(img: Image.Image, size: int, resample: Image.Resampling) -> I
     ratio = max(width / size, height / size)
     new_width = max(1, round(width / ratio))
     new_height = max(1, round(height / ratio))
-    return resize_to(img, new_width, new_height, resample)
+    return img.resize((new_width, new_height), resample)
 
 
 def center_crop_or_pad(img: Image.Image, size: int) -> Image.Image:
@@ -217,16 +210,11 @@ class PreprocessConfig:
         object.__setattr__(self, "std", _three_floats("std", self.std))
         if any(s <= 0 for s in self.std):
             raise ValueError(f"PreprocessConfig.std={self.std!r}: every value must be > 0")
-        if self.interpolation not in PIL_RESAMPLE:
-            raise ValueError(
-                f"PreprocessConfig.interpolation={self.interpolation!r} must be one of "
-                f"{sorted(PIL_RESAMPLE)}"
-            )
-        if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(
-                f"PreprocessConfig.resize_mode={self.resize_mode!r} must be one of "
-                f"{list(RESIZE_MODES)}"
-            )
+        for name, known in (("interpolation", sorted(PIL_RESAMPLE)), ("resize_mode", RESIZE_MODES)):
+            if getattr(self, name) not in known:
+                raise ValueError(
+                    f"PreprocessConfig.{name}={getattr(self, name)!r} must be one of {list(known)}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe form (lists, not tuples: ``yaml.safe_dump`` rejects tuples)."""
@@ -287,7 +275,7 @@ class InferenceTransform(_NormalizingTransform):
         """Resize and crop/pad to ``S``x``S`` according to ``resize_mode``, keeping the mode."""
         size = self.config.image_size
         if self.config.resize_mode == "squash":
-            return resize_to(img, size, size, self._resample)
+            return img.resize((size, size), self._resample)
         if self.config.resize_mode == "longest":
             return center_crop_or_pad(resize_longest(img, size, self._resample), size)
         return center_crop_or_pad(resize_shortest(img, size, self._resample), size)
@@ -346,7 +334,7 @@ class TrainTransform(_NormalizingTransform):
             width, height, self.scale, self.ratio, self.generator
         )
         img = img.crop((left, top, left + crop_w, top + crop_h))
-        rgb = to_rgb(resize_to(img, size, size, self._resample))
+        rgb = to_rgb(img.resize((size, size), self._resample))
         if self.color_jitter is not None and self._happens(self.color_jitter_prob):
             rgb = color_jitter(rgb, self.color_jitter, self.generator)
         if self._happens(self.grayscale_prob):
