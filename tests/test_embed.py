@@ -322,10 +322,10 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(
     run([folder], whole, checkpoint, partition_size=3)
     write_table = layout.write_table
 
-    def fail_on_partition_1(path, rows):
+    def fail_on_partition_1(path, *args):
         if path == metadata_path(resumed, 1):
             raise KeyboardInterrupt("interrupted while writing partition 1")
-        write_table(path, rows)
+        write_table(path, *args)
 
     monkeypatch.setattr(layout, "write_table", fail_on_partition_1)
     with pytest.raises(KeyboardInterrupt):

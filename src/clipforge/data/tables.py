@@ -15,7 +15,9 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from clipforge.atomic import atomic_path
 from clipforge.data.conventions import (
     CAPTION_COLUMNS,
     IMAGE_COLUMNS,
@@ -187,6 +189,18 @@ def read_table_rows(path: Path, columns: Sequence[str], split: str | None) -> Ta
         raise DataError(f"table {str(path)!r} has no rows")
     selected = {name: [cells[name][row] for row in rows] for name in columns}
     return TableRows(path, selected, rows, count)
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], types: dict[str, str]) -> None:
+    """``rows`` as a parquet table, written atomically; ``types`` maps each column, in order, to
+    a pyarrow type name (``"string"``, ``"int32"``, ``"bool"``, ...)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in types.items()])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
 
 
 class ImageTextTable:

@@ -77,7 +77,7 @@ class PartitionWriter:
                 _check_rows(index, "tokenized captions", len(token_rows), len(captioned))
                 texts[captioned] = self.encoder.texts(token_rows)
             _write_embeddings(layout.emb_path(self.out, index, "text"), texts)
-        layout.write_table(layout.metadata_path(self.out, index), rows)
+        layout.write_table(layout.metadata_path(self.out, index), rows, layout.METADATA_TYPES)
         skipped = [entry for chunk, _ in parts for entry in chunk.skipped]
         seconds = time.perf_counter() - assembly.started
         n_images = len(rows) if self.collection.images else 0

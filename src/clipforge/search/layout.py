@@ -28,14 +28,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from clipforge.atomic import atomic_path
+from clipforge.data.tables import write_table as write_table  # re-exported (dedup, embed)
 
 INFO_FILE = "embed_info.json"
 IMG_DIR = "img_emb"
 TEXT_DIR = "text_emb"
 META_DIR = "metadata"
 STATS_DIR = "stats"
-METADATA_COLUMNS: tuple[str, ...] = ("key", "path", "member", "caption", "json")
+METADATA_TYPES = dict.fromkeys(("key", "path", "member", "caption", "json"), "string")
 
 _STATS_FILE = re.compile(r"stats_(\d{5,})\.json$")
 
@@ -79,18 +79,3 @@ def read_info(root: str | os.PathLike) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
-
-
-def write_table(
-    path: Path, rows: list[dict[str, Any]], types: dict[str, str] | None = None
-) -> None:
-    """``rows`` as a parquet table, written atomically; ``types`` maps each column to a pyarrow
-    type name (by default the metadata table: :data:`METADATA_COLUMNS`, all strings)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    types = types or dict.fromkeys(METADATA_COLUMNS, "string")
-    schema = pa.schema([(name, pa.type_for_alias(kind)) for name, kind in types.items()])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)

@@ -30,6 +30,7 @@ from clipforge.atomic import atomic_path
 from clipforge.data.shapes.captions import canonical_caption
 from clipforge.data.shapes.vocab import check_choice, check_count, check_split
 from clipforge.data.shapes.world import ShapesWorld
+from clipforge.data.tables import write_table
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +57,10 @@ COLUMN_TYPES: dict[str, str] = {
     "background": "string",
     "heldout": "bool",
 }
-WDS_COLUMNS: tuple[str, ...] = tuple(name for name in COLUMN_TYPES if name != "filepath")
-CSV_COLUMNS: tuple[str, ...] = tuple(
-    name for name in COLUMN_TYPES if name not in ("status", "error_message")
-)
+WDS_TYPES = {name: kind for name, kind in COLUMN_TYPES.items() if name != "filepath"}
+CSV_TYPES = {
+    name: kind for name, kind in COLUMN_TYPES.items() if name not in ("status", "error_message")
+}
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _write_shard(shard: _Shard) -> list[dict]:
         row, jpeg, _ = _sample(shard, position)
         with atomic_path(shard.out_dir / row["filepath"], fsync=False) as tmp:
             tmp.write_bytes(jpeg)
-        rows.append(_select(row, CSV_COLUMNS))
+        rows.append(_select(row, CSV_TYPES))
     return rows
 
 
@@ -175,8 +176,8 @@ def _write_tar(shard: _Shard) -> None:
             _add(tar, f"{row['key']}.jpg", jpeg)
             _add(tar, f"{row['key']}.txt", row["caption"].encode())
             _add(tar, f"{row['key']}.json", json.dumps(meta).encode())
-            rows.append(_select(row, WDS_COLUMNS))
-    _write_parquet(rows, stem.with_suffix(".parquet"), WDS_COLUMNS)
+            rows.append(_select(row, WDS_TYPES))
+    write_table(stem.with_suffix(".parquet"), rows, WDS_TYPES)
     ended = time.time()
     stats = {
         "count": len(rows),
@@ -213,11 +214,11 @@ def _sample(shard: _Shard, position: int) -> tuple[dict, bytes, dict]:
         "index": index,
         **scene.attributes(),
     }
-    meta = {**_select(row, WDS_COLUMNS), "seed": world.seed, "scene": scene.to_dict()}
+    meta = {**_select(row, WDS_TYPES), "seed": world.seed, "scene": scene.to_dict()}
     return row, buffer.getvalue(), meta
 
 
-def _select(row: dict, columns: tuple[str, ...]) -> dict:
+def _select(row: dict, columns: dict[str, str]) -> dict:
     return {name: row[name] for name in columns}
 
 
@@ -233,18 +234,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def _write_tables(rows: list[dict], stem: Path) -> None:
     """``stem.csv`` and ``stem.parquet`` with the same rows and columns."""
     with atomic_path(stem.with_suffix(".csv")) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=CSV_TYPES)
         writer.writeheader()
         writer.writerows(rows)
-    _write_parquet(rows, stem.with_suffix(".parquet"), CSV_COLUMNS)
-
-
-def _write_parquet(rows: list[dict], path: Path, columns: tuple[str, ...]) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as err:
-        raise ImportError(f"writing {path} needs pyarrow: pip install pyarrow") from err
-    schema = pa.schema([(name, pa.type_for_alias(COLUMN_TYPES[name])) for name in columns])
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    write_table(stem.with_suffix(".parquet"), rows, CSV_TYPES)
