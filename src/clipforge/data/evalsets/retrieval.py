@@ -40,26 +40,22 @@ def _caption_list(cell: object) -> list[str]:
     return [str(item).strip() for item in items if item is not None and str(item).strip()]
 
 
-def _grouped(pairs: Iterable[tuple[str, list[str]]]) -> tuple[list[str], list[list[str]]]:
-    """``(images, captions)`` with the captions of repeated images gathered, first-seen order."""
-    groups: dict[str, list[str]] = {}
-    for image, captions in pairs:
-        groups.setdefault(image, []).extend(captions)
-    return list(groups), list(groups.values())
-
-
 def _retrieval_set(
     name: str,
     root: Path,
-    images: list[str],
-    captions: list[list[str]],
+    pairs: Iterable[tuple[str, list[str]]],
     transform: ImageTransform | None,
 ) -> RetrievalSet:
+    """``(image, captions)`` pairs as a set keyed by image path, the captions of repeated images
+    gathered (images in first-seen order)."""
+    groups: dict[str, list[str]] = {}
+    for image, captions in pairs:
+        groups.setdefault(image, []).extend(captions)
     return RetrievalSet(
         name=name,
-        keys=images,
-        images=[root / image for image in images],
-        captions=captions,
+        keys=list(groups),
+        images=[root / image for image in groups],
+        captions=list(groups.values()),
         transform=transform,
     )
 
@@ -86,10 +82,8 @@ def table_retrieval(
     table = read_table_rows(table_path, [image_column, caption_column], split)
     paths = table.paths(image_column)
     cells = table.columns[caption_column]
-    images, captions = _grouped(
-        (image, _caption_list(cell)) for image, cell in zip(paths, cells, strict=True)
-    )
-    return _retrieval_set(str(table_path), root, images, captions, transform)
+    pairs = [(image, _caption_list(cell)) for image, cell in zip(paths, cells, strict=True)]
+    return _retrieval_set(str(table_path), root, pairs, transform)
 
 
 def flickr_text_retrieval(
@@ -121,8 +115,7 @@ def flickr_text_retrieval(
         pairs.append((image.strip(), _caption_list(caption)))
     if not pairs:
         raise DataError(f"caption file {str(text_path)!r} lists no image")
-    images, captions = _grouped(pairs)
-    return _retrieval_set(str(text_path), root, images, captions, transform)
+    return _retrieval_set(str(text_path), root, pairs, transform)
 
 
 def json_retrieval(
@@ -154,15 +147,10 @@ def json_retrieval(
                 f"annotation file {str(json_path)!r} is in COCO caption format, which holds one "
                 f"split per file; pass split=None instead of {split!r}"
             )
-        pairs, name = _coco_pairs(data, str(json_path)), str(json_path)
-    else:
-        split = "test" if split is None else split
-        pairs, name = (
-            _karpathy_pairs(data["images"], split, str(json_path)),
-            f"{json_path}[{split}]",
-        )
-    images, captions = _grouped(pairs)
-    return _retrieval_set(name, root, images, captions, transform)
+        return _retrieval_set(str(json_path), root, _coco_pairs(data, str(json_path)), transform)
+    split = "test" if split is None else split
+    pairs = _karpathy_pairs(data["images"], split, str(json_path))
+    return _retrieval_set(f"{json_path}[{split}]", root, pairs, transform)
 
 
 def _karpathy_pairs(entries: list[object], split: str, source: str) -> list[tuple[str, list[str]]]:
