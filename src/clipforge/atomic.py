@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under this process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed to ``path``.
@@ -27,6 +37,9 @@ def atomic_path(path: str | os.PathLike, *, fsync: bool = True) -> Iterator[Path
     tmp = final.with_name(f".{final.name}.partial")
     try:
         yield tmp
+        # Some writers (safetensors) create owner-only files; a saved file gets the mode any
+        # file the user creates gets.
+        os.chmod(tmp, _FILE_MODE)
         if fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

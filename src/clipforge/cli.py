@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import sys
 from enum import Enum
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -57,19 +59,81 @@ def _main(
     )
 
 
-@app.command()
-def models() -> None:
-    """List the registered model configs."""
-    from .models import get_model_config, list_models
+_JSON = Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")]
 
-    table = Table("name", "image tower", "image size", "embed dim", "text ctx")
-    for name in list_models():
-        cfg = get_model_config(name)
-        vision = cfg.vision_cfg
-        tower = f"ResNet {list(vision.layers)}" if vision.is_resnet else f"ViT/{vision.patch_size}"
-        table.add_row(name, tower, str(vision.image_size), str(cfg.embed_dim),
-                      str(cfg.text_cfg.context_length))  # fmt: skip
-    console.print(table)
+
+@app.command()
+def models(
+    pretrained: Annotated[
+        bool, typer.Option("--pretrained", help="List OpenCLIP's pretrained tags instead.")
+    ] = False,
+    json_: _JSON = False,
+) -> None:
+    """List the registered model configs (or, with --pretrained, the weights they can load).
+
+    Example: clipforge models --pretrained | grep ViT-B-32
+    """
+    from .models import get_model_config, list_models
+    from .models.pretrained import list_pretrained
+
+    if pretrained:
+        header = ["model", "pretrained", "architecture", "hf_hub", "url", "sha256"]
+        rows = [[w.model, w.tag, w.architecture, f"hf-hub:{w.hf_hub}", w.url, w.sha256]
+                for w in list_pretrained() if not w.model.endswith("-quickgelu")]  # fmt: skip
+    else:
+        header = ["name", "image_tower", "image_size", "embed_dim", "context_length"]
+        rows = []
+        for name in list_models():
+            cfg = get_model_config(name)
+            vision = cfg.vision_cfg
+            tower = (
+                f"ResNet {list(vision.layers)}" if vision.is_resnet else f"ViT/{vision.patch_size}"
+            )
+            rows.append([name, tower, vision.image_size, cfg.embed_dim,
+                         cfg.text_cfg.context_length])  # fmt: skip
+    _print_rows(header, rows, as_json=json_)
+
+
+def _print_rows(header: list[str], rows: list[list[object]], *, as_json: bool) -> None:
+    """A listing as JSON lines, as a table on a terminal, or as tab-separated lines when piped
+    (a table would truncate names to the width of a terminal that is not there)."""
+    if as_json:
+        for row in rows:
+            print(json.dumps(dict(zip(header, row, strict=True))))
+    elif console.is_terminal:
+        table = Table(*header)
+        for row in rows:
+            table.add_row(*map(str, row))
+        console.print(table)
+    else:
+        for row in [header, *rows]:
+            print("\t".join(map(str, row)))
+
+
+@app.command()
+def info(
+    checkpoint: Annotated[
+        str, typer.Argument(help="Checkpoint: file, directory, hf-hub:org/name or a run folder.")
+    ],
+    json_: _JSON = False,
+) -> None:
+    """Describe a checkpoint: architecture, parameters, precision, weights digest and, for a
+    clipforge run, its step and training config.
+
+    Example: clipforge info runs/demo/checkpoints/step_520.safetensors
+    """
+    from .checkpoint_info import describe_checkpoint
+
+    facts = describe_checkpoint(checkpoint)
+    if json_:
+        print(json.dumps(facts))
+        return
+    for key, value in facts.items():
+        if key != "train_config":
+            console.print(f"{key.replace('_', ' ')}: {value}", highlight=False)
+    if "train_config" in facts:
+        console.print("training config:", highlight=False)
+        print(yaml.safe_dump(facts["train_config"], sort_keys=False).rstrip())
 
 
 @app.command()

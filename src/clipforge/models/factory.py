@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from ..precision import resolve_precision
 from .clip import CLIP
 from .config import CLIPConfig, get_model_config, list_models, load_config_file
 from .fit import load_weights
-from .formats import Checkpoint, checkpoint_config, read_checkpoint
-from .hub import HF_HUB_PREFIX
+from .formats import Checkpoint, CheckpointError, checkpoint_config, read_checkpoint
+from .hub import HF_HUB_PREFIX, PretrainedNotAvailableError
+from .pretrained import PretrainedWeights, fetch_error, find_pretrained, unknown_tag_error
+
+log = logging.getLogger(__name__)
 
 ModelSpec = str | os.PathLike | CLIPConfig | dict[str, Any] | None
 
@@ -33,14 +37,23 @@ def create_model(
     ``name_or_config`` is a registered name (``clipforge.list_models()``), a :class:`CLIPConfig`
     or its dict form, a ``.json`` config file, or a checkpoint (file, directory or ``hf-hub:``)
     that records or implies its architecture. ``pretrained`` is a checkpoint whose weights are
-    loaded into the named architecture. ``image_size``/``context_length`` change the model's
+    loaded into the named architecture, or one of OpenCLIP's tags for it (``openai``,
+    ``laion2b_s34b_b79k``, ...: :func:`~clipforge.models.pretrained.list_pretrained`), read
+    through the hub cache. ``image_size``/``context_length`` change the model's
     input sizes; loaded position embeddings are resized to fit. ``precision`` is a name of
     :mod:`clipforge.precision`: ``bf16``/``fp16`` cast the weights, the ``amp_*`` names (and
     ``auto``) keep them in fp32 for the caller to run under the precision's autocast.
     """
     weight_dtype = resolve_precision(precision, device).weight_dtype
     config, checkpoint = resolve_spec(name_or_config)
-    if pretrained is not None:
+    tag = _pretrained_tag(name_or_config, pretrained)
+    if tag is not None:
+        config = get_model_config(tag.architecture)
+        try:
+            checkpoint = read_checkpoint(tag.source)
+        except PretrainedNotAvailableError as err:
+            raise PretrainedNotAvailableError(fetch_error(tag, err)) from None
+    elif pretrained is not None:
         checkpoint = read_checkpoint(pretrained)
         if config is None:
             config = checkpoint_config(checkpoint)
@@ -57,6 +70,23 @@ def create_model(
     if checkpoint is not None:
         load_weights(model, checkpoint)
     return model.to(device=device, dtype=weight_dtype)
+
+
+def _pretrained_tag(spec: ModelSpec, pretrained: object) -> PretrainedWeights | None:
+    """The registered weights ``pretrained`` names for the architecture ``spec`` names, when it
+    is a tag (OpenCLIP's ``laion2b_s34b_b79k``, ``openai``, ...) rather than a file."""
+    if not isinstance(spec, str) or spec not in list_models() or not isinstance(pretrained, str):
+        return None
+    if pretrained.startswith(HF_HUB_PREFIX) or Path(pretrained).exists():
+        return None
+    if any(sep in pretrained for sep in ("/", os.sep)) or Path(pretrained).suffix:
+        return None  # a path: read_checkpoint says it does not exist
+    tag = find_pretrained(spec, pretrained)
+    if tag is None:
+        raise CheckpointError(unknown_tag_error(spec, pretrained))
+    if tag.architecture != spec:
+        log.info("%s's %r weights use QuickGELU: building %s", spec, tag.tag, tag.architecture)
+    return tag
 
 
 def resolve_spec(spec: ModelSpec) -> tuple[CLIPConfig | None, Checkpoint | None]:

@@ -132,7 +132,7 @@ def _read_torch_pickle(path: Path) -> dict[str, Tensor]:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for corrupt or unsafe pickles
         raise CheckpointError(
-            f"{path}: cannot read checkpoint ({type(err).__name__}: {err})"
+            f"{path}: cannot read checkpoint ({type(err).__name__}: {_first_reason(err)})"
         ) from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]  # an OpenCLIP training checkpoint
@@ -143,6 +143,15 @@ def _read_torch_pickle(path: Path) -> dict[str, Tensor]:
     if all(k.startswith("module.") for k in data):
         data = {k[len("module.") :]: v for k, v in data.items()}  # saved from DDP
     return {k: v for k, v in data.items() if k not in _ARCHIVE_EXTRAS}
+
+
+def _first_reason(err: Exception) -> str:
+    """The line of torch's message that says what is wrong: its safe unpickler wraps the
+    reason in a page of advice about ``weights_only``, which must stay off for safety."""
+    text = str(err)
+    _, found, reason = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (reason if found else text).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def checkpoint_config(checkpoint: Checkpoint) -> CLIPConfig:

@@ -125,3 +125,18 @@ def load_checkpoint(weights: Path, state: TrainState) -> dict[str, Any] | None:
     state.load_state_dict(saved)
     log.info("resumed from %s at step %d", weights, state.step)
     return saved.get("run")
+
+
+def read_run_record(weights: Path) -> tuple[int, dict[str, Any] | None] | None:
+    """``(step, run record)`` of a run's checkpoint ``weights`` (``step_N.safetensors`` beside
+    its training state), None for any other weights file. The state is memory-mapped, so the
+    optimiser moments in it are not read."""
+    match = _STEP_FILE.match(weights.name)
+    state_path = weights.with_name(weights.name.replace(".safetensors", ".state.pt"))
+    if match is None or not state_path.is_file():
+        return None
+    try:
+        saved = torch.load(state_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises several types for a corrupt file
+        raise CheckpointError(f"{state_path}: cannot read training state ({err})") from None
+    return int(match.group(1)), saved.get("run")
