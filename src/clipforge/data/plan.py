@@ -107,15 +107,6 @@ class CollectionPlan:
 
 
 @dataclass(frozen=True)
-class TableColumns:
-    """Which table columns hold image paths and captions; ``None`` picks them by name
-    (:data:`IMAGE_COLUMNS`, :data:`CAPTION_COLUMNS`), a given name must exist."""
-
-    image: str | None = None
-    caption: str | None = None
-
-
-@dataclass(frozen=True)
 class _Resolved:
     """One input after reading its listing."""
 
@@ -152,9 +143,11 @@ def plan_collection(
     partition_size: int,
     shards_per_partition: int,
     image_root: str | os.PathLike | None = None,
-    columns: TableColumns = TableColumns(),
+    image_column: str | None = None,
+    caption_column: str | None = None,
 ) -> CollectionPlan:
-    """Read the listings of ``inputs`` and cut them into partitions (see the module doc)."""
+    """Read the listings of ``inputs`` and cut them into partitions (see the module doc).
+    ``image_column``/``caption_column`` name a table's columns; None picks them by name."""
     if input_format not in INPUT_FORMATS:
         raise ValueError(f"input_format={input_format!r} must be one of {list(INPUT_FORMATS)}")
     if isinstance(inputs, (str, os.PathLike)) or not inputs:
@@ -165,7 +158,7 @@ def plan_collection(
         if kind == "folder":
             resolved.append(_resolve_folder(Path(text)))
         elif kind == "table":
-            resolved.append(_resolve_table(Path(text), image_root, columns))
+            resolved.append(_resolve_table(Path(text), image_root, image_column, caption_column))
         else:
             resolved.append(_resolve_shards(text))
     kinds = {"wds" if r.shards else "files" for r in resolved}
@@ -277,12 +270,12 @@ def _has_text_members(shards: list[str]) -> bool:
 
 
 def _resolve_table(
-    path: Path, image_root: str | os.PathLike | None, columns: TableColumns
+    path: Path, image_root: str | os.PathLike | None, image: str | None, caption: str | None
 ) -> _Resolved:
     """One sample per row; the key is the row's ``key`` cell when there is one, else its
     0-based row number."""
     table_path, root, names, (image_col, caption_col) = open_table(
-        path, image_root, required=False, image=columns.image, caption=columns.caption
+        path, image_root, required=False, image=image, caption=caption
     )
     table_path, root = table_path.resolve(), root.resolve()
     if image_col is None and caption_col is None:

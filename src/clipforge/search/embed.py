@@ -32,7 +32,7 @@ from typing import Any
 
 from clipforge.atomic import write_json_atomic
 from clipforge.data.partition_reader import PartitionReader
-from clipforge.data.plan import CollectionPlan, TableColumns, plan_collection
+from clipforge.data.plan import CollectionPlan, plan_collection
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
 from clipforge.search.configs import EmbedConfig
@@ -81,7 +81,8 @@ def embed_collection(
         partition_size=config.partition_size,
         shards_per_partition=config.shards_per_partition,
         image_root=config.image_root,
-        columns=TableColumns(image=config.image_column, caption=config.caption_column),
+        image_column=config.image_column,
+        caption_column=config.caption_column,
     )
     encoder = Encoder.load(
         config.model,
