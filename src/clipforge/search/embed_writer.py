@@ -1,9 +1,8 @@
 """The files of one embedded partition: chunks reassembled in planned order, written atomically.
 
 Workers hand over a partition's chunks in any order; :class:`Assembly` collects them with their
-image embeddings until every unit of the partition is in, and :class:`PartitionWriter` then
-encodes the captions, writes the embeddings, the metadata and, last, the stats file whose
-presence marks the partition complete (see :mod:`.layout`).
+image embeddings until every unit is in; :class:`PartitionWriter` then encodes the captions and
+writes the partition's files, the stats file last (see :mod:`.layout`).
 """
 
 from __future__ import annotations

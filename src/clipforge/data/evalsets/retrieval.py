@@ -80,9 +80,8 @@ def table_retrieval(
         path, image_root, image=image_column, caption=caption_column
     )
     table = read_table_rows(table_path, [image_column, caption_column], split)
-    paths = table.paths(image_column)
-    cells = table.columns[caption_column]
-    pairs = [(image, _caption_list(cell)) for image, cell in zip(paths, cells, strict=True)]
+    captions = map(_caption_list, table.columns[caption_column])
+    pairs = zip(table.paths(image_column), captions, strict=True)
     return _retrieval_set(str(table_path), root, pairs, transform)
 
 

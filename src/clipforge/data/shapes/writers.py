@@ -118,8 +118,12 @@ def write_shapes(
     ]
     began = time.perf_counter()
     rows = _run(shards, workers, began, n)
-    if format == "csv":
-        _write_tables(rows, out / "captions")
+    if format == "csv":  # the run's caption table, as CSV and as parquet
+        with atomic_path(out / "captions.csv") as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_TYPES)
+            writer.writeheader()
+            writer.writerows(rows)
+        write_table(out / "captions.parquet", rows, CSV_TYPES)
     summary = WriteSummary(out, format, split, n, len(shards), time.perf_counter() - began)
     logger.info(
         "wrote %d %s samples to %s in %.1f s (%.0f samples/s)",
@@ -229,12 +233,3 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size = len(data)
     info.mode = 0o644
     tar.addfile(info, io.BytesIO(data))
-
-
-def _write_tables(rows: list[dict], stem: Path) -> None:
-    """``stem.csv`` and ``stem.parquet`` with the same rows and columns."""
-    with atomic_path(stem.with_suffix(".csv")) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_TYPES)
-        writer.writeheader()
-        writer.writerows(rows)
-    write_table(stem.with_suffix(".parquet"), rows, CSV_TYPES)
