@@ -101,9 +101,7 @@ class CollectionPlan:
     @property
     def samples(self) -> int | None:
         """Number of samples of a file collection; None for shards (known only once read)."""
-        if self.kind != "files":
-            return None
-        return sum(len(p.samples) for p in self.partitions)
+        return sum(len(p.samples) for p in self.partitions) if self.kind == "files" else None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 from clipforge.data.conventions import IMAGE_SUFFIXES, is_hidden, is_image_name, visible_files
 from clipforge.data.evalsets.base import ClassificationSet, ImageTransform, read_lines
 from clipforge.data.skips import DataError
-from clipforge.data.tables import TableRows, open_table, read_table_rows
+from clipforge.data.tables import TableRows, cell_text, open_table, read_table_rows
 
 CLASSNAMES_FILE = "classnames.txt"
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -137,7 +137,7 @@ def _label_tokens(cell: object, *, multi: bool) -> list[str]:
         if not multi:
             raise ValueError(f"a list {cell!r} where one label was expected")
         return [str(item).strip() for item in cell]
-    text = "" if cell is None else str(cell).strip()
+    text = cell_text(cell)
     if not multi:
         return [text]
     return [part.strip() for part in text.split(LABEL_SEPARATOR)] if text else []
