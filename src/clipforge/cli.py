@@ -137,6 +137,45 @@ def info(
 
 
 @app.command()
+def classify(
+    images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
+    labels: Annotated[
+        str, typer.Option(help="The candidate labels, comma-separated: 'a cat,a dog'.")
+    ],
+    model: Annotated[str, typer.Option(help="Architecture name or checkpoint.")] = "ViT-B-32",
+    pretrained: Annotated[
+        str | None, typer.Option(help="Weights: a checkpoint or an OpenCLIP tag (openai, ...).")
+    ] = None,
+    template: Annotated[
+        str, typer.Option(help="Prompt each label is put into; {} stands for the label.")
+    ] = "a photo of {}.",
+    top: Annotated[int, typer.Option(min=1, help="Labels to print per image.")] = 5,
+    json_: _JSON = False,
+) -> None:
+    """Zero-shot classification: rank the labels for each image, with probabilities.
+
+    Example: clipforge classify cat.jpg dog.png --labels "a cat,a dog" --pretrained openai
+    """
+    from .encoder import Encoder
+    from .transforms import load_image
+    from .zeroshot import template_head
+
+    names = [label.strip() for label in labels.split(",") if label.strip()]
+    encoder = Encoder.load(model, pretrained, progress=False)
+    head = template_head(encoder, names, [template])
+    features = encoder.pil_images([load_image(path) for path in images])
+    scale = encoder.model.logit_scale.exp().float()
+    probs = (scale * head.logits(features).float()).softmax(dim=-1)  # (images, labels)
+    for path, row in zip(images, probs.tolist(), strict=True):
+        ranked = sorted(zip(names, row, strict=True), key=lambda pair: -pair[1])[:top]
+        if json_:
+            print(json.dumps({"image": str(path), "labels": [
+                {"label": name, "score": score} for name, score in ranked]}))  # fmt: skip
+        else:
+            print(f"{path}: " + ", ".join(f"{name} {score:.1%}" for name, score in ranked))
+
+
+@app.command()
 def convert(
     src: Annotated[str, typer.Argument(help="Checkpoint: file, directory or hf-hub:org/name.")],
     dst: Annotated[
@@ -259,7 +298,12 @@ def data_shapes(
 
     summary = write_shapes(out, n, format=format_.value, split=split, shard_size=shard_size,
                            image_size=image_size, seed=seed, workers=workers)  # fmt: skip
-    console.print(summary)
+    shards = f" in {summary.shards} shards" if summary.format == "wds" else ""
+    console.print(
+        f"Wrote {summary.count} {summary.split} samples{shards} to {summary.out_dir} "
+        f"({summary.samples_per_second:.0f} samples/s).",
+        highlight=False,
+    )
 
 
 def main() -> None:
