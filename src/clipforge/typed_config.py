@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,20 +29,43 @@ class ConfigError(ValueError):
     """A config has an unknown key or a bad value; the message names the key."""
 
 
-def check_positive(error: type[Exception], where: str, **values: float) -> None:
-    """Raise ``error`` naming the first of ``values`` that is not > 0."""
+# Each rule: whether a value keeps it, and what the error says of a value that breaks it.
+# Booleans are not integers here (``true`` for a count is a mistake, not 1).
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "positive": (lambda v: v > 0, "must be > 0"),
+    "non_negative": (lambda v: v >= 0, "must be >= 0"),
+    "fraction": (lambda v: 0 <= v < 1, "not in [0, 1)"),
+    "share": (lambda v: 0 <= v <= 1, "not in [0, 1]"),
+    "integer": (lambda v: type(v) is int, "must be an integer"),
+    "at_least_one": (lambda v: v >= 1, "must be >= 1"),
+    "count": (lambda v: type(v) is int and v >= 1, "must be an integer >= 1"),
+    "index": (lambda v: type(v) is int and v >= 0, "must be an integer >= 0"),
+    "count_or_none": (
+        lambda v: v is None or (type(v) is int and v >= 1),
+        "must be a positive integer or None",
+    ),
+}
+
+
+def check(
+    rule: str | tuple[str, ...], where: str = "", error: type[Exception] = ValueError, **values: Any
+) -> None:
+    """Raise ``error`` naming the first of ``values`` that breaks ``rule``: a name in
+    :data:`RULES`, or the tuple of the allowed choices. Under ``where`` (a config section
+    ``"optim."``, an owner ``"EvalLoader: "``) the message reads ``optim.lr=0 must be > 0``;
+    without, as for a function's argument, ``lr must be > 0, got 0``."""
+    holds, says = RULES[rule] if isinstance(rule, str) else (rule.__contains__, "")
+    says = says or f"must be one of {', '.join(rule)}"
     for name, value in values.items():
-        if value <= 0:
-            raise error(f"{where}.{name}={value!r} must be > 0")
+        if not holds(value):
+            raise error(
+                f"{where}{name}={value!r} {says}" if where else f"{name} {says}, got {value!r}"
+            )
 
 
-def check_ints(where: str = "", **values: tuple[int, int]) -> None:
-    """Each ``name=(value, minimum)`` must be an int (not a bool) >= its minimum, 0 or 1; the
-    error starts with ``where`` (e.g. ``"EvalLoader: "``) and names the option and the value."""
-    for name, (value, minimum) in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            sign = "positive" if minimum else "non-negative"
-            raise ValueError(f"{where}{name} must be a {sign} integer, got {value!r}")
+def check_positive(error: type[Exception], where: str, **values: float) -> None:
+    """Raise ``error`` naming the first of ``values`` that is not > 0 (``where.name=value``)."""
+    check("positive", f"{where}.", error, **values)
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from clipforge.data.stream import (
 )
 from clipforge.data.tables import ImageTextTable
 from clipforge.data.wds import SOURCE_SEPARATOR, WebDatasetSource, expand_urls
-from clipforge.typed_config import check_ints
+from clipforge.typed_config import check
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ class DataSpec:
                 f"DataSpec.caption_columns={self.caption_columns!r} must be non-empty column names"
             )
         object.__setattr__(self, "caption_columns", columns)
-        if self.num_samples is not None:
-            check_ints("DataSpec.", num_samples=(self.num_samples, 1))
+        check("count_or_none", "DataSpec.", num_samples=self.num_samples)
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ..data.evalsets import EvalOptions
 from ..precision import check_precision
-from ..typed_config import TypedConfig, field_types, option, section_type
+from ..typed_config import TypedConfig, check, field_types, option, section_type
 from .features import default_cache_dir
 
 TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "linear-probe", "fewshot", "robustness")
@@ -104,8 +104,7 @@ class DataSection:
     max_skip_rate: float = option(0.1, help="Share of undecodable samples tolerated, in [0, 1].")
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.max_skip_rate <= 1.0:
-            raise ValueError(f"data.max_skip_rate={self.max_skip_rate!r} must lie in [0, 1]")
+        check("share", "data.", max_skip_rate=self.max_skip_rate)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +122,9 @@ class RunSection:
     progress: bool = option(True, help="Show progress bars.")
 
     def __post_init__(self) -> None:
-        _check_int(self.batch_size, "run.batch_size", minimum=1)
-        _check_int(self.workers, "run.workers", minimum=0)
+        check("integer", "run.", batch_size=self.batch_size, workers=self.workers)
+        check("at_least_one", "run.", batch_size=self.batch_size)
+        check("non_negative", "run.", workers=self.workers)
         check_precision(self.precision, "run.precision")
         if self.cache is False and self.cache_dir is not None:
             raise ValueError(
@@ -170,7 +170,7 @@ class EvalConfig(TypedConfig):
             raise ValueError(f"dataset must name an evaluation set, got {self.dataset!r}")
         if self.model is None and self.pretrained is None:
             raise ValueError("give a model (name, config or checkpoint) or pretrained weights")
-        _check_int(self.seed, "seed", minimum=None)
+        check("integer", seed=self.seed)
         for role in ("train", "val"):
             value = getattr(self, f"{role}_split")
             if value is not None and role not in TASK_ROLES[self.task]:
@@ -203,10 +203,3 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(item) for item in value)
     return repr(value)
-
-
-def _check_int(value: Any, name: str, *, minimum: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")

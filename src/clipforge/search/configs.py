@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from ..data.plan import INPUT_FORMATS
 from ..precision import check_precision
-from ..typed_config import TypedConfig, check_ints, option
+from ..typed_config import TypedConfig, check, option
 
 INDEX_KINDS: tuple[str, ...] = ("auto", "flat", "hnsw", "ivf-flat", "ivf-pq")
 MODALITIES: tuple[str, ...] = ("image", "text")
@@ -54,11 +54,11 @@ class EmbedConfig(_SearchConfig):
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ValueError("inputs is empty: give image folders, shards or tables to embed")
-        check_ints(batch_size=(self.batch_size, 1), partition_size=(self.partition_size, 1),
-                    shards_per_partition=(self.shards_per_partition, 1),
-                    num_workers=(self.num_workers, 0))  # fmt: skip
+        sizes = ("batch_size", "partition_size", "shards_per_partition")
+        check("count", **{name: getattr(self, name) for name in sizes})
+        check("index", num_workers=self.num_workers)
         check_precision(self.precision)
-        _check_choice("input_format", self.input_format, INPUT_FORMATS)
+        check(INPUT_FORMATS, input_format=self.input_format)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,10 +84,10 @@ class IndexConfig(_SearchConfig):
     def __post_init__(self) -> None:
         sizes = {"train_size": self.train_size, "nlist": self.nlist, "pq_m": self.pq_m}
         check_plan_options(self.kind, self.memory_budget_gb, self.latency_budget_ms, **sizes)
-        _check_choice("modality", self.modality, MODALITIES)
+        check(MODALITIES, modality=self.modality)
         if not 0 < self.recall_target <= 1:
             raise ValueError(f"recall_target must be in (0, 1], got {self.recall_target}")
-        check_ints(n_queries=(self.n_queries, 1))
+        check("count", n_queries=self.n_queries)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +105,7 @@ class DedupConfig(_SearchConfig):
 
     def __post_init__(self) -> None:
         check_dedup_options(self.threshold, self.k)
-        _check_choice("modality", self.modality, MODALITIES)
+        check(MODALITIES, modality=self.modality)
 
 
 def check_plan_options(
@@ -115,11 +115,8 @@ def check_plan_options(
     :class:`IndexConfig` holds too; ``sizes`` (train_size, nlist, pq_m) may be None (automatic)."""
     if kind not in INDEX_KINDS:
         raise ValueError(f"unknown index kind {kind!r}; expected one of {INDEX_KINDS}")
-    budgets = {"memory_budget_gb": memory_budget_gb, "latency_budget_ms": latency_budget_ms}
-    for name, value in budgets.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-    check_ints(**{name: (value, 1) for name, value in sizes.items() if value is not None})
+    check("positive", memory_budget_gb=memory_budget_gb, latency_budget_ms=latency_budget_ms)
+    check("count_or_none", **sizes)
 
 
 def check_dedup_options(threshold: float, k: int | None) -> None:
@@ -127,10 +124,4 @@ def check_dedup_options(threshold: float, k: int | None) -> None:
     :class:`DedupConfig` holds too."""
     if not -1 <= threshold <= 1:
         raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be a positive integer or None (range search), got {k!r}")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    check("count_or_none", k=k)

@@ -7,41 +7,27 @@ Sections are frozen dataclasses; an unknown key or a bad value fails with a mess
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..losses import loss_names, loss_options
 from ..precision import TRAIN_PRECISIONS, check_precision
-from ..typed_config import TypedConfig
+from ..typed_config import TypedConfig, check
 
 
 class TrainConfigError(ValueError):
     """A training config has an unknown key or a bad value."""
 
 
-_RULES = {
-    "positive": (lambda value: value > 0, "must be > 0"),
-    "non_negative": (lambda value: value >= 0, "must be >= 0"),
-    "fraction": (lambda value: 0 <= value < 1, "not in [0, 1)"),
-}
-
-
 def _check(section: object, where: str, **rules: tuple[str, ...]) -> None:
-    """Raise naming the first field of ``section`` that breaks its rule in ``_RULES``; a field
-    left None (a loss option that keeps the loss's default) has nothing to break."""
+    """Raise naming the first field of ``section`` that breaks its rule (see
+    :data:`~clipforge.typed_config.RULES`); a field left None (a loss option that keeps the
+    loss's default) has nothing to break."""
     for rule, names in rules.items():
-        holds, says = _RULES[rule]
-        for name in names:
-            value = getattr(section, name)
-            if value is not None and not holds(value):
-                raise TrainConfigError(f"{where}.{name}={value!r} {says}")
-
-
-def _choose(where: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise TrainConfigError(f"{where}={value!r}: choose {', '.join(choices)}")
+        given = {name: value for name in names if (value := getattr(section, name)) is not None}
+        check(rule, f"{where}.", TrainConfigError, **given)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +64,7 @@ class DataSection:
     augment: bool = False
 
     def __post_init__(self) -> None:
-        _choose("data.kind", self.kind, ("shapes", "wds", "csv"))
+        check(("shapes", "wds", "csv"), "data.", TrainConfigError, kind=self.kind)
         if self.kind != "shapes" and not self.train:
             raise TrainConfigError(f"data.train must name the {self.kind} training data")
         positive = ("batch_size", "num_samples", "captions_per_sample")
@@ -102,7 +88,7 @@ class LossSection:
     teacher_pretrained: str = ""
 
     def __post_init__(self) -> None:
-        _choose("loss.name", self.name, loss_names())
+        check(tuple(loss_names()), "loss.", TrainConfigError, name=self.name)
         accepted = loss_options(self.name)
         for key, value in self.options().items():
             if key not in accepted:
@@ -146,7 +132,7 @@ class OptimSection:
             non_negative=("weight_decay", "warmup_steps", "grad_clip"),
             fraction=("beta1", "beta2"),
         )
-        _choose("optim.schedule", self.schedule, ("cosine", "constant"))
+        check(("cosine", "constant"), "optim.", TrainConfigError, schedule=self.schedule)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +155,7 @@ class RunSection:
         positive = ("steps", "log_every", "keep_last", "processes")
         _check(self, "run", positive=positive, non_negative=("checkpoint_every", "eval_every"))
         check_precision(self.precision, "run.precision", TRAIN_PRECISIONS, TrainConfigError)
-        _choose("run.device", self.device, ("auto", "cpu", "cuda"))
+        check(("auto", "cpu", "cuda"), "run.", TrainConfigError, device=self.device)
 
 
 @dataclass(frozen=True, kw_only=True)

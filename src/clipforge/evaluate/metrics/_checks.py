@@ -93,12 +93,6 @@ def check_agree(
         )
 
 
-def check_positive_int(value: int, name: str) -> None:
-    """Raise unless ``value`` is an int >= 1 (k of top-k, a batch size, a bin count)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def as_logits_and_labels(
     logits: ArrayLike, labels: ArrayLike, names: tuple[str, str], *, finite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:

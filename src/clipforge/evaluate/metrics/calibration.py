@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import ArrayLike, as_logits_and_labels, check_agree, check_positive_int
+from ...typed_config import check
+from ._checks import ArrayLike, as_logits_and_labels, check_agree
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def reliability_bins(
 ) -> ReliabilityBins:
     """Bin samples by top-1 softmax probability into ``n_bins`` (M) equal-width bins (Guo et
     al. use 15)."""
-    check_positive_int(n_bins, "n_bins")
+    check("count", n_bins=n_bins)
     scores, targets = _inputs(logits, labels)
     probs = torch.softmax(scores, dim=1)  # (N, C)
     confidence, predicted = probs.max(dim=1)  # (N,), (N,)
@@ -112,7 +113,7 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, *, max_iter: int = 100
     finite T > 0 minimises it (every sample correct, or logits no better than chance).
     ``max_iter`` bounds the L-BFGS iterations.
     """
-    check_positive_int(max_iter, "max_iter")
+    check("count", max_iter=max_iter)
     scores, targets = _inputs(logits, labels)
     _check_minimum_exists(scores, targets)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)

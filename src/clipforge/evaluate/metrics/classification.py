@@ -21,13 +21,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ...typed_config import check
 from ._checks import (
     ArrayLike,
     as_binary,
     as_logits_and_labels,
     as_scores,
     check_agree,
-    check_positive_int,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def target_ranks(logits: ArrayLike, targets: ArrayLike) -> np.ndarray:
 def topk_accuracy(logits: ArrayLike, targets: ArrayLike, k: int = 1) -> float:
     """Share of samples whose true class is among the k highest-scored classes (k >= 1; with
     fewer than k classes, k = C: every sample is a hit, never NaN)."""
-    check_positive_int(k, "k")
+    check("count", k=k)
     return float(np.mean(target_ranks(logits, targets) <= k))
 
 
@@ -133,7 +133,7 @@ def classification_metrics(
     """CLIP_benchmark's single-label report: ``acc{k}`` for each k of ``ks``,
     ``mean_per_class_recall``."""
     for k in ks:
-        check_positive_int(k, "ks")
+        check("count", ks=k)
     scores, labels = as_logits_and_labels(logits, targets, ("logits", "targets"))
     ranks = first_positive_rank(scores, labels[:, None])  # (N,)
     metrics = {f"acc{k}": float((ranks <= k).double().mean()) for k in ks}

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ...typed_config import check
 from ._checks import ArrayLike, as_scores, as_unit_rows
 
 
@@ -36,8 +37,7 @@ def mcm_score(
     With tau = 1 (the paper's choice) the softmax over cosines in [-1, 1] stays far from one-hot,
     which is what separates in-distribution images (one class clearly closest) from OOD ones.
     """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    check("positive", temperature=temperature)
     images, texts = as_unit_rows(
         image_features, "image_features", class_text_features, "class_text_features"
     )

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import ArrayLike, as_labels, as_scores, as_unit_rows, check_agree, check_positive_int
+from ...typed_config import check
+from ._checks import ArrayLike, as_labels, as_scores, as_unit_rows, check_agree
 from .classification import first_positive_rank
 
 
@@ -92,7 +93,7 @@ def retrieval_ranks(
     scores: ArrayLike, texts_image_index: ArrayLike, *, batch_size: int = 1024
 ) -> RetrievalRanks:
     """Ranks from a full similarity matrix (T, I)."""
-    check_positive_int(batch_size, "batch_size")
+    check("count", batch_size=batch_size)
     values = as_scores(scores, "scores", ndim=2)  # (T, I)
     index = _check_image_index(texts_image_index, values.shape[1])
     check_agree("scores", values, "texts_image_index", index)
@@ -118,7 +119,7 @@ def retrieval_ranks_from_embeddings(
     they live there); memory is O(batch_size * max(T, I)), and the products' rounding error
     (~1e-16) is far below the resolution of float32 embeddings.
     """
-    check_positive_int(batch_size, "batch_size")
+    check("count", batch_size=batch_size)
     images, texts = as_unit_rows(image_features, "image_features", text_features, "text_features")
     index = _check_image_index(texts_image_index, images.shape[0]).to(images.device)
     check_agree("text_features", texts, "texts_image_index", index)
@@ -141,7 +142,7 @@ def retrieval_metrics(ranks: RetrievalRanks, ks: Sequence[int] = (1, 5, 10)) -> 
     """
     metrics: dict[str, float] = {}
     for k in ks:
-        check_positive_int(k, "ks")
+        check("count", ks=k)
         metrics[f"image_retrieval_recall@{k}"] = float(np.mean(ranks.image_ranks <= k))
         metrics[f"text_retrieval_recall@{k}"] = float(np.mean(ranks.text_ranks <= k))
     for direction, values in (("image", ranks.image_ranks), ("text", ranks.text_ranks)):
