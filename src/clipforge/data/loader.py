@@ -68,8 +68,7 @@ class DataSpec:
     num_samples: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"DataSpec.kind={self.kind!r} must be one of {list(KINDS)}")
+        check(KINDS, "DataSpec.", kind=self.kind)
         if not isinstance(self.urls, str):
             raise ValueError(
                 f"DataSpec.urls={self.urls!r} must be a string (join sources with "
