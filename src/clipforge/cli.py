@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import logging
@@ -187,7 +188,10 @@ def convert(
         typer.Option(help="Architecture name or config JSON, when SRC does not record one."),
     ] = None,
 ) -> None:
-    """Convert CLIP weights between clipforge, Hugging Face and OpenCLIP formats."""
+    """Convert CLIP weights between clipforge, Hugging Face and OpenCLIP formats.
+
+    Example: clipforge convert ViT-B-32.pt vit-b-32-hf --to hf --model ViT-B-32-quickgelu
+    """
     from .models import create_model, save_hf, save_model, save_openclip
 
     savers = {"clipforge": save_model, "hf": save_hf, "openclip": save_openclip}
@@ -204,7 +208,10 @@ def demo(
         list[str] | None, typer.Option("--set", help="Training override, e.g. run.steps=100.")
     ] = None,
 ) -> None:
-    """Train a small CLIP on the shapes world, evaluate it and write a report to OUT."""
+    """Train a small CLIP on the shapes world, evaluate it and write a report to OUT.
+
+    Example: clipforge demo --quick --out runs/quick
+    """
     from .demo import run_demo
 
     metrics = run_demo(out, quick=quick, overrides=set_ or [])
@@ -224,7 +231,10 @@ def _recipe_file(name: str) -> Path:
 
 
 def _train(config: TrainConfig, resume: str | None) -> None:
-    """Train (or fine-tune) a CLIP model as the recipe says; torchrun runs it on many processes."""
+    """Train (or fine-tune) a CLIP model as the recipe says; torchrun runs it on many processes.
+
+    Example: clipforge train shapes-demo --set run.out_dir=runs/mine --set run.steps=200
+    """
     from .train import fit
     from .train.stop import TrainingStopped
 
@@ -293,7 +303,10 @@ def data_shapes(
     seed: Annotated[int, typer.Option(help="World seed.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
 ) -> None:
-    """Write shapes-world samples as webdataset shards or a CSV + image folder."""
+    """Write shapes-world samples as webdataset shards or a CSV + image folder.
+
+    Example: clipforge data shapes data/shapes --n 10000 --format wds
+    """
     from .data.shapes import write_shapes
 
     summary = write_shapes(out, n, format=format_.value, split=split, shard_size=shard_size,
@@ -304,6 +317,20 @@ def data_shapes(
         f"({summary.samples_per_second:.0f} samples/s).",
         highlight=False,
     )
+
+
+def _examples_last(typer_app: typer.Typer) -> None:
+    """Move each command's ``Example:`` paragraph from its docstring to the end of its
+    ``--help`` (typer prints the docstring above the options, an epilog below them)."""
+    groups = [typer_app, *(group.typer_instance for group in typer_app.registered_groups)]
+    for info in (info for group in groups for info in group.registered_commands):
+        doc = inspect.cleandoc(info.help or info.callback.__doc__ or "")
+        text, found, example = doc.partition("Example:")
+        if found and not info.epilog:
+            info.help, info.epilog = text.strip(), f"Example: {example.strip()}"
+
+
+_examples_last(app)
 
 
 def main() -> None:

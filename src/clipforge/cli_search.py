@@ -61,15 +61,23 @@ embed = config_command(
 
     A rerun skips complete partitions and redoes an interrupted one; under torchrun the ranks
     share the partitions.
+
+    Example: clipforge embed photos/ --out emb --model ViT-B-32 --pretrained openai
     """,
 )  # fmt: skip
 index = config_command(
     IndexConfig, _index, arguments=("embeddings",),
-    doc="Build a FAISS index over a collection, measure its recall and latency, and tune it.",
+    doc="""Build a FAISS index over a collection, measure its recall and latency, and tune it.
+
+    Example: clipforge index emb --out idx --kind auto
+    """,
 )  # fmt: skip
 dedup = config_command(
     DedupConfig, _dedup, arguments=("embeddings",),
-    doc="Find near-duplicate groups: connected components of pairs above a cosine threshold.",
+    doc="""Find near-duplicate groups: connected components of pairs above a cosine threshold.
+
+    Example: clipforge dedup emb --out groups.parquet --threshold 0.95
+    """,
 )  # fmt: skip
 
 
@@ -93,7 +101,10 @@ def serve(
         bool, typer.Option("--print-config", help="Print the effective config as YAML and exit.")
     ] = False,
 ) -> None:
-    """Serve search over HTTP, with the web page at / and the API docs at /docs."""
+    """Serve search over HTTP, with the web page at / and the API docs at /docs.
+
+    Example: clipforge serve --index idx --model ViT-B-32 --pretrained openai --port 8000
+    """
     from .search.server import serve as serve_config
     from .search.server import single_index_config
     from .search.server_config import load_server_config
