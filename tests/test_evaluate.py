@@ -26,7 +26,6 @@ from clipforge.data.shapes.vocab import HELDOUT_PAIRS
 from clipforge.encoder import Encoder
 from clipforge.evaluate import (
     EvalConfig,
-    SampleRange,
     SplitSpec,
     parse_split,
     read_result,
@@ -156,15 +155,33 @@ def test_check_disjoint() -> None:
 
 def test_sample_range_slices_a_set() -> None:
     base = ShapesClassificationSet("shape", size=30, image_size=16, transform=image_transform(16))
-    part = SampleRange(base, 10, 25, "val[10:25]")
+    part = base.select(10, 25)
     assert len(part) == 15 and part.key(0) == base.key(10) == "val/10"
     np.testing.assert_array_equal(part.labels, base.labels[10:25])
     assert part.classnames == base.classnames and part.templates == base.templates
     torch.testing.assert_close(part[3][0], base[13][0])
     with pytest.raises(ValueError, match="outside the 30 samples"):
-        SampleRange(base, 20, 40, "val[20:40]")
+        base.select(20, 40)
     with pytest.raises(IndexError):
         part[15]
+
+
+def test_a_range_slices_every_per_sample_attribute() -> None:
+    probe = evalsets.ShapesWordOrderSet(size=24, image_size=16)
+    part = probe.select(6, 18)
+    assert list(part.kinds) == list(probe.kinds[6:18])  # per-kind accuracy_* metrics need them
+    assert part.captions == probe.captions[6:18]
+    shapes = ShapesClassificationSet("shape", size=20, image_size=16)
+    assert shapes.select(5, 15).scenes == shapes.scenes[5:15]
+    # A per-sample attribute that StoredSet.PER_SAMPLE does not name would not be sliced.
+    views = (shapes, probe, evalsets.ShapesRetrievalSet(size=7, image_size=16))
+    for view in views:
+        per_sample = {
+            name
+            for name, value in vars(view).items()
+            if isinstance(value, (list, tuple, np.ndarray)) and len(value) == len(view)
+        }
+        assert per_sample <= set(view.PER_SAMPLE), (view.name, per_sample)
 
 
 def test_overlapping_roles_fail_before_encoding(model: CLIP, count_image_calls: list[int]) -> None:

@@ -10,13 +10,12 @@ from .features import CachedEncoder
 from .report import write_report
 from .results import build_result, read_result, write_result
 from .run import run_eval
-from .splits import SampleRange, SplitSpec, parse_split
+from .splits import SplitSpec, parse_split
 from .tasks.common import TaskOutput
 
 __all__ = [
     "CachedEncoder",
     "EvalConfig",
-    "SampleRange",
     "SplitSpec",
     "TaskOutput",
     "build_result",

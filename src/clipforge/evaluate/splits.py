@@ -18,8 +18,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
 from ..data.evalsets import SHAPES_NAMES, EvalOptions, EvalSet, open_evalset
 from .config import TASK_ROLES, EvalConfig
 from .features import CachedEncoder, path_fingerprint
@@ -67,38 +65,6 @@ def parse_split(text: str) -> SplitSpec:
     if stop is not None and stop <= start:
         raise ValueError(f"split {text!r} is an empty range ({start} to {stop})")
     return SplitSpec(match["name"], start, stop)
-
-
-class SampleRange(EvalSet):
-    """Samples ``[start, stop)`` of another evaluation set, re-indexed from 0.
-
-    Metadata the roles use (``labels``, ``captions``) is sliced; class names, templates,
-    prompts and the transform are the base set's. Keys stay the base set's keys, so logs name
-    the real sample.
-    """
-
-    def __init__(self, base: EvalSet, start: int, stop: int, split: str) -> None:
-        if not 0 <= start < stop <= len(base):
-            raise ValueError(
-                f"split {split!r}: range {start}:{stop} is outside the {len(base)} samples "
-                f"of {base.name}"
-            )
-        self.base, self.start, self.stop = base, start, stop
-        for attr in ("name", "task", "transform", "classnames", "templates", "class_prompts"):
-            if hasattr(base, attr):
-                setattr(self, attr, getattr(base, attr))
-        for attr in ("labels", "captions"):  # per-sample metadata, sliced
-            if hasattr(base, attr):
-                setattr(self, attr, getattr(base, attr)[start:stop])
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def key(self, index: int) -> str:
-        return self.base.key(self.start + index)
-
-    def load(self, index: int) -> tuple[Image.Image, Any]:
-        return self.base.load(self.start + index)
 
 
 def check_disjoint(roles: dict[str, tuple[SplitSpec | None, int]]) -> None:
@@ -175,7 +141,7 @@ def open_role(
     dataset = open_evalset(spec, name, encoder.encoder.transform, layout_options)
     if ranged:
         stop = len(dataset) if split.stop is None else split.stop
-        dataset = SampleRange(dataset, split.start, stop, str(split))
+        dataset = dataset.select(split.start, stop)
     return RoleSet(spec, split, options, dataset)
 
 

@@ -18,6 +18,7 @@ Targets by task:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,10 @@ class StoredSet(EvalSet):
     """A set whose samples are lists held in memory: ``keys``, ``images`` and one target
     entry per sample (``what`` names them in the length error)."""
 
+    # The attributes holding one entry per sample (those a set has), which :meth:`select` slices;
+    # tests/test_evaluate.py checks that every shapes view's per-sample list is named here.
+    PER_SAMPLE: tuple[str, ...] = ("_keys", "_images", "labels", "captions", "scenes", "kinds")
+
     def __init__(
         self,
         name: str,
@@ -141,6 +146,22 @@ class StoredSet(EvalSet):
     def image(self, index: int) -> Image.Image:
         """The decoded image of sample ``index`` (see :func:`read_image`)."""
         return read_image(self._images[index], self.sample_id(index))
+
+    def select(self, start: int, stop: int) -> StoredSet:
+        """Samples ``[start, stop)`` as a set of their own, re-indexed from 0 (a split's range).
+
+        Per-sample attributes are sliced; class names, templates, prompts and the transform are
+        shared. Keys stay the samples' keys, so logs name the real sample.
+        """
+        if not 0 <= start < stop <= len(self):
+            raise ValueError(
+                f"range {start}:{stop} is outside the {len(self)} samples of {self.name}"
+            )
+        part = copy.copy(self)
+        for attr in self.PER_SAMPLE:
+            if hasattr(self, attr):
+                setattr(part, attr, getattr(self, attr)[start:stop])
+        return part
 
 
 class ClassificationSet(StoredSet):
