@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli_config import config_command
+from .typed_config import flatten
 
 console = Console()
 
@@ -26,17 +27,6 @@ def default_out(task: str, dataset: str, model: str | None, pretrained: str | No
     return Path("results") / ("-".join(_SLUG.sub("_", part) for part in parts) + ".json")
 
 
-def _flat(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested metrics as ``("fewshot/tip/1/acc1", value)`` rows."""
-    rows = []
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            rows += _flat(value, f"{prefix}{key}/")
-        else:
-            rows.append((f"{prefix}{key}", value))
-    return rows
-
-
 def _run_eval(config: Any) -> None:
     """Run one evaluation and print its metrics (``out`` defaults from task, data and model)."""
     from .evaluate import run_eval
@@ -46,7 +36,7 @@ def _run_eval(config: Any) -> None:
         config = dataclasses.replace(config, out=str(target))
     result = run_eval(config)
     table = Table("metric", "value", title=f"{config.task} on {config.dataset}")
-    for name, value in _flat(result["metrics"]):
+    for name, value in flatten(result["metrics"], "/").items():
         table.add_row(name, "–" if value is None else f"{value:.4f}")
     console.print(table)
     console.print(f"wrote {config.out} ({result['time']:.1f} s)")

@@ -175,6 +175,17 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def flatten(tree: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level, keys joined by ``sep`` (``{"run.steps": 10}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, sep, f"{prefix}{key}{sep}"))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def read_recipe(path: str | Path, error: type[Exception] = ConfigError) -> dict[str, Any]:
     """The mapping a YAML (or JSON) recipe file holds."""
     path = Path(path)

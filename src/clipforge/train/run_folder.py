@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..typed_config import flatten
 from .config import TrainConfig, TrainConfigError
 
 # What a run writes into its folder (the layout is in :mod:`.state`).
@@ -59,8 +60,8 @@ def resume_changes(saved: dict[str, Any] | None, cfg: TrainConfig, world_size: i
     """
     if saved is None:
         return {}
-    old = _flatten({**saved["config"], "world_size": saved["world_size"]})
-    new = _flatten({**cfg.to_dict(), "world_size": world_size})
+    old = flatten({**saved["config"], "world_size": saved["world_size"]})
+    new = flatten({**cfg.to_dict(), "world_size": world_size})
     changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys())
                if old.get(k) != new.get(k)}  # fmt: skip
     harmless = _WATCHING_KEYS | ({"data.workers"} if cfg.data.kind == "shapes" else set())
@@ -77,13 +78,3 @@ def resume_changes(saved: dict[str, Any] | None, cfg: TrainConfig, world_size: i
 def run_record(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """What a checkpoint keeps of the run, for :func:`resume_changes` to compare against."""
     return {"config": cfg.to_dict(), "world_size": world_size}
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = list(value) if isinstance(value, tuple) else value
-    return flat
