@@ -26,7 +26,7 @@ from clipforge.data.plan import plan_collection
 from clipforge.data.shapes import write_shapes
 from clipforge.distributed import resolve_rank
 from clipforge.encoder import Encoder
-from clipforge.search import layout
+from clipforge.search import embed_writer
 from clipforge.search.embed import embed_collection
 from clipforge.search.layout import (
     complete_partitions,
@@ -320,20 +320,20 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(
 ):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     run([folder], whole, checkpoint, partition_size=3)
-    write_table = layout.write_table
+    write_table = embed_writer.write_table
 
     def fail_on_partition_1(path, *args):
         if path == metadata_path(resumed, 1):
             raise KeyboardInterrupt("interrupted while writing partition 1")
         write_table(path, *args)
 
-    monkeypatch.setattr(layout, "write_table", fail_on_partition_1)
+    monkeypatch.setattr(embed_writer, "write_table", fail_on_partition_1)
     with pytest.raises(KeyboardInterrupt):
         run([folder], resumed, checkpoint, partition_size=3)
     assert complete_partitions(resumed) == [0]
     assert emb_path(resumed, 1, "image").exists()  # written before the interruption, redone below
     assert not list(resumed.rglob("*.partial"))
-    monkeypatch.setattr(layout, "write_table", write_table)
+    monkeypatch.setattr(embed_writer, "write_table", write_table)
 
     summary = run([folder], resumed, checkpoint, partition_size=3)
     assert summary["partitions_already_complete"] == 1

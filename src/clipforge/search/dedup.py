@@ -24,10 +24,10 @@ import faiss
 import numpy as np
 
 from clipforge.atomic import write_json_atomic
+from clipforge.data.tables import write_table
 from clipforge.search.collection import Collection
 from clipforge.search.configs import DedupConfig, check_dedup_options
 from clipforge.search.index import SearchIndex, fill_index, load_index
-from clipforge.search.layout import write_table
 from clipforge.search.vectors import VectorSource
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import torch
 from clipforge.atomic import atomic_path, write_json_atomic
 from clipforge.data.partition_reader import Chunk
 from clipforge.data.plan import CollectionPlan
+from clipforge.data.tables import write_table
 from clipforge.encoder import Encoder
 from clipforge.search import layout
 
@@ -76,7 +77,7 @@ class PartitionWriter:
                 _check_rows(index, "tokenized captions", len(token_rows), len(captioned))
                 texts[captioned] = self.encoder.texts(token_rows)
             _write_embeddings(layout.emb_path(self.out, index, "text"), texts)
-        layout.write_table(layout.metadata_path(self.out, index), rows, layout.METADATA_TYPES)
+        write_table(layout.metadata_path(self.out, index), rows, layout.METADATA_TYPES)
         skipped = [entry for chunk, _ in parts for entry in chunk.skipped]
         seconds = time.perf_counter() - assembly.started
         n_images = len(rows) if self.collection.images else 0

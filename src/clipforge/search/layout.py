@@ -28,8 +28,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from clipforge.data.tables import write_table as write_table  # re-exported (dedup, embed)
-
 INFO_FILE = "embed_info.json"
 IMG_DIR = "img_emb"
 TEXT_DIR = "text_emb"
