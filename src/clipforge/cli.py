@@ -238,13 +238,8 @@ def _train(config: TrainConfig, resume: str | None) -> None:
     from .train import fit
     from .train.stop import TrainingStopped
 
-    eval_fn = None
-    if config.run.eval_every and config.data.kind == "shapes":
-        from .evaluate.shapes_suite import shapes_eval_fn
-
-        eval_fn = shapes_eval_fn(seed=config.run.seed)
     try:
-        result = fit(config, resume=resume, eval_fn=eval_fn)
+        result = fit(config, resume=resume)
     except TrainingStopped as stopped:
         err_console.print(str(stopped))
         raise typer.Exit(128 + stopped.signum) from None

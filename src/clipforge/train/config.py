@@ -145,7 +145,8 @@ class RunSection:
     log_every: int = 10
     checkpoint_every: int = 500
     keep_last: int = 2
-    eval_every: int = 0  # 0: off; zero-shot evaluation on the validation view
+    eval_every: int = 0  # 0: off; evaluate every N steps (eval_dataset, or shapes views)
+    eval_dataset: str = ""  # zero-shot on any dataset `clipforge eval` reads; "": shapes views
     tensorboard: bool = False
     progress: bool = True
     processes: int = 1  # local data-parallel processes started by fit itself (not torchrun)

@@ -40,9 +40,15 @@ _WEIGHTS, _RESULT, _STOPPED = "model.safetensors", "result.pt", "stopped.pkl"
 def fit(cfg: TrainConfig, *, resume: str | None = None, eval_fn: EvalFn | None = None) -> RunResult:
     """Train from a config alone: build the model, then the data sized for it, then run.
 
+    Without ``eval_fn``, ``run.eval_every`` evaluates what
+    :func:`clipforge.evaluate.periodic.periodic_eval_fn` chooses for the config.
     With ``run.processes`` > 1 this starts that many local data-parallel processes and returns
     rank 0's result; under torchrun, torchrun's processes are the run's.
     """
+    if eval_fn is None and cfg.run.eval_every:
+        from ..evaluate.periodic import periodic_eval_fn
+
+        eval_fn = periodic_eval_fn(cfg.run.eval_dataset, data_kind=cfg.data.kind, seed=cfg.run.seed)
     if cfg.run.processes > 1:
         if "WORLD_SIZE" not in os.environ:
             return _fit_in_processes(cfg, resume=resume, eval_fn=eval_fn)

@@ -75,7 +75,7 @@ def train(
     result = RunResult(model=model, run_dir=run_dir, step=state.step, start_step=state.step)
     batch_size = cfg.data.batch_size * dist.world_size
     start_time, start_step = time.perf_counter(), state.step
-    show, stopped = dist.is_main and run.progress, None
+    show, stopped, latest_eval = dist.is_main and run.progress, None, {}
     with (
         _run_log(run_dir, run.tensorboard, enabled=dist.is_main) as log,
         progress_bar("train", run.steps, start=state.step, enabled=show) as progress,
@@ -92,7 +92,8 @@ def train(
             progress(
                 step,
                 f"loss {metrics['loss']:.3f}  lr {metrics['lr']:.2e}  "
-                f"T {metrics['logit_scale']:.1f}  {metrics['samples_per_s']:.0f} samples/s",
+                f"T {metrics['logit_scale']:.1f}  {metrics['samples_per_s']:.0f} samples/s"
+                + "".join(f"  {k} {v:.3f}" for k, v in list(latest_eval.items())[1:3]),
             )
             if step % run.log_every == 0 or step == run.steps:
                 result.history.append(metrics)
@@ -100,8 +101,9 @@ def train(
             if checkpoint_due and step % run.checkpoint_every == 0:
                 save()
             if eval_fn is not None and run.eval_every and step % run.eval_every == 0:
-                result.evals.append({"step": step, **eval_fn(model)})
-                log(result.evals[-1])
+                latest_eval = {"step": step, **eval_fn(model)}
+                result.evals.append(latest_eval)
+                log(latest_eval)
             if stopped := signals.requested(dist):  # before the next batch is fetched
                 break
         if checkpoint_due and state.step % run.checkpoint_every:
