@@ -50,7 +50,16 @@ def resolve_image_root(source: Path, given: str | os.PathLike[str] | None) -> Pa
 
 
 def _delimiter(path: Path) -> str:
-    return "\t" if path.suffix.lower() == ".tsv" else ","
+    """Tab for ``.tsv``, and for a ``.csv`` whose header is tab-separated: OpenCLIP's trainer
+    writes and reads tab-separated ``.csv`` files by default (its ``--csv-separator``)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = handle.readline()
+    except UnicodeDecodeError:
+        return ","  # the reader reports the encoding error, naming the table
+    return "\t" if "\t" in header and "," not in header else ","
 
 
 def table_columns(path: Path) -> dict[str, bool]:
