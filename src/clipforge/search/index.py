@@ -466,8 +466,7 @@ def tune(
         top = plan.nlist if param == "nprobe" else EF_SEARCH_MAX
         points = sweep(measure, min(start, top), top, recall_target, latency_budget_ms)
     tuning = choose(param, points, recall_target, latency_budget_ms)
-    if param is not None:
-        set_search_params(index, tuning.search_params)
+    set_search_params(index, tuning.search_params)  # {} for flat
     if tuning.warning:
         log.warning("%s", tuning.warning)
     return tuning
