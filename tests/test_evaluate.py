@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 
 import clipforge.data
+import clipforge.encoder
+import clipforge.evaluate.features
 from clipforge import adapt, create_model, save_model
 from clipforge.api import get_tokenizer
 from clipforge.data import evalsets
@@ -318,6 +320,28 @@ def test_skipped_images_are_counted(model: CLIP, tmp_path: Path) -> None:
 
 
 # --- feature cache -------------------------------------------------------------------------
+
+
+def test_a_checkpoint_is_identified_without_hashing_its_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = tmp_path / "model.safetensors"
+    save_model(create_model(TINY), weights)
+
+    def no_hash(net: torch.nn.Module) -> str:
+        raise AssertionError("evaluation hashed a checkpoint's weights")
+
+    monkeypatch.setattr(clipforge.encoder, "weights_digest", no_hash)
+    monkeypatch.setattr(clipforge.evaluate.features, "weights_digest", no_hash)
+    cfg = config(
+        task="zeroshot",
+        dataset="shapes/shape",
+        split="val[0:8]",
+        model=None,
+        pretrained=str(weights),
+    )
+    result = run_eval(cfg)  # no cache folder: nothing is cached
+    assert result["model"]["identity"]["weights_file"]["path"] == str(weights.resolve())
 
 
 def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]) -> None:

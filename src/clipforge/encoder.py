@@ -85,6 +85,7 @@ class Encoder:
         *,
         precision: str = "fp32",
         device: str | torch.device | None = None,
+        digest: bool = True,
         **options: object,
     ) -> Encoder:
         """``model``/``pretrained`` from :func:`clipforge.create_model`, in eval mode, on
@@ -92,13 +93,22 @@ class Encoder:
 
         ``spec`` records ``(model, pretrained)``; ``weights_digest`` hashes the weights as read,
         before any cast, so the same checkpoint has one digest whatever precision encodes.
+        ``digest=False`` skips that hash for a caller that tells weights apart otherwise
+        (evaluation's cache, by the checkpoint file's fingerprint).
         """
-        warn_if_random(model, pretrained)
+        if pretrained is None and (str(model) in list_models() or str(model).endswith(".json")):
+            # Random weights are almost always a forgotten --pretrained; their figures look like
+            # a model's.
+            log.warning(
+                "model %r has random weights: no --pretrained was given, so its outputs say "
+                "nothing about a trained model",
+                str(model),
+            )
         net = create_model(model, pretrained).eval()
-        digest = weights_digest(net)
+        weights = weights_digest(net) if digest else None
         encoder = cls(net, precision=precision, device=resolve_device(device), **options)
         encoder.spec = (str(model), None if pretrained is None else str(pretrained))
-        encoder.weights_digest = digest
+        encoder.weights_digest = weights
         return encoder
 
     @property
@@ -227,15 +237,3 @@ class Encoder:
                 done += samples(batch)
                 # Samples per second: the throughput is what an embedding run is tuned by.
                 update(done, f"{done / (time.perf_counter() - start):,.1f}/s")
-
-
-def warn_if_random(model: object, pretrained: object) -> None:
-    """Warn when ``model`` names an architecture (a registered name or a config) and no weights
-    come with it: evaluating, embedding or serving random weights is almost always a forgotten
-    ``--pretrained``, and its figures look like a model's."""
-    if pretrained is None and (str(model) in list_models() or str(model).endswith(".json")):
-        log.warning(
-            "model %r has random weights: no --pretrained was given, so its outputs say nothing "
-            "about a trained model",
-            str(model),
-        )

@@ -8,8 +8,8 @@ from typing import Any
 
 from ..data.evalsets import detect_layout
 from ..distributed import resolve_device
-from ..encoder import Encoder, warn_if_random
-from ..models import CLIP, create_model
+from ..encoder import Encoder
+from ..models import CLIP
 from .config import EvalConfig
 from .features import CachedEncoder, FeatureCache, model_identity
 from .results import build_result, write_result
@@ -33,24 +33,23 @@ TASK_RUNNERS = {
 def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncoder:
     """The config's model (or the given one) on its device, with tokenizer, inference
     transform, identity for the cache and the run's batching settings."""
-    device = resolve_device(config.run.device)
-    if model is None:
-        warn_if_random(config.model, config.pretrained)
-        model = create_model(
-            config.model, config.pretrained, precision=config.run.precision, device=device
-        )
+    run = config.run
+    options = {
+        "precision": run.precision,
+        "device": resolve_device(run.device),
+        "batch_size": run.batch_size,
+        "workers": run.workers,
+        "progress": run.progress,
+    }
+    if model is None:  # the cache's identity fingerprints the checkpoint file, not its weights
+        encoder = Encoder.load(config.model, config.pretrained, digest=False, **options)
+    else:
+        encoder = Encoder(model, **options)
     return CachedEncoder(
-        encoder=Encoder(
-            model,
-            precision=config.run.precision,
-            device=device,
-            batch_size=config.run.batch_size,
-            workers=config.run.workers,
-            progress=config.run.progress,
-        ),
-        identity=model_identity(model, config.model, config.pretrained),
+        encoder=encoder,
+        identity=model_identity(encoder.model, config.model, config.pretrained),
         max_skip_rate=config.data.max_skip_rate,
-        cache=FeatureCache(config.run.cache_folder),
+        cache=FeatureCache(run.cache_folder),
     )
 
 
