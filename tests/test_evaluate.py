@@ -322,32 +322,18 @@ def test_skipped_images_are_counted(model: CLIP, tmp_path: Path) -> None:
 # --- feature cache -------------------------------------------------------------------------
 
 
-def test_a_checkpoint_is_identified_without_hashing_its_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_second_run_reads_the_cache(
+    tmp_path: Path, count_image_calls: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    weights = tmp_path / "model.safetensors"
-    save_model(create_model(TINY), weights)
-
-    def no_hash(net: torch.nn.Module) -> str:
-        raise AssertionError("evaluation hashed a checkpoint's weights")
-
-    monkeypatch.setattr(clipforge.encoder, "weights_digest", no_hash)
-    monkeypatch.setattr(clipforge.evaluate.features, "weights_digest", no_hash)
-    cfg = config(
-        task="zeroshot",
-        dataset="shapes/shape",
-        split="val[0:8]",
-        model=None,
-        pretrained=str(weights),
-    )
-    result = run_eval(cfg)  # no cache folder: nothing is cached
-    assert result["model"]["identity"]["weights_file"]["path"] == str(weights.resolve())
-
-
-def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]) -> None:
     weights = tmp_path / "model.safetensors"
     torch.manual_seed(1)
     save_model(create_model(TINY), weights)
+
+    def no_hash(net: torch.nn.Module) -> str:
+        raise AssertionError("a checkpoint's file fingerprint should spare hashing its weights")
+
+    monkeypatch.setattr(clipforge.encoder, "weights_digest", no_hash)
+    monkeypatch.setattr(clipforge.evaluate.features, "weights_digest", no_hash)
     cfg = config(
         task="zeroshot",
         dataset="shapes/colour",
@@ -358,6 +344,7 @@ def test_second_run_reads_the_cache(tmp_path: Path, count_image_calls: list[int]
     )
     first = run_eval(cfg)
     assert count_image_calls[0] == 40 and not first["data"]["test"]["cached"]
+    assert first["model"]["identity"]["weights_file"]["path"] == str(weights.resolve())
     second = run_eval(cfg)
     assert count_image_calls[0] == 40, "the second run ran the image tower"
     assert second["data"]["test"]["cached"] and second["metrics"] == first["metrics"]
