@@ -5,7 +5,7 @@ HTML, so the two always say the same: an overview of every result, then a sectio
 present (docs/evaluation.md, "Report"). A file that is not a clipforge result, or whose metrics
 lack what its task reports, is an error naming the file and the missing key. The plot functions
 take plain numbers (already read and checked from result files or a training log) or images,
-and write one PNG each with matplotlib's file-only backend.
+and write one PNG each (matplotlib figures made outside pyplot).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..atomic import write_text_atomic
 from .results import read_result
 
 RETRIEVAL_KS = (1, 5, 10)
+DIRECTIONS = {"image": "caption→image", "text": "image→caption"}  # metric key -> label
 
 
 @dataclass(frozen=True)
@@ -166,19 +167,18 @@ def _confusions(results: list[Result], out: Path) -> list[Block]:
 
 
 def _retrieval(results: list[Result], out: Path) -> list[Block]:
-    directions = {"image": "caption→image", "text": "image→caption"}
     rows, recalls = [], {}
     for r in results:
         recalls[r.label] = {
             f"{d}_retrieval_recall@{k}": r.metric(f"{d}_retrieval_recall@{k}")
-            for d in directions
+            for d in DIRECTIONS
             for k in RETRIEVAL_KS
         }
         row = {"model and data": r.label}
-        for d, arrow in directions.items():
+        for d, arrow in DIRECTIONS.items():
             for k in RETRIEVAL_KS:
                 row[f"{arrow} R@{k} %"] = pct(recalls[r.label][f"{d}_retrieval_recall@{k}"])
-        for d, arrow in directions.items():
+        for d, arrow in DIRECTIONS.items():
             row[f"{arrow} median rank"] = num(r.metric(f"{d}_retrieval_median_rank"), 1)
         rows.append(row)
     plot_recall_bars(recalls, RETRIEVAL_KS, out / "retrieval_recall.png")
@@ -318,20 +318,18 @@ def _html(title: str, blocks: Sequence[Block]) -> str:
     )
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float], *grid: int, **options: Any) -> tuple[Any, Any]:
+    """A figure outside pyplot (no backend, no global state to close) and its axes."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
 
 
 def _save(fig: Any, path: Path, *, tight: bool = True) -> None:
     if tight:
         fig.tight_layout()
     fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
 
 
 def plot_shots(
@@ -343,8 +341,7 @@ def plot_shots(
     """Top-1 accuracy (%) against shots (log2 axis), one line per method; each baseline
     (e.g. zero-shot) a dashed horizontal line. ``None`` points (a method not run at that k)
     are left out."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure((6, 4))
     for method, points in curves.items():
         shots = sorted(k for k, v in points.items() if v is not None)
         ax.plot(shots, [100 * points[k] for k in shots], marker="o", label=method)
@@ -364,8 +361,7 @@ def plot_reliability(
 ) -> None:
     """Reliability diagram: per bin, accuracy against mean confidence, one panel per entry of
     ``diagrams`` (e.g. before and after temperature scaling); empty bins are not drawn."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(diagrams), figsize=(4.2 * len(diagrams), 4), squeeze=False)
+    fig, axes = _figure((4.2 * len(diagrams), 4), 1, len(diagrams), squeeze=False)
     for ax, (label, bins) in zip(axes[0], diagrams.items(), strict=True):
         filled = np.asarray(bins["count"]) > 0
         lower, upper, accuracy, confidence = (
@@ -395,14 +391,11 @@ def plot_recall_bars(
     recalls: Mapping[str, Mapping[str, float]], ks: Sequence[int], path: Path
 ) -> None:
     """Grouped bars of recall@k (%), text-to-image and image-to-text, one group per result."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = _figure((10, 4), 1, 2, sharey=True)
     labels = list(recalls)
     width = 0.8 / max(len(ks), 1)
     positions = np.arange(len(labels))
-    for ax, (direction, title) in zip(
-        axes, (("image", "caption → image"), ("text", "image → caption")), strict=True
-    ):
+    for ax, (direction, title) in zip(axes, DIRECTIONS.items(), strict=True):
         for offset, k in enumerate(ks):
             values = [100 * recalls[label][f"{direction}_retrieval_recall@{k}"] for label in labels]
             ax.bar(positions + offset * width, values, width, label=f"R@{k}")
@@ -417,10 +410,9 @@ def plot_confusion(
 ) -> None:
     """Rows are true classes, columns predictions; the shade is the row's share, the number the
     count (empty cells stay blank so the off-diagonal mistakes stand out)."""
-    plt = _pyplot()
     counts = np.asarray(matrix)
     rates = counts / np.maximum(1, counts.sum(axis=1, keepdims=True))
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = _figure((5.5, 5))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ticks = range(len(classnames))
     ax.set_xticks(ticks, classnames, rotation=60, ha="right")
@@ -439,11 +431,8 @@ def plot_retrieval_examples(
 ) -> None:
     """One row per query caption: its top images, best first, each framed green when the query
     is one of that image's captions and red otherwise."""
-    plt = _pyplot()
     columns = max(len(images) for _, images, _ in rows)
-    fig, axes = plt.subplots(
-        len(rows), columns, figsize=(1.5 * columns, 1.75 * len(rows)), squeeze=False
-    )
+    fig, axes = _figure((1.5 * columns, 1.75 * len(rows)), len(rows), columns, squeeze=False)
     for row, (caption, images, matches) in enumerate(rows):
         for ax in axes[row]:
             ax.set_xticks([])
@@ -462,9 +451,8 @@ def plot_retrieval_examples(
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path) -> None:
     """Loss and learned temperature (``exp(logit_scale)``) against the step, from the rows of
     a training log (``log.jsonl``)."""
-    plt = _pyplot()
     steps = [row["step"] for row in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (left, right) = _figure((10, 3.5), 1, 2)
     left.plot(steps, [row["loss"] for row in history])
     left.set(title="training loss", xlabel="step", ylabel="loss")
     right.plot(steps, [row["logit_scale"] for row in history], color="tab:orange")
