@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -61,6 +60,7 @@ from clipforge.search.index_choice import (
     IndexPlan,
     plan_index,
 )
+from clipforge.search.layout import read_json
 from clipforge.search.vectors import VectorBlock, VectorSource
 from clipforge.version import __version__
 
@@ -224,12 +224,7 @@ def load_index(index_dir: str | os.PathLike) -> SearchIndex:
     one or one that disagrees with its info, each naming the path.
     """
     info_path = Path(index_dir) / INFO_FILE
-    if not info_path.is_file():
-        raise FileNotFoundError(f"{info_path}: missing; build an index with `clipforge index`")
-    try:
-        info = json.loads(info_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{info_path}: not valid JSON ({err})") from err
+    info = read_json(info_path, f"{info_path}: missing; build an index with `clipforge index`")
     missing = [key for key in _REQUIRED_KEYS if not isinstance(info, dict) or key not in info]
     if missing:
         raise ValueError(f"{info_path}: missing keys {missing}")

@@ -67,13 +67,16 @@ def complete_partitions(root: str | os.PathLike) -> list[int]:
 
 def read_info(root: str | os.PathLike) -> dict[str, Any]:
     """The collection's ``embed_info.json``; a clear error when ``root`` is not a collection."""
-    path = Path(root) / INFO_FILE
+    missing = f"{root} is not an embedded collection: {INFO_FILE} is missing "
+    return read_json(Path(root) / INFO_FILE, missing + "(create one with `clipforge embed`)")
+
+
+def read_json(path: Path, missing: str) -> Any:
+    """The JSON document at ``path`` (an embed or index info file); FileNotFoundError(missing)
+    when there is none, a ValueError naming the path when it does not parse."""
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{root} is not an embedded collection: {INFO_FILE} is missing "
-            "(create one with `clipforge embed`)"
-        )
+        raise FileNotFoundError(missing)
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
