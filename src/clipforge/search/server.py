@@ -360,3 +360,16 @@ def single_index_config(
     spec = {key: os.fspath(value) for key, value in spec.items() if value is not None}
     default_name = re.sub(r"[^A-Za-z0-9_.-]", "-", Path(index_dir).resolve().name).lstrip("-_.")
     return {"indices": {name or default_name[:64] or "index": spec}, **limits}
+
+
+def serve_index(
+    index_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    **options: Any,
+) -> None:
+    """Serve one index directory without a config file; ``options`` as for
+    :func:`single_index_config` (name, embeddings, model, pretrained, max_k, ...)."""
+    serve(single_index_config(index_dir, **options), host, port, log_level=log_level)
