@@ -20,7 +20,6 @@ import clipforge.data
 import clipforge.encoder
 import clipforge.evaluate.features
 from clipforge import adapt, create_model, save_model
-from clipforge.api import get_tokenizer
 from clipforge.data import evalsets
 from clipforge.data.evalsets import EvalOptions, ShapesClassificationSet
 from clipforge.data.shapes import write_shapes
@@ -37,6 +36,7 @@ from clipforge.evaluate.splits import check_disjoint
 from clipforge.evaluate.tasks import fewshot, robustness
 from clipforge.evaluate.tasks.common import LabelSpace
 from clipforge.models import CLIP
+from clipforge.tokenizer import get_tokenizer
 from clipforge.transforms import image_transform
 from clipforge.zeroshot import template_head
 

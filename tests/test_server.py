@@ -27,7 +27,6 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import clipforge
-from clipforge.api import get_tokenizer
 from clipforge.data.shapes import write_shapes
 from clipforge.search import layout
 from clipforge.search.embed import embed_collection
@@ -35,6 +34,7 @@ from clipforge.search.index import build_index
 from clipforge.search.server import Metrics, create_app, single_index_config
 from clipforge.search.server_config import ServerConfigError, load_server_config
 from clipforge.search.service import near_duplicate_free
+from clipforge.tokenizer import get_tokenizer
 from clipforge.transforms import image_transform
 
 DIM = 128  # the tiny model's embedding width

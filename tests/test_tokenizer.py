@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import pickle
 import string
+import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
@@ -329,3 +330,15 @@ def test_word_cache_stays_bounded() -> None:
     words = ["photo", "of", "a", "cat", "photo"]
     assert [cache[word] for word in words] == [encode_word(vocab, word) for word in words]
     assert len(cache) <= 2
+
+
+def test_import_clipforge_loads_the_text_libraries_only_for_get_tokenizer() -> None:
+    code = (
+        "import sys, clipforge\n"
+        "libraries = ('ftfy', 'regex', 'tokenizers')\n"
+        "print(sorted(set(libraries) & set(sys.modules)))\n"
+        "print(clipforge.get_tokenizer('ViT-B-32').context_length)\n"
+        "print(sorted(set(libraries) & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:3] == ["[]", "77", "['ftfy', 'regex', 'tokenizers']"]

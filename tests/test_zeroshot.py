@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 import clipforge
-from clipforge.api import get_tokenizer
 from clipforge.encoder import Encoder
+from clipforge.tokenizer import get_tokenizer
 from clipforge.zeroshot import (
     HeadEnsemble,
     ZeroShotHead,

@@ -1,6 +1,5 @@
 """clipforge: one toolkit for CLIP-style contrastive language-image models."""
 
-from .api import get_tokenizer
 from .models import (
     CLIP,
     CLIPConfig,
@@ -21,3 +20,13 @@ __all__ = [
     "list_models",
     "save_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``get_tokenizer``, imported on first use: its text libraries (ftfy, regex, tokenizers)
+    would otherwise add a quarter second to every ``import clipforge``."""
+    if name == "get_tokenizer":
+        from .tokenizer import get_tokenizer
+
+        return get_tokenizer
+    raise AttributeError(f"module 'clipforge' has no attribute {name!r}")

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .api import get_tokenizer
 from .distributed import resolve_device
 from .models import CLIP, create_model, list_models
 from .models.digest import weights_digest
 from .precision import Precision, resolve_precision
 from .progress import progress_bar
+from .tokenizer import get_tokenizer
 from .transforms import image_transform
 
 log = logging.getLogger(__name__)

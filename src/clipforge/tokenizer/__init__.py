@@ -5,6 +5,10 @@
 torch.Size([1, 77])
 """
 
+from __future__ import annotations
+
+from ..models import CLIP
+from ..models.factory import ModelSpec, resolve_spec
 from .bpe import (
     DEFAULT_CONTEXT_LENGTH,
     EOT_TOKEN_ID,
@@ -22,5 +26,17 @@ __all__ = [
     "SOT_TOKEN_ID",
     "VOCAB_SIZE",
     "Tokenizer",
+    "get_tokenizer",
     "whole_words",
 ]
+
+
+def get_tokenizer(
+    model: ModelSpec | CLIP = None, *, context_length: int | None = None
+) -> Tokenizer:
+    """The CLIP tokenizer sized for ``model`` (a name, config or model) or ``context_length``."""
+    if context_length is None and isinstance(model, CLIP):
+        context_length = model.context_length
+    elif context_length is None and model is not None:
+        context_length = resolve_spec(model)[0].text_cfg.context_length
+    return Tokenizer(context_length or DEFAULT_CONTEXT_LENGTH)
