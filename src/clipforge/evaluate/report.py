@@ -43,17 +43,17 @@ class Result:
             name = f"{name} ({weights})"
         return f"{name or weights or 'model'} on {self.doc['dataset']}"
 
-    def metric(self, *keys: str, optional: bool = False) -> Any:
-        """``metrics[k1][k2]...``; a missing key is an error naming the file (or None when
-        ``optional``)."""
-        node: Any = self.doc["metrics"]
+    def metric(self, *keys: str, optional: bool = False, section: str = "metrics") -> Any:
+        """``metrics[k1][k2]...`` (or another ``section``'s); a missing key is an error naming
+        the file (or None when ``optional``)."""
+        node: Any = self.doc.get(section, {})
         for depth, key in enumerate(keys):
             if not isinstance(node, dict) or key not in node:
                 if optional:
                     return None
                 where = "".join(f"[{k!r}]" for k in keys[: depth + 1])
                 raise ValueError(
-                    f"result file {str(self.path)!r} ({self.doc['task']}) lacks metrics{where}"
+                    f"result file {str(self.path)!r} ({self.doc['task']}) lacks {section}{where}"
                 )
             node = node[key]
         return node
@@ -156,7 +156,7 @@ def _confusions(results: list[Result], out: Path) -> list[Block]:
     stems = [r.path.stem for r in results]
     blocks: list[Block] = []
     for index, r in enumerate(results):
-        confusion = r.doc.get("details", {}).get("confusion")
+        confusion = r.metric("confusion", section="details", optional=True)
         if confusion is None:
             continue
         stem = stems[index] if stems.count(stems[index]) == 1 else f"{stems[index]}_{index}"
@@ -192,7 +192,7 @@ def _retrieval(results: list[Result], out: Path) -> list[Block]:
 def _linear_probe(results: list[Result], out: Path) -> list[Block]:
     rows = []
     for r in results:
-        lam = r.doc.get("details", {}).get("hparams", {}).get("lambda")
+        lam = r.metric("hparams", "lambda", section="details", optional=True)
         row = {"model and data": r.label}
         row.update({header: pct(r.metric(key)) for header, key in LABEL_COLUMNS.items()})
         rows.append({**row, "lambda": "–" if lam is None else f"{lam:.3g}"})
@@ -249,12 +249,10 @@ def _robustness(results: list[Result], out: Path) -> list[Block]:
                 "modality gap": num(r.metric("modality_gap")),
             }
         )
-        details = r.doc.get("details", {})
-        if "reliability" not in details:
-            raise ValueError(f"result file {str(r.path)!r} lacks details['reliability']")
-        diagrams = {"zero-shot": details["reliability"]}
-        if "reliability_scaled" in details:
-            diagrams["after temperature scaling"] = details["reliability_scaled"]
+        diagrams = {"zero-shot": r.metric("reliability", section="details")}
+        scaled = r.metric("reliability_scaled", section="details", optional=True)
+        if scaled is not None:
+            diagrams["after temperature scaling"] = scaled
         file = f"reliability_{index}.png"
         plot_reliability(diagrams, r.label, out / file)
         images.append(("img", f"Reliability diagram: {r.label}", file))
