@@ -18,8 +18,7 @@ from ..typed_config import flatten
 from .config import TrainConfig, TrainConfigError
 
 # What a run writes into its folder (the layout is in :mod:`.state`).
-_RUN_FILES = ("config.yaml", "log.jsonl")
-_RUN_DIRS = ("checkpoints", "tensorboard")
+_RUN_ENTRIES = ("config.yaml", "log.jsonl", "checkpoints", "tensorboard")
 # Keys a resume may change: they decide how long the run goes on and how it is watched, not
 # which batches it sees or how it updates the weights.
 _WATCHING_KEYS = {
@@ -37,7 +36,7 @@ def claim_run_folder(run_dir: Path, *, resume: str | None, overwrite: bool) -> N
     a folder without another run in it, or ``overwrite`` to remove that run's files first."""
     if resume:
         return
-    held = [name for name in (*_RUN_FILES, *_RUN_DIRS) if (run_dir / name).exists()]
+    held = [name for name in _RUN_ENTRIES if (run_dir / name).exists()]
     if not held:
         return
     if not overwrite:
