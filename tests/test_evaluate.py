@@ -175,7 +175,7 @@ def test_a_range_slices_every_per_sample_attribute() -> None:
     assert part.captions == probe.captions[6:18]
     shapes = ShapesClassificationSet("shape", size=20, image_size=16)
     assert shapes.select(5, 15).scenes == shapes.scenes[5:15]
-    # A per-sample attribute that StoredSet.PER_SAMPLE does not name would not be sliced.
+    # A per-sample attribute that EvalSet.PER_SAMPLE does not name would not be sliced.
     views = (shapes, probe, evalsets.ShapesRetrievalSet(size=7, image_size=16))
     for view in views:
         per_sample = {

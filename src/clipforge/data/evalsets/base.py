@@ -79,40 +79,13 @@ def read_image(ref: ImageRef, sample_id: str) -> Image.Image:
 
 class EvalSet(Dataset):
     """What every evaluation set has: a ``name`` (its path or registry name, used in errors and
-    logs), a ``task`` (see :data:`TASKS`), ``len()``, a key per sample and an optional
-    ``transform`` mapping the PIL image to pixels ``(3, H, W)`` (``None``: items hold the PIL
-    image). Subclasses implement :meth:`key` and :meth:`load`."""
+    logs), a ``task`` (see :data:`TASKS`), and per sample, held in memory, a key, an image
+    reference and a target entry (``what`` names them in the length error); an optional
+    ``transform`` maps the PIL image to pixels ``(3, H, W)`` (``None``: items hold the PIL
+    image). Subclasses implement :meth:`load`."""
 
     name: str
     task: str
-    transform: ImageTransform | None
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def key(self, index: int) -> str:
-        """The sample's key inside :attr:`name`: a relative path, a tar key, a row."""
-        raise NotImplementedError
-
-    def load(self, index: int) -> tuple[Image.Image, Any]:
-        """``(PIL image, target)`` of sample ``index``, before the transform."""
-        raise NotImplementedError
-
-    def sample_id(self, index: int) -> str:
-        """``name:key``, the id logs and skip counts use."""
-        return f"{self.name}:{self.key(index)}"
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} is out of range for {self.name} ({len(self)} samples)")
-        image, target = self.load(index)
-        return (image if self.transform is None else self.transform(image)), target
-
-
-class StoredSet(EvalSet):
-    """A set whose samples are lists held in memory: ``keys``, ``images`` and one target
-    entry per sample (``what`` names them in the length error)."""
-
     # The attributes holding one entry per sample (those a set has), which :meth:`select` slices;
     # tests/test_evaluate.py checks that every shapes view's per-sample list is named here.
     PER_SAMPLE: tuple[str, ...] = ("_keys", "_images", "labels", "captions", "scenes", "kinds")
@@ -141,13 +114,28 @@ class StoredSet(EvalSet):
         return len(self._keys)
 
     def key(self, index: int) -> str:
+        """The sample's key inside :attr:`name`: a relative path, a tar key, a row."""
         return self._keys[index]
+
+    def load(self, index: int) -> tuple[Image.Image, Any]:
+        """``(PIL image, target)`` of sample ``index``, before the transform."""
+        raise NotImplementedError
+
+    def sample_id(self, index: int) -> str:
+        """``name:key``, the id logs and skip counts use."""
+        return f"{self.name}:{self.key(index)}"
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} is out of range for {self.name} ({len(self)} samples)")
+        image, target = self.load(index)
+        return (image if self.transform is None else self.transform(image)), target
 
     def image(self, index: int) -> Image.Image:
         """The decoded image of sample ``index`` (see :func:`read_image`)."""
         return read_image(self._images[index], self.sample_id(index))
 
-    def select(self, start: int, stop: int) -> StoredSet:
+    def select(self, start: int, stop: int) -> EvalSet:
         """Samples ``[start, stop)`` as a set of their own, re-indexed from 0 (a split's range).
 
         Per-sample attributes are sliced; class names, templates, prompts and the transform are
@@ -164,7 +152,7 @@ class StoredSet(EvalSet):
         return part
 
 
-class ClassificationSet(StoredSet):
+class ClassificationSet(EvalSet):
     """Images with a class label (``task="classification"``) or a multi-hot label vector
     (``"multilabel"``), read from files or tar members.
 
@@ -197,7 +185,7 @@ class ClassificationSet(StoredSet):
         return self.image(index), int(self.labels[index])
 
 
-class RetrievalSet(StoredSet):
+class RetrievalSet(EvalSet):
     """Images with one or more captions each (``task="retrieval"``); ``captions[i]`` lists the
     captions of image ``i``, so texts can be encoded without decoding a single image."""
 

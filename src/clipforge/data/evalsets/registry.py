@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from clipforge.data.conventions import CAPTION_COLUMNS, TABLE_SUFFIXES
-from clipforge.data.evalsets.base import ImageTransform, StoredSet
+from clipforge.data.evalsets.base import EvalSet, ImageTransform
 from clipforge.data.evalsets.benchmark_wds import benchmark_wds, is_benchmark_wds
 from clipforge.data.evalsets.classification import (
     image_folder_classification,
@@ -97,7 +97,7 @@ class EvalOptions:
 
 
 # layout -> its opener (each takes split, None meaning its default) and the EvalOptions it reads
-_OPENERS: dict[str, tuple[Callable[..., StoredSet], tuple[str, ...]]] = {
+_OPENERS: dict[str, tuple[Callable[..., EvalSet], tuple[str, ...]]] = {
     "benchmark_wds": (benchmark_wds, ()),
     "image_folder": (image_folder_classification, ("classnames",)),
     "flickr_txt": (flickr_text_retrieval, ("image_root",)),
@@ -147,7 +147,7 @@ def _render_size(options: EvalOptions, transform: ImageTransform | None) -> int:
 
 def _open_shapes(
     name: str, split: str | None, transform: ImageTransform | None, options: EvalOptions
-) -> StoredSet:
+) -> EvalSet:
     retrieval = name == "shapes/retrieval"
     options.used_by(name, ("size", "image_size", "seed") + (("captions",) if retrieval else ()))
     common = {
@@ -187,7 +187,7 @@ def open_evalset(
     split: str | None = None,
     transform: ImageTransform | None = None,
     options: EvalOptions | None = None,
-) -> StoredSet:
+) -> EvalSet:
     """The evaluation set ``spec`` names (see the module docstring); its ``task`` says what
     it is. ``transform`` maps each PIL image to pixels (e.g. the model's inference
     transform)."""
