@@ -317,17 +317,12 @@ def _html(title: str, blocks: Sequence[Block]) -> str:
 
 
 def _figure(figsize: tuple[float, float], *grid: int, **options: Any) -> tuple[Any, Any]:
-    """A figure outside pyplot (no backend, no global state to close) and its axes."""
+    """A figure outside pyplot (no backend, no global state to close) and its axes, laid out
+    tight when saved at 100 dpi."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, dpi=100, layout="tight")
     return fig, fig.subplots(*grid, **options)
-
-
-def _save(fig: Any, path: Path, *, tight: bool = True) -> None:
-    if tight:
-        fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 def plot_shots(
@@ -351,7 +346,7 @@ def plot_shots(
     ax.set(title=title, xlabel="shots per class", ylabel="top-1 accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    fig.savefig(path)
 
 
 def plot_reliability(
@@ -382,7 +377,7 @@ def plot_reliability(
         ax.set(title=label, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(title)
-    _save(fig, path)
+    fig.savefig(path)
 
 
 def plot_recall_bars(
@@ -400,7 +395,7 @@ def plot_recall_bars(
         ax.set_xticks(positions + width * (len(ks) - 1) / 2, labels, rotation=20, ha="right")
         ax.set(title=title, ylabel="recall (%)", ylim=(0, 100))
         ax.legend(fontsize=8)
-    _save(fig, path)
+    fig.savefig(path)
 
 
 def plot_confusion(
@@ -421,7 +416,7 @@ def plot_confusion(
             if counts[i, j]:
                 colour = "white" if rates[i, j] > 0.5 else "black"
                 ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
-    _save(fig, path)
+    fig.savefig(path)
 
 
 def plot_retrieval_examples(
@@ -442,8 +437,9 @@ def plot_retrieval_examples(
                 spine.set_linewidth(3)
         short = caption if len(caption) <= 80 else caption[:77] + "..."
         axes[row][0].set_title(f"“{short}”", loc="left", fontsize=8)
+    fig.set_layout_engine("none")  # titles above the rows, not a tight fit
     fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, hspace=0.35, wspace=0.08)
-    _save(fig, path, tight=False)
+    fig.savefig(path)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path) -> None:
@@ -455,4 +451,4 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: Path) -> 
     left.set(title="training loss", xlabel="step", ylabel="loss")
     right.plot(steps, [row["logit_scale"] for row in history], color="tab:orange")
     right.set(title="temperature (logit scale)", xlabel="step", ylabel="exp(logit_scale)")
-    _save(fig, path)
+    fig.savefig(path)
