@@ -46,7 +46,10 @@ def report_command(
     results: Annotated[list[Path], typer.Argument(help="Result JSON files or folders of them.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("report"),
 ) -> None:
-    """Render result files as markdown + HTML tables and PNG plots."""
+    """Render result files as markdown + HTML tables and PNG plots.
+
+    Example: clipforge report results/ --out report/
+    """
     from .evaluate import write_report
 
     path = write_report(results, out)
@@ -60,7 +63,11 @@ def register(app: typer.Typer) -> None:
     # The command caches features in the user cache unless told otherwise; the library
     # caches only where asked (it also evaluates in-memory models between training steps).
     eval_command = config_command(
-        EvalConfig, _run_eval, doc="Evaluate a model on one task and write its result as JSON.",
+        EvalConfig, _run_eval,
+        doc="""Evaluate a model on one task and write its result as JSON.
+
+        Example: clipforge eval --task zeroshot --dataset images/ --model ViT-B-32 --pretrained openai
+        """,
         defaults={"run.cache": True},
     )  # fmt: skip
     app.command("eval")(eval_command)

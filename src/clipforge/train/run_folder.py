@@ -24,6 +24,7 @@ _RUN_ENTRIES = ("config.yaml", "log.jsonl", "checkpoints", "tensorboard")
 _WATCHING_KEYS = {
     "run.steps", "run.log_every", "run.checkpoint_every", "run.keep_last", "run.eval_every",
     "run.tensorboard", "run.progress", "run.out_dir", "run.overwrite", "run.device",
+    "run.eval_dataset",
 }  # fmt: skip
 
 
