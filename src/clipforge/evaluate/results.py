@@ -86,31 +86,25 @@ def read_result(path: str | os.PathLike) -> dict[str, Any]:
     """A result written by :func:`write_result`; every problem is a ``ValueError`` (or
     ``FileNotFoundError``) that names the file."""
     path = Path(path)
+    where = f"result file {str(path)!r}"
     if not path.is_file():
-        raise FileNotFoundError(f"result file {str(path)!r} not found")
+        raise FileNotFoundError(f"{where} not found")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"result file {str(path)!r} is not valid JSON ({err})") from None
+        raise ValueError(f"{where} is not valid JSON ({err})") from None
     if not isinstance(document, dict):
-        raise ValueError(
-            f"result file {str(path)!r} holds a {type(document).__name__}, not an object"
-        )
+        raise ValueError(f"{where} holds a {type(document).__name__}, not an object")
     for key, kind in REQUIRED.items():
         if key not in document:
-            raise ValueError(f"result file {str(path)!r} lacks the key {key!r}")
+            raise ValueError(f"{where} lacks the key {key!r}")
         if not isinstance(document[key], kind):
-            raise ValueError(
-                f"result file {str(path)!r}: {key!r} is a {type(document[key]).__name__}"
-            )
+            raise ValueError(f"{where}: {key!r} is a {type(document[key]).__name__}")
     if document["schema_version"] != SCHEMA_VERSION:
         raise ValueError(
-            f"result file {str(path)!r} has schema_version {document['schema_version']}; "
+            f"{where} has schema_version {document['schema_version']}; "
             f"this clipforge reads {SCHEMA_VERSION}"
         )
     if document["task"] not in TASKS:
-        raise ValueError(
-            f"result file {str(path)!r}: unknown task {document['task']!r} "
-            f"(known: {', '.join(TASKS)})"
-        )
+        raise ValueError(f"{where}: unknown task {document['task']!r} (known: {', '.join(TASKS)})")
     return document

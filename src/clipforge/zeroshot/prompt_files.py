@@ -204,9 +204,7 @@ def _json_entries(
         node, keys = _pick(node, dataset, path, keys, "dataset")
     if isinstance(node, dict):
         if language not in node:
-            hint = (
-                "" if dataset is not None else " (if the file is keyed by dataset, pass dataset=)"
-            )
+            hint = " (if the file is keyed by dataset, pass dataset=)" if dataset is None else ""
             available = sorted(set(node) | _file_languages(base))
             raise ValueError(
                 f"{_at(path, keys)}: no language {language!r}; keys: {available}{hint}"
