@@ -63,11 +63,6 @@ def check(
             )
 
 
-def check_positive(error: type[Exception], where: str, **values: float) -> None:
-    """Raise ``error`` naming the first of ``values`` that is not > 0 (``where.name=value``)."""
-    check("positive", f"{where}.", error, **values)
-
-
 def field_types(cls: type) -> dict[str, Any]:
     """The init fields of dataclass ``cls`` with their resolved annotations."""
     hints = typing.get_type_hints(cls)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..typed_config import build_dataclass, check_positive, to_plain
+from ..typed_config import build_dataclass, check, to_plain
 
 
 class ConfigError(ValueError):
@@ -46,8 +46,8 @@ class VisionConfig:
 
     def __post_init__(self) -> None:
         where = "vision_cfg"
-        check_positive(ConfigError, where, image_size=self.image_size, width=self.width)
-        check_positive(ConfigError, where, head_width=self.head_width, mlp_ratio=self.mlp_ratio)
+        positive = ("image_size", "width", "head_width", "mlp_ratio")
+        check("positive", f"{where}.", ConfigError, **{k: getattr(self, k) for k in positive})
         if not 0.0 <= self.patch_dropout < 1.0:
             raise ConfigError(f"{where}.patch_dropout={self.patch_dropout!r} must be in [0, 1)")
         if self.is_resnet:
@@ -66,7 +66,7 @@ class VisionConfig:
                     f"head_width={self.head_width}"
                 )
             return
-        check_positive(ConfigError, where, layers=self.layers)
+        check("positive", f"{where}.", ConfigError, layers=self.layers)
         if self.patch_size is None or self.patch_size <= 0:
             raise ConfigError(f"{where}.patch_size={self.patch_size!r} must be > 0 for a ViT")
         if self.image_size % self.patch_size:
@@ -97,10 +97,8 @@ class TextConfig:
 
     def __post_init__(self) -> None:
         where = "text_cfg"
-        check_positive(
-            ConfigError, where, vocab_size=self.vocab_size, width=self.width, heads=self.heads
-        )
-        check_positive(ConfigError, where, layers=self.layers, mlp_ratio=self.mlp_ratio)
+        positive = ("vocab_size", "width", "heads", "layers", "mlp_ratio")
+        check("positive", f"{where}.", ConfigError, **{k: getattr(self, k) for k in positive})
         if self.context_length < 2:
             raise ConfigError(f"{where}.context_length={self.context_length} must be >= 2")
         if self.width % self.heads:
@@ -119,7 +117,7 @@ class CLIPConfig:
     init_logit_bias: float | None = None
 
     def __post_init__(self) -> None:
-        check_positive(ConfigError, "config", embed_dim=self.embed_dim)
+        check("positive", "config.", ConfigError, embed_dim=self.embed_dim)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> CLIPConfig:

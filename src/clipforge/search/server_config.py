@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from clipforge.typed_config import TypedConfig, build_dataclass, check_positive, read_recipe
+from clipforge.typed_config import TypedConfig, build_dataclass, check, read_recipe
 
 DEFAULT_K = 20  # results when a query does not say (at most max_k)
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -77,9 +77,8 @@ class ServerConfig(TypedConfig):
         }
         config = build_dataclass(cls, data, source, ServerConfigError)
         limits = ("max_upload_mb", "max_k", "max_text_chars")
-        check_positive(
-            ServerConfigError, source, **{name: getattr(config, name) for name in limits}
-        )
+        values = {name: getattr(config, name) for name in limits}
+        check("positive", f"{source}.", ServerConfigError, **values)
         if config.default_k is not None and not 1 <= config.default_k <= config.max_k:
             raise ServerConfigError(
                 f"{source}.default_k={config.default_k!r} must be in [1, max_k={config.max_k}]"
