@@ -26,7 +26,6 @@ from clipforge.data.stream import (
     ImageTransform,
     SampleSource,
     TextTokenizer,
-    check_loader_options,
     stable_seed,
 )
 from clipforge.data.tables import ImageTextTable
@@ -224,16 +223,10 @@ def build_image_text_loader(
     ``max_skip_rate`` of the samples seen, once ``min_samples`` have been seen, raise
     :class:`DataError`.
     """
-    check_loader_options(
-        "build_image_text_loader",
-        max_skip_rate=max_skip_rate,
-        batch_size=(batch_size, 1),
-        workers=(workers, 0),
-        world_size=(world_size, 1),
-        shuffle_buffer=(shuffle_buffer, 0),
-        min_samples=(min_samples, 1),
-        rank=(rank, 0),
-    )
+    where = "build_image_text_loader: "
+    check("count", where, batch_size=batch_size, world_size=world_size, min_samples=min_samples)
+    check("index", where, workers=workers, shuffle_buffer=shuffle_buffer, rank=rank)
+    check("share", where, max_skip_rate=max_skip_rate)
     if rank >= world_size:
         raise ValueError(f"build_image_text_loader: rank={rank!r} must be in [0, {world_size})")
     streams = max(1, workers)

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from clipforge.data.evalsets.base import CAPTION_TASKS, TASKS, EvalSet
 from clipforge.data.skips import DataError, SampleSkipped, SkipReason, SkipStats
-from clipforge.data.stream import BatchRecord, check_loader_options
+from clipforge.data.stream import BatchRecord
+from clipforge.typed_config import check
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +142,9 @@ class EvalLoader:
                 f"EvalLoader({dataset.name}): the set has no transform to turn images into "
                 "pixels; pass transform= when opening it"
             )
-        check_loader_options(
-            "EvalLoader",
-            max_skip_rate=self.max_skip_rate,
-            batch_size=(self.batch_size, 1),
-            workers=(self.workers, 0),
-            min_samples=(self.min_samples, 1),
-        )
+        check("count", "EvalLoader: ", batch_size=self.batch_size, min_samples=self.min_samples)
+        check("index", "EvalLoader: ", workers=self.workers)
+        check("share", "EvalLoader: ", max_skip_rate=self.max_skip_rate)
 
     def __len__(self) -> int:
         return len(_Batches(self.dataset, self.batch_size))
