@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import clipforge.data
 import clipforge.encoder
-import clipforge.evaluate.features
+import clipforge.evaluate.run
 from clipforge import adapt, create_model, save_model
 from clipforge.data import evalsets
 from clipforge.data.evalsets import EvalOptions, ShapesClassificationSet
@@ -333,7 +333,7 @@ def test_second_run_reads_the_cache(
         raise AssertionError("a checkpoint's file fingerprint should spare hashing its weights")
 
     monkeypatch.setattr(clipforge.encoder, "weights_digest", no_hash)
-    monkeypatch.setattr(clipforge.evaluate.features, "weights_digest", no_hash)
+    monkeypatch.setattr(clipforge.evaluate.run, "weights_digest", no_hash)
     cfg = config(
         task="zeroshot",
         dataset="shapes/colour",

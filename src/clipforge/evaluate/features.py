@@ -26,8 +26,6 @@ import torch
 
 from ..data.evalsets import EvalLoader, EvalSet, LabelBatch
 from ..encoder import Encoder
-from ..models import list_models
-from ..models.digest import weights_digest
 from ..zeroshot.heads import read_document_file, write_document_file
 
 logger = logging.getLogger(__name__)
@@ -65,22 +63,6 @@ def path_fingerprint(path: str | os.PathLike) -> dict[str, Any] | None:
             if child.is_file()
         ]
     return found
-
-
-def model_identity(
-    model: torch.nn.Module, name: str | None, pretrained: str | os.PathLike | None
-) -> dict[str, Any]:
-    """What tells this model's features apart from another's: the name and the weights file's
-    :func:`path_fingerprint` (``pretrained``, or ``name`` being a checkpoint), else (a random
-    or in-memory model) a digest of the weights themselves."""
-    label = None if name is None else str(name)
-    sources = [pretrained]
-    if name is not None and label not in list_models() and Path(label).suffix != ".json":
-        sources.append(name)  # a checkpoint given as the model; a config file names no weights
-    for source in sources:
-        if source is not None and (fingerprint := path_fingerprint(source)) is not None:
-            return {"name": label, "weights_file": fingerprint}
-    return {"name": label, "weights_blake2b": weights_digest(model)}
 
 
 class FeatureCache:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from ..data.evalsets import detect_layout
 from ..distributed import resolve_device
 from ..encoder import Encoder
-from ..models import CLIP
+from ..models import CLIP, list_models
+from ..models.digest import weights_digest
 from .config import EvalConfig
-from .features import CachedEncoder, FeatureCache, model_identity
+from .features import CachedEncoder, FeatureCache, path_fingerprint
 from .results import build_result, write_result
 from .splits import ROLES, role_split
 from .tasks.fewshot import run_fewshot, run_linear_probe
@@ -45,9 +47,19 @@ def build_encoder(config: EvalConfig, model: CLIP | None = None) -> CachedEncode
         encoder = Encoder.load(config.model, config.pretrained, digest=False, **options)
     else:
         encoder = Encoder(model, **options)
+    # The identity tells this model's features apart from another's: the name and the weights
+    # file's fingerprint, else (a random or in-memory model) a digest of the weights themselves.
+    name, sources = config.model, [config.pretrained]
+    if name is not None and name not in list_models() and Path(name).suffix != ".json":
+        sources.append(name)  # a checkpoint given as the model; a config file names no weights
+    found = (path_fingerprint(source) for source in sources if source is not None)
+    if (fingerprint := next(filter(None, found), None)) is not None:
+        identity = {"name": name, "weights_file": fingerprint}
+    else:
+        identity = {"name": name, "weights_blake2b": weights_digest(encoder.model)}
     return CachedEncoder(
         encoder=encoder,
-        identity=model_identity(encoder.model, config.model, config.pretrained),
+        identity=identity,
         max_skip_rate=config.data.max_skip_rate,
         cache=FeatureCache(run.cache_folder),
     )
