@@ -27,7 +27,6 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from clipforge.data.skips import SampleSkipped, SkipReason, SkipStats, open_sample_image
-from clipforge.typed_config import check
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
 TextTokenizer = Callable[[list[str]], torch.Tensor]
@@ -104,14 +103,6 @@ def choose_caption(captions: Sequence[str], *, seed: int, epoch: int, sample_id:
     running RNG keeps it identical whatever the worker count, order or resume point.
     """
     return captions[stable_seed(seed, epoch, "caption", sample_id) % len(captions)]
-
-
-def check_loader_options(owner: str, *, max_skip_rate: float, **counts: tuple[int, int]) -> None:
-    """Raise naming ``owner`` and the option unless each ``name=(value, minimum)`` is an int
-    (not a bool) >= its minimum, 0 or 1, and ``max_skip_rate`` lies in [0, 1]."""
-    for name, (value, minimum) in counts.items():
-        check("count" if minimum else "index", f"{owner}: ", **{name: value})
-    check("share", f"{owner}: ", max_skip_rate=max_skip_rate)
 
 
 def pin_tensors(record: R) -> R:
