@@ -77,10 +77,8 @@ def _pretrained_tag(spec: ModelSpec, pretrained: object) -> PretrainedWeights | 
     is a tag (OpenCLIP's ``laion2b_s34b_b79k``, ``openai``, ...) rather than a file."""
     if not isinstance(spec, str) or spec not in list_models() or not isinstance(pretrained, str):
         return None
-    if pretrained.startswith(HF_HUB_PREFIX) or Path(pretrained).exists():
-        return None
-    if any(sep in pretrained for sep in ("/", os.sep)) or Path(pretrained).suffix:
-        return None  # a path: read_checkpoint says it does not exist
+    if _is_checkpoint(pretrained) or _looks_like_path(pretrained):
+        return None  # read_checkpoint reads it, or says it does not exist
     tag = find_pretrained(spec, pretrained)
     if tag is None:
         raise CheckpointError(unknown_tag_error(spec, pretrained))
@@ -102,9 +100,19 @@ def resolve_spec(spec: ModelSpec) -> tuple[CLIPConfig | None, Checkpoint | None]
     path = Path(text)
     if path.suffix == ".json" and path.is_file():
         return load_config_file(path), None
-    if text.startswith(HF_HUB_PREFIX) or path.exists():
+    if _is_checkpoint(text):
         checkpoint = read_checkpoint(text)
         return checkpoint_config(checkpoint), checkpoint
-    if any(sep in text for sep in ("/", os.sep)) or path.suffix:
+    if _looks_like_path(text):
         raise FileNotFoundError(f"model {text!r} is neither a registered name nor an existing file")
     return get_model_config(text), None  # raises with the closest names
+
+
+def _is_checkpoint(text: str) -> bool:
+    """An ``hf-hub:`` name or an existing file or directory."""
+    return text.startswith(HF_HUB_PREFIX) or Path(text).exists()
+
+
+def _looks_like_path(text: str) -> bool:
+    """A path rather than a name (a model's or a pretrained tag): it has a folder or a suffix."""
+    return any(sep in text for sep in ("/", os.sep)) or bool(Path(text).suffix)
